@@ -1,0 +1,5 @@
+import sys
+
+from vqvid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""The `vqvid` command: one entry point, one module per subcommand.
+
+Each subcommand lives in `vqvid.commands.<name>` and exposes `main(argv) -> int`, which tests call directly.
+Modules are imported only when their subcommand runs, so `vqvid --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module in vqvid.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("prepare", "decode a video source once into a store of fixed-size clips"),
+    "train": ("train", "train the VQ-VAE (`train vqvae`) or a prior (`train prior`)"),
+    "reconstruct": ("reconstruct", "encode and decode a video; write input | reconstruction as GIF/MP4"),
+    "extract": ("extract", "encode every clip of a source into a code store"),
+    "export": ("export", "write a model folder (safetensors + JSON) from checkpoints"),
+    "predict": ("predict", "sample future frames from context frames"),
+    "compress": ("compress", "entropy-code a video into a .vqv file"),
+    "decompress": ("decompress", "decode a .vqv file into a video"),
+    "info": ("info", "print the header and rate of a .vqv file"),
+    "rd": ("rd", "rate-distortion of vqvid against x264/x265"),
+    "demo": ("demo", "the whole pipeline on synthetic data, CPU-sized"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: vqvid <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `vqvid <command> --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from vqvid import __version__
+
+        print(f"vqvid {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"vqvid: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"vqvid.commands.{COMMANDS[name][0]}")
+    return int(module.main(rest) or 0)

@@ -1,0 +1,1 @@
+"""Subcommands of `vqvid`; each module exposes `main(argv: list[str] | None) -> int`."""
