@@ -1,0 +1,135 @@
+"""`vqvid train vqvae|prior`: train a stage with Lightning, from a preset, a YAML file and overrides.
+
+    vqvid train vqvae --data SRC --preset tiny --out RUN [--config FILE] [key=value ...]
+    vqvid train prior --level top|bottom --codes CODES --preset tiny --out RUN [key=value ...]
+    ... --resume                 continue RUN from RUN/checkpoints/last.ckpt, exactly
+    ... --devices 2 --strategy ddp --precision bf16-mixed     passed through to Lightning
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vqvid.config import ConfigError, load_yaml, save_yaml
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tiny", help="named config from vqvid.presets (default: tiny)")
+    parser.add_argument("--config", type=Path, help="YAML file whose fields replace the preset's")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoints, logs)")
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
+                        help="continue training: from CKPT, or from OUT/checkpoints/last.ckpt if no CKPT is given")
+    parser.add_argument("--devices", help="Lightning devices, e.g. 1, 4, 0,1 (train.devices)")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp (train.strategy)")
+    parser.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed (train.precision)")
+    parser.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto (train.accelerator)")
+    parser.add_argument("--max-steps", type=int, help="optimiser steps (train.max_steps)")
+    parser.add_argument("--batch-size", type=int, help="per-device batch size (train.batch_size)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and tests)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.channels=64 train.lr=3e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vqvid train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    stages = parser.add_subparsers(dest="stage", required=True)
+    vqvae = stages.add_parser("vqvae", help="train the hierarchical VQ-VAE on video clips")
+    vqvae.add_argument("--data", required=True, help="video file/folder, frame folders, prepared store or 'synthetic'")
+    vqvae.add_argument("--val-data", help="validation source (default: the source's val split, or a held-out tail)")
+    _common(vqvae)
+    prior = stages.add_parser("prior", help="train a PixelSNAIL prior on extracted codes")
+    prior.add_argument("--level", required=True, choices=["top", "bottom"])
+    prior.add_argument("--codes", required=True, type=Path, help="code store written by `vqvid extract`")
+    prior.add_argument("--val-codes", type=Path, help="validation code store (default: a held-out tail)")
+    _common(prior)
+    return parser
+
+
+def _cli_overrides(args: argparse.Namespace) -> list[str]:
+    flags = {"devices": "train.devices", "strategy": "train.strategy", "precision": "train.precision",
+             "accelerator": "train.accelerator", "max_steps": "train.max_steps", "batch_size": "train.batch_size"}
+    items = [f"{key}={getattr(args, name)}" for name, key in flags.items() if getattr(args, name) is not None]
+    # devices "0,1" must stay a string, not become a YAML list or int
+    return [f"{k}='{v}'" if k == "train.devices" else f"{k}={v}" for k, v in (i.split("=", 1) for i in items)]
+
+
+def _resolve(cls, preset, args: argparse.Namespace):
+    from vqvid.config import resolve
+
+    saved = args.out / "config.yaml"
+    if args.resume is not None and saved.exists() and args.config is None:
+        # a resumed run keeps its own config; only hardware flags and overrides may change
+        base = load_yaml(saved)
+        from vqvid.config import from_dict
+
+        preset = from_dict(cls, base)
+    return resolve(cls, preset, args.config, [*args.overrides, *_cli_overrides(args)])
+
+
+def _resume_path(args: argparse.Namespace) -> Path | None:
+    if args.resume is None:
+        return None
+    from vqvid.training.runner import last_checkpoint
+
+    path = last_checkpoint(args.out) if args.resume == "last" else Path(args.resume)
+    if path is None or not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
+    return path
+
+
+def train_vqvae(args: argparse.Namespace) -> Path:
+    import lightning as L
+
+    from vqvid.data import open_clips
+    from vqvid.presets import VQVAERun, get_preset
+    from vqvid.training.callbacks import ReconstructionGIFs
+    from vqvid.training.data import TrainValData, hold_out
+    from vqvid.training.runner import fit
+    from vqvid.training.vqvae import VQVAEModule
+
+    run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
+    resume = _resume_path(args)
+    train_set, val_set = _clip_sets(args.data, args.val_data, run)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_yaml(run, args.out / "config.yaml")
+    L.seed_everything(run.train.seed, verbose=False)
+    module = VQVAEModule.from_configs(run.model, run.train, run.data)
+    data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
+    gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
+    fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
+    return args.out / "checkpoints" / "last.ckpt"
+
+
+def _clip_sets(source: str, val_source: str | None, run):
+    from vqvid.data import DataError, open_clips
+    from vqvid.training.data import hold_out
+
+    if val_source is not None:
+        return open_clips(source, run.data, split="train"), open_clips(val_source, run.data, split="val")
+    try:
+        return open_clips(source, run.data, split="train"), open_clips(source, run.data, split="val")
+    except DataError:
+        return hold_out(open_clips(source, run.data), run.train.val_fraction)
+
+
+def train_prior(args: argparse.Namespace) -> Path:
+    from vqvid.training.prior import train_prior_run
+
+    from vqvid.presets import PriorRun, get_preset
+
+    run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
+    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args),
+                           progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        last = train_vqvae(args) if args.stage == "vqvae" else train_prior(args)
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"vqvid train {args.stage}: {error}", file=sys.stderr)
+        return 2
+    print(f"done: last checkpoint {last}")
+    return 0

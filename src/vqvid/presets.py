@@ -1,0 +1,104 @@
+"""The registry of named configurations that every `--preset` option reads.
+
+- `tiny`: CPU-sized, for the demo and the tests: 16 frames of 64×64 -> top codes 4×8×8, bottom codes 8×16×16.
+- `thesis`: the original thesis's run: 16 frames of 256×256, 128 channels, 2 residual blocks, 512 codes,
+  embedding width 32, lr 1e-3 -> top codes 4×32×32, bottom codes 8×64×64; its top prior has 256 filters,
+  6 blocks of 1 residual block, key 16, value 128.
+
+A preset is a starting point: `--config FILE` (YAML) and `key=value` overrides change any field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vqvid.data.video import ClipSpec
+from vqvid.models.pixelsnail import PixelSNAILConfig
+from vqvid.models.vqvae import VQVAEConfig
+from vqvid.training.config import TrainConfig
+
+
+@dataclass
+class VQVAERun:
+    """Everything a VQ-VAE training run needs besides its data source."""
+
+    model: VQVAEConfig = field(default_factory=VQVAEConfig)
+    data: ClipSpec = field(default_factory=ClipSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class PriorRun:
+    """Everything a prior training run needs besides its code store (which fixes the grid shape)."""
+
+    model: PixelSNAILConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Preset:
+    description: str
+    vqvae: VQVAERun
+    top: PriorRun
+    bottom: PriorRun
+
+    def prior(self, level: str) -> PriorRun:
+        if level not in ("top", "bottom"):
+            raise ValueError(f"--level must be 'top' or 'bottom', got {level!r}")
+        return self.top if level == "top" else self.bottom
+
+
+def _tiny() -> Preset:
+    return Preset(
+        description="CPU demo: 16×64×64 clips, small networks, minutes on 2 cores",
+        vqvae=VQVAERun(
+            model=VQVAEConfig(channels=64, res_channels=32, n_res_blocks=1, embed_dim=32, num_codes=512),
+            data=ClipSpec(frames=16, stride=8, size=64),
+            train=TrainConfig(batch_size=8, lr=2e-3, max_steps=600, val_every=200, val_batches=2,
+                              warmup_steps=20, num_workers=2, log_every=10),
+        ),
+        top=PriorRun(
+            model=PixelSNAILConfig(shape=(4, 8, 8), channels=64, n_blocks=2, n_res_blocks=1, attention=True,
+                                   n_heads=2, key_channels=16, value_channels=32, dropout=0.1),
+            train=TrainConfig(batch_size=16, lr=1e-3, max_steps=300, val_every=100, val_batches=2,
+                              num_workers=0, log_every=10),
+        ),
+        bottom=PriorRun(
+            model=PixelSNAILConfig(shape=(8, 16, 16), channels=64, n_blocks=2, n_res_blocks=1, attention=False,
+                                   dropout=0.1, condition_num_codes=512, condition_shape=(4, 8, 8)),
+            train=TrainConfig(batch_size=16, lr=1e-3, max_steps=300, val_every=100, val_batches=2,
+                              num_workers=0, log_every=10),
+        ),
+    )
+
+
+def _thesis() -> Preset:
+    return Preset(
+        description="the thesis's run: 16×256×256 clips at 10 fps, 128 channels, 512 codes",
+        vqvae=VQVAERun(
+            model=VQVAEConfig(channels=128, res_channels=32, n_res_blocks=2, embed_dim=32, num_codes=512),
+            data=ClipSpec(frames=16, stride=8, size=256, fps=10.0),
+            train=TrainConfig(batch_size=8, lr=1e-3, max_steps=100_000, val_every=2_000, val_batches=8,
+                              num_workers=8),
+        ),
+        top=PriorRun(
+            model=PixelSNAILConfig(shape=(4, 32, 32), channels=256, n_blocks=6, n_res_blocks=1, attention=True,
+                                   n_heads=1, key_channels=16, value_channels=128, dropout=0.1),
+            train=TrainConfig(batch_size=16, lr=3e-4, max_steps=100_000, val_every=2_000, num_workers=4),
+        ),
+        bottom=PriorRun(
+            model=PixelSNAILConfig(shape=(8, 64, 64), channels=256, n_blocks=6, n_res_blocks=1, attention=False,
+                                   dropout=0.1, condition_num_codes=512, condition_shape=(4, 32, 32)),
+            train=TrainConfig(batch_size=8, lr=3e-4, max_steps=100_000, val_every=2_000, num_workers=4),
+        ),
+    )
+
+
+PRESETS = {"tiny": _tiny, "thesis": _thesis}
+
+
+def get_preset(name: str) -> Preset:
+    """A fresh copy of a named preset; unknown names list the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,42 @@
+"""Callbacks: reconstruction GIFs of fixed validation clips at every validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from vqvid.viz import save_video, side_by_side, stack_rows, upscale
+
+
+class ReconstructionGIFs(L.Callback):
+    """Writes `gifs/step_XXXXXXX.gif` (input | reconstruction, one row per clip) after each validation.
+
+    The same first `num_clips` validation clips every time, so GIFs of successive steps can be compared.
+    On TensorBoard the middle frame of each panel is logged as an image too.
+    """
+
+    def __init__(self, folder: str | Path, num_clips: int = 2, fps: float = 10.0):
+        self.folder, self.num_clips, self.fps = Path(folder), num_clips, fps
+
+    def _clips(self, trainer: L.Trainer) -> torch.Tensor:
+        dataset = trainer.datamodule.val_set
+        n = min(self.num_clips, len(dataset))
+        return torch.stack([dataset[i] for i in range(n)])  # (N, 3, T, H, W)
+
+    @torch.no_grad()
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.num_clips == 0 or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        clips = self._clips(trainer).to(module.device)
+        reconstruction = module.model(clips).reconstruction.float().clamp(-1, 1)
+        scale = max(1, 128 // clips.shape[-1])
+        rows = [side_by_side([upscale(c.cpu(), scale), upscale(r.cpu(), scale)])
+                for c, r in zip(clips, reconstruction)]
+        grid = stack_rows(rows)
+        save_video(self.folder / f"step_{trainer.global_step:07d}.gif", grid, self.fps)
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            middle = (grid[:, grid.shape[1] // 2] + 1) / 2  # (3, H, W) in [0, 1]
+            experiment.add_image("val/reconstruction", middle, trainer.global_step)

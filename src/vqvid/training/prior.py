@@ -1,0 +1,111 @@
+"""Lightning wrapper of a PixelSNAIL prior over one level of codes: NLL loss, bits per code, accuracy.
+
+The top prior models p(top); the bottom prior p(bottom | top). Both train on a code store written by
+`vqvid extract`; the VQ-VAE is never loaded, so it cannot change while a prior trains. A prior remembers the
+fingerprint of the VQ-VAE whose codes it learned, and refuses codes of another.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from vqvid.config import from_dict, save_yaml, to_dict
+from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+from vqvid.training.config import TrainConfig
+from vqvid.training.runner import adam_with_warmup
+
+
+class PriorModule(L.LightningModule):
+    """Trains a `PixelSNAIL` on codes (B,T,H,W) int64; for `level="bottom"` batches are (bottom, top)."""
+
+    def __init__(self, model: dict[str, Any], train: dict[str, Any], level: str, vqvae_fingerprint: str):
+        super().__init__()
+        self.save_hyperparameters()  # plain dicts and strings: loads with weights_only=True
+        self.model_config = from_dict(PixelSNAILConfig, model, "model")
+        self.train_config = from_dict(TrainConfig, train, "train")
+        self.level = level
+        self.model = PixelSNAIL(self.model_config)
+
+    def _split(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.level == "bottom":
+            codes, condition = batch
+            return codes, condition
+        return batch, None
+
+    def _nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        codes, condition = self._split(batch)
+        logits = self.model(codes, condition)  # (B, K, T, H, W)
+        nll = F.cross_entropy(logits.float(), codes)  # nats per code
+        accuracy = (logits.argmax(1) == codes).float().mean()
+        return nll, accuracy
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        nll, accuracy = self._nll(batch)
+        bits = nll / math.log(2)
+        self.log_dict({"train/nll_nats": nll, "train/bits_per_code": bits, "train/accuracy": accuracy})
+        self.log("bits", bits, prog_bar=True, logger=False)
+        return nll
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        nll, accuracy = self._nll(batch)
+        self.log("val/bits_per_code", nll / math.log(2), prog_bar=True, sync_dist=True)
+        self.log("val/accuracy", accuracy, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vqvid"] = {"kind": "prior", "level": self.level, "format": 1}
+
+    def configure_optimizers(self):
+        return adam_with_warmup(self.model.parameters(), self.train_config)
+
+
+def fit_to_store(model: PixelSNAILConfig, level: str, meta) -> PixelSNAILConfig:
+    """The prior config with its grid (and, for the bottom prior, the condition's grid) taken from the store."""
+    from dataclasses import replace
+
+    if meta.num_codes != model.num_codes:
+        model = replace(model, num_codes=meta.num_codes)
+    if level == "top":
+        return replace(model, shape=tuple(meta.top_shape), condition_num_codes=None, condition_shape=None)
+    return replace(model, shape=tuple(meta.bottom_shape), condition_num_codes=meta.num_codes,
+                   condition_shape=tuple(meta.top_shape))
+
+
+def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: Path, resume: Path | None,
+                    progress: bool = True) -> Path:
+    """Train the `level` prior of `run` (a presets.PriorRun) on a code store; returns the last checkpoint."""
+    from dataclasses import replace
+
+    from vqvid.checkpoints import read_checkpoint
+    from vqvid.data.codes import CodeDataset, CodeStoreError
+    from vqvid.training.data import TrainValData, hold_out
+    from vqvid.training.runner import fit
+
+    dataset = CodeDataset(codes, level)
+    meta = dataset.meta
+    run = replace(run, model=fit_to_store(run.model, level, meta))
+    if val_codes is not None:
+        val_set = CodeDataset(val_codes, level)
+        val_set.check_compatible(meta.fingerprint)
+        train_set = dataset
+    else:
+        train_set, val_set = hold_out(dataset, run.train.val_fraction)
+    if resume is not None:
+        trained_on = read_checkpoint(resume, "prior")["hyper_parameters"]["vqvae_fingerprint"]
+        if trained_on != meta.fingerprint:
+            raise CodeStoreError(
+                f"--resume {resume}: the prior was trained on codes of VQ-VAE {trained_on}, but {codes} holds "
+                f"codes of VQ-VAE {meta.fingerprint}"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(run, out / "config.yaml")
+    L.seed_everything(run.train.seed, verbose=False)
+    module = PriorModule(to_dict(run.model), to_dict(run.train), level, meta.fingerprint)
+    data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
+    fit(module, data, run.train, out, resume, progress=progress)
+    return out / "checkpoints" / "last.ckpt"

@@ -1,0 +1,132 @@
+"""One way to run Lightning for every stage: run folder layout, loggers, checkpoints, resume.
+
+A run folder holds:
+    config.yaml                  the resolved config (preset <- file <- overrides)
+    checkpoints/last.ckpt        newest checkpoint, replaced atomically at every validation
+    checkpoints/step=N.ckpt      one per validation
+    logs/                        TensorBoard or CSV logs (wandb: its own folder)
+    gifs/                        reconstruction GIFs (VQ-VAE runs)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+from vqvid.training.config import TrainConfig
+
+
+class StepSeed(Callback):
+    """Seeds torch's generator from (seed, step, rank) before every training step.
+
+    Dead-code restarts and dropout draw random numbers; so do DataLoader iterators when they start. Seeding per
+    step makes every step's randomness independent of what ran before it, so a run stopped and resumed at any
+    step continues exactly as an uninterrupted run (Lightning restores weights, optimiser and step, not RNGs).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int) -> None:
+        step, rank = int(trainer.global_step), int(trainer.global_rank)
+        torch.manual_seed((self.seed * 1_000_003 + step * 7_919 + rank) % 2**62)
+
+
+def adam_with_warmup(parameters, config: TrainConfig):
+    """Adam at `config.lr`, with a linear warm-up over `config.warmup_steps` steps when that is > 0."""
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.warmup_steps == 0:
+        return optimizer
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+
+
+def _devices(value: str) -> int | str | list[int]:
+    if value.isdigit():
+        return int(value)
+    if "," in value:
+        return [int(v) for v in value.split(",") if v]
+    return value
+
+
+def _logger(config: TrainConfig, out: Path):
+    if config.logger == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(out, name="logs", version="")
+    if config.logger == "wandb":
+        from lightning.pytorch.loggers import WandbLogger  # needs the optional `wandb` extra
+
+        return WandbLogger(save_dir=out, project="vqvid")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(out, name="logs", version="")
+
+
+def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback] = (),
+                  progress: bool = True) -> L.Trainer:
+    """A Trainer that counts in steps, validates and checkpoints every `val_every` steps."""
+    out = Path(out)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=config.val_every,
+        save_top_k=-1,
+        save_last=True,
+    )
+    all_callbacks = [checkpoints, StepSeed(config.seed), *callbacks]
+    if progress:
+        all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)))
+    if config.warmup_steps:
+        all_callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return L.Trainer(
+        default_root_dir=out,
+        max_steps=config.max_steps,
+        max_epochs=-1,
+        val_check_interval=config.val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=config.val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=config.log_every,
+        gradient_clip_val=config.grad_clip,
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        strategy=config.strategy,
+        precision=config.precision,
+        logger=_logger(config, out),
+        callbacks=all_callbacks,
+        # The train loader shards and orders batches itself, so that a resumed run sees the same batches.
+        use_distributed_sampler=False,
+        deterministic=config.deterministic,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+    )
+
+
+def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainConfig, out: str | Path,
+        resume: str | Path | None = None, callbacks: list[Callback] = (), progress: bool = True) -> L.Trainer:
+    """Train `module` on `data`; `resume` is a checkpoint to continue from exactly (optimizer, step, data order)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    trainer = build_trainer(config, out, list(callbacks), progress)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    return trainer
+
+
+def last_checkpoint(run: str | Path) -> Path | None:
+    path = Path(run) / "checkpoints" / "last.ckpt"
+    return path if path.exists() else None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint as a dict, read safely (weights_only: no code from the file runs)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path}: no such file") from None
+    except Exception as error:  # a truncated or foreign file: say which file and what was expected
+        raise ValueError(f"checkpoint {path}: not a readable vqvid/Lightning checkpoint ({error})") from error

@@ -1,0 +1,92 @@
+"""Lightning wrapper of the hierarchical VQ-VAE: loss, optimiser, validation metrics and codebook statistics.
+
+The model itself is `vqvid.models.vqvae.VQVAE`, a plain nn.Module; this module only trains it. Loss is the
+reconstruction MSE plus the commitment terms of both levels (β = 0.25); codebooks follow EMA updates inside the
+quantisers, not the optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from vqvid import metrics
+from vqvid.config import from_dict, to_dict
+from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.training.config import TrainConfig
+from vqvid.training.runner import adam_with_warmup
+
+LEVELS = ("top", "bottom")
+
+
+class VQVAEModule(L.LightningModule):
+    """Trains a `VQVAE` on clips B×3×T×H×W in [-1, 1]."""
+
+    def __init__(self, model: dict[str, Any], train: dict[str, Any], data: dict[str, Any] | None = None):
+        super().__init__()
+        # Plain dicts, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.model_config = from_dict(VQVAEConfig, model, "model")
+        self.train_config = from_dict(TrainConfig, train, "train")
+        self.model = VQVAE(self.model_config)
+        self.register_buffer("_val_counts", torch.zeros(2, self.model_config.num_codes), persistent=False)
+
+    @classmethod
+    def from_configs(cls, model: VQVAEConfig, train: TrainConfig, data: Any = None) -> VQVAEModule:
+        return cls(to_dict(model), to_dict(train), to_dict(data) if data is not None else None)
+
+    def forward(self, video: torch.Tensor):
+        return self.model(video)
+
+    def _step(self, video: torch.Tensor):
+        out = self.model(video)
+        mse = F.mse_loss(out.reconstruction.float(), video.float())
+        return out, mse, mse + out.commitment_loss
+
+    def training_step(self, video: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        out, mse, loss = self._step(video)
+        log = {"train/loss": loss, "train/mse": mse, "train/commitment": out.commitment_loss}
+        for level in LEVELS:
+            q = getattr(out, level)
+            log[f"train/perplexity_{level}"] = q.perplexity
+            log[f"train/usage_{level}"] = q.usage
+        self.log_dict(log, prog_bar=False)
+        self.log("loss", loss, prog_bar=True, logger=False)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts.zero_()
+
+    def validation_step(self, video: torch.Tensor, batch_idx: int) -> None:
+        out, mse, loss = self._step(video)
+        reconstruction = out.reconstruction.clamp(-1, 1)
+        self.log_dict(
+            {
+                "val/loss": loss,
+                "val/mse": mse,
+                "val/ssim": metrics.ssim(reconstruction, video),
+            },
+            sync_dist=True,
+        )
+        self.log("val/psnr", metrics.psnr(reconstruction, video), prog_bar=True, sync_dist=True)
+        for i, level in enumerate(LEVELS):
+            codes = getattr(out, level).codes
+            self._val_counts[i] += torch.bincount(codes.flatten(), minlength=self.model_config.num_codes)
+
+    def on_validation_epoch_end(self) -> None:
+        counts = self.trainer.strategy.reduce(self._val_counts.clone(), reduce_op="sum")
+        for i, level in enumerate(LEVELS):
+            used = (counts[i] > 0).float().mean()
+            probs = counts[i] / counts[i].sum().clamp(min=1)
+            perplexity = torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
+            self.log(f"val/codebook_usage_{level}", used, rank_zero_only=True)
+            self.log(f"val/perplexity_{level}", perplexity, rank_zero_only=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vqvid"] = {"kind": "vqvae", "format": 1}
+
+    def configure_optimizers(self):
+        return adam_with_warmup(self.model.parameters(), self.train_config)

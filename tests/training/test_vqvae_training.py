@@ -1,0 +1,84 @@
+"""Training the VQ-VAE with Lightning: exact resume, safe checkpoints, refusal of foreign checkpoints."""
+
+import lightning as L
+import pytest
+import torch
+
+from vqvid.checkpoints import load_vqvae, read_checkpoint
+from vqvid.models.vqvae import VQVAEConfig
+from vqvid.training.config import TrainConfig
+from vqvid.training.data import TrainValData
+from vqvid.training.runner import fit
+from vqvid.training.vqvae import VQVAEModule
+
+MODEL = VQVAEConfig(channels=8, res_channels=4, n_res_blocks=1, embed_dim=4, num_codes=16)
+
+
+def _clips(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 4, 16, 16, generator=generator) * 2 - 1  # (N, 3, T, H, W)
+
+
+def _train(out, steps, resume=None):
+    config = TrainConfig(batch_size=2, max_steps=steps, val_every=3, val_batches=1, num_workers=0, log_every=1,
+                         logger="csv", accelerator="cpu", devices="1", deterministic=True, warmup_steps=2)
+    L.seed_everything(0, verbose=False)
+    module = VQVAEModule.from_configs(MODEL, config)
+    # 10 clips, batch 2: 5 steps per epoch, so the resume point (step 3) falls inside an epoch
+    data = TrainValData(_clips(10, 1), _clips(2, 2), config.batch_size, 0, seed=0)
+    fit(module, data, config, out, resume, progress=False)
+    return module
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = _train(tmp_path / "straight", 8)
+    _train(tmp_path / "stopped", 3)
+    resumed = _train(tmp_path / "stopped", 8, resume=tmp_path / "stopped" / "checkpoints" / "last.ckpt")
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
+    # training moved every weight away from the (same-seed) initial ones, so the equality above is not trivial
+    L.seed_everything(0, verbose=False)
+    initial = VQVAEModule.from_configs(MODEL, TrainConfig()).state_dict()
+    moved = [name for name in initial if initial[name].is_floating_point() and not torch.equal(initial[name], a[name])]
+    assert len(moved) > len(initial) // 2
+
+
+def test_checkpoint_loads_safely_and_refuses_other_files(tmp_path):
+    _train(tmp_path / "run", 3)
+    loaded = load_vqvae(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert loaded.config == MODEL and len(loaded.fingerprint) == 16
+    video = _clips(1, 5)
+    assert loaded.model.encode(video).top.shape == (1, 1, 2, 2)
+
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="garbage.ckpt: cannot be read"):
+        load_vqvae(garbage)
+    prior_like = tmp_path / "prior.ckpt"
+    checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", "vqvae")
+    checkpoint["vqvid"]["kind"] = "prior"
+    torch.save(checkpoint, prior_like)
+    with pytest.raises(ValueError, match="expected a vqvid vqvae checkpoint, but it is a vqvid prior checkpoint"):
+        load_vqvae(prior_like)
+
+
+def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    module = _train(tmp_path / "run", 3)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    import fsspec.implementations.local as local
+
+    def dies_halfway(self, data):  # the process is killed in the middle of writing the new checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local.LocalFileOpener, "write", dies_halfway)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(last)
+    monkeypatch.undo()
+    assert last.read_bytes() == before
+    assert load_vqvae(last).config == MODEL
