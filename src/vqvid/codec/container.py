@@ -1,0 +1,388 @@
+"""The .vqv container: a header saying what the codes are and how they were coded, then chunks of coded codes.
+
+Layout, every integer little-endian:
+
+    offset  bytes  field
+    0       8      magic b"VQV\\x00\\r\\n\\x1a\\n" (\\r\\n and \\x1a expose text-mode transfers, as in PNG)
+    8       2      format version, u16 (= FORMAT_VERSION)
+    10      58     fixed fields, `_FIELDS`: mode u8 (0 fixed, 1 prior), fingerprint length u8, num_codes u32,
+                   frame_count u32, fps numerator u32, fps denominator u32, height u32, width u32,
+                   clip_frames u32, top grid (t, h, w) 3 x u32, bottom grid (t, h, w) 3 x u32, num_chunks u32
+    68      n      model fingerprint, n printable ASCII bytes (1 <= n <= 255)
+    68+n    8c     chunk table: for each of the c chunks, payload length u32 and CRC32 of the payload u32
+    68+n+8c 4      header CRC32 (zlib.crc32) of all bytes before it
+    72+n+8c        the c payloads, back to back, in table order, up to the end of the file
+
+The format version pins everything a decoder must reproduce bit for bit, including the quantisation of
+probabilities in `vqvid.codec.entropy`. How codes are split into chunks (one per clip and level, say) is up to
+the writer; the container only guarantees that each chunk comes back exactly as written.
+
+Reading checks every field before trusting it, and the sizes the file claims against the size it has before
+reading any further, so a damaged or hostile file costs at most its own size in memory and always fails with
+`VQVFormatError` saying which field or chunk is wrong, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Literal, NamedTuple
+
+MAGIC = b"VQV\x00\r\n\x1a\n"
+FORMAT_VERSION = 1
+
+MODES: tuple[str, ...] = ("fixed", "prior")  # index = value of the mode byte
+MAX_FINGERPRINT_BYTES = 255  # the length is one byte
+MAX_NUM_CODES = 1 << 16  # codes are stored as 16-bit integers
+MAX_SIDE = 1 << 14  # pixels per frame side; 16K video is 15360 x 8640
+MAX_CLIP_FRAMES = 1 << 10
+MAX_CLIP_PIXELS = 1 << 28  # frames x height x width of one clip: what a decoder allocates at once
+_U32_MAX = (1 << 32) - 1
+
+_PREAMBLE = struct.Struct("<8sH")  # magic, version
+_FIELDS = struct.Struct("<BB7I3I3II")
+_CHUNK_ENTRY = struct.Struct("<II")  # payload length, payload CRC32
+_CRC = struct.Struct("<I")
+
+
+class VQVFormatError(ValueError):
+    """A .vqv file (or bytes) that is not a valid container; the message names the field or chunk."""
+
+
+class FingerprintMismatchError(VQVFormatError):
+    """A .vqv file coded with another model than the one given to decode it."""
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    expected = f"header field {name}: expected an integer in [{low}, {high}]"
+    if isinstance(value, bool):
+        raise ValueError(f"{expected}, found {value!r}")
+    try:
+        number = operator.index(value)  # ints and numpy integers; not floats
+    except TypeError:
+        raise ValueError(f"{expected}, found {value!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"{expected}, found {number}")
+    return number
+
+
+def _check_fps(value: object) -> Fraction:
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"header field fps: expected a finite number > 0, found {value}")
+        # A float frame rate is usually a rounded rational such as 30000/1001; recover it.
+        value = Fraction(value).limit_denominator(1_000_000)
+    if isinstance(value, bool) or not isinstance(value, (int, Fraction)):
+        raise ValueError(f"header field fps: expected a Fraction, int or float, found {value!r}")
+    fps = Fraction(value)
+    if fps <= 0 or fps.numerator > _U32_MAX or fps.denominator > _U32_MAX:
+        raise ValueError(f"header field fps: expected a ratio > 0 of two 32-bit integers, found {fps}")
+    return fps
+
+
+@dataclass(frozen=True)
+class VQVHeader:
+    """What a .vqv file holds: enough to decode every chunk and to rebuild the video's geometry and timing."""
+
+    fingerprint: str  # hash of the model the codes belong to; decoding with another model gives garbage
+    mode: Literal[
+        "fixed", "prior"
+    ]  # "prior": entropy-coded under the priors; "fixed": ceil(log2 K) bits a code
+    num_codes: int  # K, codebook entries per level; codes are in [0, K)
+    frame_count: int  # frames of the source video; the last clip may be padded past it
+    fps: Fraction  # exact frame rate (30000/1001 stays exact); floats are converted on construction
+    height: int  # frame height in pixels
+    width: int  # frame width in pixels
+    clip_frames: int  # frames per clip: the video is coded as ceil(frame_count / clip_frames) clips
+    top_shape: tuple[int, int, int]  # (t, h, w) of the top code grid of one clip
+    bottom_shape: tuple[int, int, int]  # (t, h, w) of the bottom code grid of one clip
+    num_chunks: int  # payloads that follow the header; must equal len(chunks) when writing
+
+    def __post_init__(self) -> None:
+        """Validates and normalises every field; raises ValueError naming the field."""
+        fingerprint = self.fingerprint
+        if not isinstance(fingerprint, str) or not (
+            fingerprint.isascii()
+            and fingerprint.isprintable()
+            and 1 <= len(fingerprint) <= MAX_FINGERPRINT_BYTES
+        ):
+            # Printable ASCII only: `vqvid info` prints it, so a file cannot smuggle in terminal escapes.
+            raise ValueError(
+                f"header field fingerprint: expected 1 to {MAX_FINGERPRINT_BYTES} printable ASCII "
+                f"characters, found {fingerprint!r}"
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"header field mode: expected one of {MODES}, found {self.mode!r}")
+        set_ = object.__setattr__  # frozen dataclass: normalise in place once, here
+        set_(self, "num_codes", _check_int("num_codes", self.num_codes, 2, MAX_NUM_CODES))
+        set_(self, "frame_count", _check_int("frame_count", self.frame_count, 1, _U32_MAX))
+        set_(self, "fps", _check_fps(self.fps))
+        set_(self, "height", _check_int("height", self.height, 1, MAX_SIDE))
+        set_(self, "width", _check_int("width", self.width, 1, MAX_SIDE))
+        set_(self, "clip_frames", _check_int("clip_frames", self.clip_frames, 1, MAX_CLIP_FRAMES))
+        clip_pixels = self.clip_frames * self.height * self.width
+        if clip_pixels > MAX_CLIP_PIXELS:
+            raise ValueError(
+                f"header fields clip_frames x height x width: expected at most {MAX_CLIP_PIXELS} pixels "
+                f"per clip, found {self.clip_frames} x {self.height} x {self.width} = {clip_pixels}"
+            )
+        clip = (self.clip_frames, self.height, self.width)
+        for level in ("top", "bottom"):
+            name = f"{level}_shape"
+            shape = getattr(self, name)
+            try:
+                shape = tuple(shape)  # a tuple, list or array
+            except TypeError:
+                shape = None
+            if shape is None or len(shape) != 3:
+                raise ValueError(f"header field {name}: expected (t, h, w), found {getattr(self, name)!r}")
+            # A code grid is never finer than the clip it codes; this also bounds what a decoder allocates.
+            dims = tuple(
+                _check_int(f"{name}[{i}]", d, 1, limit)
+                for i, (d, limit) in enumerate(zip(shape, clip, strict=True))
+            )
+            set_(self, name, dims)
+        set_(self, "num_chunks", _check_int("num_chunks", self.num_chunks, 1, _U32_MAX))
+
+    @property
+    def num_clips(self) -> int:
+        return -(-self.frame_count // self.clip_frames)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video."""
+        return float(self.frame_count / self.fps)
+
+
+class VQVFile(NamedTuple):
+    header: VQVHeader
+    chunks: list[bytes]
+
+
+def _encode_prefix(header: VQVHeader, chunks: list[bytes]) -> bytes:
+    """Magic, version, fields, fingerprint, chunk table and header CRC."""
+    fingerprint = header.fingerprint.encode("ascii")
+    fields = _FIELDS.pack(
+        MODES.index(header.mode),
+        len(fingerprint),
+        header.num_codes,
+        header.frame_count,
+        header.fps.numerator,
+        header.fps.denominator,
+        header.height,
+        header.width,
+        header.clip_frames,
+        *header.top_shape,
+        *header.bottom_shape,
+        header.num_chunks,
+    )
+    table = b"".join(_CHUNK_ENTRY.pack(len(chunk), zlib.crc32(chunk)) for chunk in chunks)
+    prefix = _PREAMBLE.pack(MAGIC, FORMAT_VERSION) + fields + fingerprint + table
+    return prefix + _CRC.pack(zlib.crc32(prefix))
+
+
+def write_vqv(target: str | os.PathLike | BinaryIO, header: VQVHeader, chunks: list[bytes]) -> None:
+    """Writes a .vqv file. For a path, the bytes go to a temporary file in the same folder that then replaces
+    the target in one step: a crash leaves the old file or the complete new one, never a partial one."""
+    chunks = [bytes(chunk) for chunk in chunks]
+    if len(chunks) != header.num_chunks:
+        raise ValueError(
+            f"write_vqv: header.num_chunks is {header.num_chunks} but {len(chunks)} chunks were given"
+        )
+    too_long = [i for i, chunk in enumerate(chunks) if len(chunk) > _U32_MAX]
+    if too_long:
+        raise ValueError(f"write_vqv: chunk {too_long[0]} is longer than {_U32_MAX} bytes")
+    prefix = _encode_prefix(header, chunks)
+    if not isinstance(target, (str, os.PathLike)):
+        target.write(prefix)
+        for chunk in chunks:
+            target.write(chunk)
+        return
+    path = Path(target)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never clobber another file; mode 0o666 lets the umask decide permissions, as for any new file.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(prefix)
+            for chunk in chunks:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+class _Reader:
+    """Bounds-checked reads from a whole file or a bytes object of known size."""
+
+    def __init__(self, name: str, size: int, read_at: Callable[[int, int], bytes]) -> None:
+        self.name, self.size, self._read_at = name, size, read_at
+
+    def error(self, message: str) -> VQVFormatError:
+        return VQVFormatError(f"{self.name}: {message}")
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        if offset + length > self.size:
+            raise self.error(
+                f"truncated: {what} needs bytes [{offset}, {offset + length}) "
+                f"but the file has {self.size} bytes"
+            )
+        data = self._read_at(offset, length)
+        if len(data) != length:  # the file shrank while being read
+            raise self.error(f"truncated: {what} needs {length} bytes at offset {offset}, read {len(data)}")
+        return data
+
+
+def _parse(reader: _Reader) -> VQVFile:
+    magic = reader.read(0, min(len(MAGIC), reader.size), "magic")
+    if magic != MAGIC[: len(magic)]:
+        raise reader.error(f"not a .vqv file: expected magic {MAGIC!r}, found {magic!r}")
+    _, version = _PREAMBLE.unpack(reader.read(0, _PREAMBLE.size, "magic and format version"))
+    if version != FORMAT_VERSION:
+        raise reader.error(f"format version: expected {FORMAT_VERSION}, found {version}")
+    offset = _PREAMBLE.size
+    fields = _FIELDS.unpack(reader.read(offset, _FIELDS.size, "header fields"))
+    offset += _FIELDS.size
+    mode, fingerprint_length, num_codes, frame_count, fps_num, fps_den, *geometry = fields
+    height, width, clip_frames, *grids, num_chunks = geometry
+    top_shape, bottom_shape = grids[:3], grids[3:]
+    if fingerprint_length == 0:
+        raise reader.error("header field fingerprint length: expected 1 to 255 bytes, found 0")
+    fingerprint_bytes = reader.read(offset, fingerprint_length, "fingerprint")
+    offset += fingerprint_length
+    table_size = num_chunks * _CHUNK_ENTRY.size
+    if offset + table_size + _CRC.size > reader.size:
+        raise reader.error(
+            f"header field num_chunks: {num_chunks} chunks need a {table_size}-byte table "
+            f"at offset {offset}, "
+            f"but the file has {reader.size} bytes"
+        )
+    table = reader.read(offset, table_size, "chunk table")
+    offset += table_size
+    (stored_crc,) = _CRC.unpack(reader.read(offset, _CRC.size, "header CRC32"))
+    computed_crc = zlib.crc32(reader.read(0, offset, "header"))
+    if stored_crc != computed_crc:
+        raise reader.error(
+            f"header CRC32: expected {computed_crc:#010x} (computed), found {stored_crc:#010x}"
+        )
+    offset += _CRC.size
+    if mode >= len(MODES):
+        raise reader.error(f"header field mode: expected 0 (fixed) or 1 (prior), found {mode}")
+    if fps_den == 0:
+        raise reader.error("header field fps: expected a denominator >= 1, found 0")
+    try:
+        header = VQVHeader(
+            # Non-ASCII bytes become U+FFFD, which the fingerprint check then refuses by name.
+            fingerprint=fingerprint_bytes.decode("ascii", errors="replace"),
+            mode=MODES[mode],
+            num_codes=num_codes,
+            frame_count=frame_count,
+            fps=Fraction(fps_num, fps_den),
+            height=height,
+            width=width,
+            clip_frames=clip_frames,
+            top_shape=top_shape,
+            bottom_shape=bottom_shape,
+            num_chunks=num_chunks,
+        )
+    except ValueError as error:
+        raise reader.error(str(error)) from None
+    entries = list(_CHUNK_ENTRY.iter_unpack(table))  # [(length, crc32)] * num_chunks
+    remaining = reader.size - offset
+    declared = 0
+    for index, (length, _) in enumerate(entries):
+        declared += length
+        if declared > remaining:
+            raise reader.error(
+                f"chunk {index}: length {length} runs past the end of the file "
+                f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header)"
+            )
+    if declared != remaining:
+        raise reader.error(f"chunk table: chunks take {declared} bytes but {remaining} follow the header")
+    chunks = []
+    for index, (length, stored) in enumerate(entries):
+        payload = reader.read(offset, length, f"chunk {index}")
+        computed = zlib.crc32(payload)
+        if computed != stored:
+            raise reader.error(
+                f"chunk {index}: CRC32 expected {computed:#010x} (computed), found {stored:#010x}"
+            )
+        chunks.append(payload)
+        offset += length
+    return VQVFile(header, chunks)
+
+
+def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview) -> VQVFile:
+    """Reads and fully validates a .vqv file (a path) or its bytes. Raises VQVFormatError for anything that is
+    not a valid container; OSError only for a file that cannot be opened or read."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source).cast("B")
+        return _parse(
+            _Reader("<bytes>", len(view), lambda offset, length: bytes(view[offset : offset + length]))
+        )
+    with open(source, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+
+        def read_at(offset: int, length: int) -> bytes:
+            file.seek(offset)
+            return file.read(length)
+
+        return _parse(_Reader(os.fspath(source), size, read_at))
+
+
+def check_fingerprint(header: VQVHeader, expected: str) -> None:
+    """Refuses to decode codes with a model other than the one that produced them."""
+    if header.fingerprint != expected:
+        raise FingerprintMismatchError(
+            f"model fingerprint mismatch: the file was coded with model {header.fingerprint!r}, "
+            f"but the model given to decode it is {expected!r}"
+        )
+
+
+def describe(header: VQVHeader, file_size: int) -> str:
+    """A human-readable summary for `vqvid info`. Rates count the whole file, container overhead included."""
+    bits = 8 * file_size
+    fps = header.fps
+    fps_text = (
+        f"{fps.numerator}"
+        if fps.denominator == 1
+        else f"{fps.numerator}/{fps.denominator} (~{float(fps):.3f})"
+    )
+    top, bottom = header.top_shape, header.bottom_shape
+    codes = header.num_clips * (math.prod(top) + math.prod(bottom))
+    fixed_bits = (header.num_codes - 1).bit_length()
+    mode = (
+        "entropy-coded under the priors"
+        if header.mode == "prior"
+        else f"packed at {fixed_bits} bits per code"
+    )
+    rows = [
+        ("fingerprint", header.fingerprint),
+        ("mode", f"{header.mode} ({mode})"),
+        ("codebook", f"{header.num_codes} codes per level"),
+        (
+            "video",
+            f"{header.frame_count} frames of {header.width}x{header.height} at {fps_text} fps, "
+            f"{header.duration:.3f} s",
+        ),
+        ("clips", f"{header.num_clips} of {header.clip_frames} frames"),
+        ("code grids", f"top {'x'.join(map(str, top))}, bottom {'x'.join(map(str, bottom))} per clip"),
+        ("chunks", str(header.num_chunks)),
+        ("file size", f"{file_size} bytes"),
+        ("bits/pixel", f"{bits / (header.frame_count * header.height * header.width):.4g}"),
+        ("kbit/s", f"{bits / header.duration / 1000:.2f}"),
+        ("bits/code", f"{bits / codes:.4g} (vs {fixed_bits} packed)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

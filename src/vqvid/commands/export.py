@@ -1,0 +1,37 @@
+"""`vqvid export`: one model folder (safetensors + JSON, no pickle) from the training checkpoints.
+
+    vqvid export --vqvae VQVAE.ckpt [--top TOP.ckpt --bottom BOTTOM.ckpt] --out MODEL_DIR
+
+Later stages load it with `--model MODEL_DIR`. Priors trained on codes of another VQ-VAE are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vqvid export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vqvae", required=True, type=Path, help="VQ-VAE checkpoint (.ckpt) or model folder")
+    parser.add_argument("--top", type=Path, help="top prior checkpoint")
+    parser.add_argument("--bottom", type=Path, help="bottom prior checkpoint")
+    parser.add_argument("--out", required=True, type=Path, help="model folder to write (replaced if it exists)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vqvid.modelpack import export_model, load_model_folder
+
+    try:
+        out = export_model(args.vqvae, args.out, args.top, args.bottom)
+        folder = load_model_folder(out)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"vqvid export: {error}", file=sys.stderr)
+        return 2
+    parts = ["vqvae"] + [level for level in ("top", "bottom") if getattr(folder, level) is not None]
+    print(f"wrote {out}: {', '.join(parts)}; fingerprint {folder.fingerprint}")
+    return 0

@@ -1,0 +1,316 @@
+import io
+import os
+import struct
+import tracemalloc
+import zlib
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vqvid.codec import container
+from vqvid.codec.container import (
+    FingerprintMismatchError,
+    VQVFormatError,
+    VQVHeader,
+    check_fingerprint,
+    describe,
+    read_vqv,
+    write_vqv,
+)
+
+MAGIC = b"VQV\x00\r\n\x1a\n"
+CHUNKS = (b"top codes", b"", b"bottom codes\x00\xff")
+
+
+def raw_file(
+    *,
+    magic: bytes = MAGIC,
+    version: int = 1,
+    mode: int = 1,
+    fingerprint: bytes = b"model-3f2a",
+    fingerprint_length: int | None = None,
+    num_codes: int = 512,
+    frame_count: int = 20,
+    fps: tuple[int, int] = (25, 1),
+    height: int = 32,
+    width: int = 48,
+    clip_frames: int = 8,
+    top: tuple[int, int, int] = (2, 4, 6),
+    bottom: tuple[int, int, int] = (4, 8, 12),
+    num_chunks: int | None = None,
+    chunks: tuple[bytes, ...] = CHUNKS,
+    lengths: tuple[int, ...] | None = None,
+) -> bytes:
+    """A .vqv file built from the layout in the container's docstring, field by field, with valid CRCs."""
+    fields = struct.pack(
+        "<BB7I3I3II",
+        mode,
+        len(fingerprint) if fingerprint_length is None else fingerprint_length,
+        num_codes,
+        frame_count,
+        *fps,
+        height,
+        width,
+        clip_frames,
+        *top,
+        *bottom,
+        len(chunks) if num_chunks is None else num_chunks,
+    )
+    lengths = tuple(map(len, chunks)) if lengths is None else lengths
+    table = b"".join(struct.pack("<II", n, zlib.crc32(c)) for n, c in zip(lengths, chunks, strict=True))
+    prefix = struct.pack("<8sH", magic, version) + fields + fingerprint + table
+    return prefix + struct.pack("<I", zlib.crc32(prefix)) + b"".join(chunks)
+
+
+HEADER = VQVHeader(
+    fingerprint="model-3f2a",
+    mode="prior",
+    num_codes=512,
+    frame_count=20,
+    fps=Fraction(25),
+    height=32,
+    width=48,
+    clip_frames=8,
+    top_shape=(2, 4, 6),
+    bottom_shape=(4, 8, 12),
+    num_chunks=3,
+)
+VALID = raw_file()
+
+
+def test_writer_follows_the_documented_layout():
+    buffer = io.BytesIO()
+    write_vqv(buffer, HEADER, list(CHUNKS))
+    assert buffer.getvalue() == VALID
+
+
+def test_round_trip_bytes_path_and_file(tmp_path):
+    header, chunks = read_vqv(VALID)
+    assert header == HEADER and chunks == list(CHUNKS)
+    path = tmp_path / "clip.vqv"
+    write_vqv(path, HEADER, list(CHUNKS))
+    assert path.read_bytes() == VALID
+    assert read_vqv(path) == (HEADER, list(CHUNKS))
+    assert read_vqv(str(path)).header == HEADER
+    assert read_vqv(bytearray(VALID)).chunks == list(CHUNKS)
+    assert read_vqv(memoryview(VALID)).chunks == list(CHUNKS)
+
+
+def test_round_trip_fixed_mode_and_exact_rational_fps():
+    header = VQVHeader(
+        fingerprint="f" * 255,
+        mode="fixed",
+        num_codes=65536,
+        frame_count=2**32 - 1,
+        fps=Fraction(30000, 1001),
+        height=1,
+        width=16384,
+        clip_frames=1,
+        top_shape=[1, 1, 2048],
+        bottom_shape=np.array([1, 1, 4096]),
+        num_chunks=1,
+    )
+    assert header.top_shape == (1, 1, 2048) and header.bottom_shape == (1, 1, 4096)
+    buffer = io.BytesIO()
+    write_vqv(buffer, header, [bytes(range(256))])
+    assert read_vqv(buffer.getvalue()) == (header, [bytes(range(256))])
+
+
+def test_write_replaces_the_target_in_one_step(tmp_path, monkeypatch):
+    path = tmp_path / "clip.vqv"
+    path.write_bytes(b"old contents")
+
+    def failing_fsync(descriptor):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(container.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_vqv(path, HEADER, list(CHUNKS))
+    assert path.read_bytes() == b"old contents"  # the target was never touched
+    assert sorted(os.listdir(tmp_path)) == ["clip.vqv"]  # and the temporary file is gone
+    monkeypatch.undo()
+    write_vqv(path, HEADER, list(CHUNKS))
+    assert path.read_bytes() == VALID
+    assert sorted(os.listdir(tmp_path)) == ["clip.vqv"]
+
+
+def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
+    with pytest.raises(ValueError, match="num_chunks is 3 but 2 chunks"):
+        write_vqv(tmp_path / "clip.vqv", HEADER, list(CHUNKS[:2]))
+    assert not (tmp_path / "clip.vqv").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(magic=b"VQV\x00\n\n\x1a\n"), "not a .vqv file: expected magic"),
+        (dict(magic=b"RIFF\x00\x00\x00\x00"), "not a .vqv file"),
+        (dict(version=0), "format version: expected 1, found 0"),
+        (dict(version=2), "format version: expected 1, found 2"),
+        (dict(mode=2), "mode: expected 0 .fixed. or 1 .prior., found 2"),
+        (dict(fingerprint=b"", fingerprint_length=0), "fingerprint length: expected 1 to 255 bytes, found 0"),
+        (dict(fingerprint=b"\x1b[2Jgotcha"), "fingerprint: expected 1 to 255 printable ASCII"),
+        (dict(fingerprint=b"mod\xc3\xa8le"), "fingerprint: expected 1 to 255 printable ASCII"),
+        (dict(num_codes=0), r"num_codes: expected an integer in \[2, 65536\], found 0"),
+        (dict(num_codes=1), r"num_codes: expected an integer in \[2, 65536\], found 1"),
+        (dict(num_codes=65537), r"num_codes: expected an integer in \[2, 65536\], found 65537"),
+        (dict(frame_count=0), r"frame_count: expected an integer in \[1, 4294967295\], found 0"),
+        (dict(fps=(0, 1)), "fps: expected a ratio > 0 of two 32-bit integers, found 0"),
+        (dict(fps=(25, 0)), "fps: expected a denominator >= 1, found 0"),
+        (dict(height=0), r"height: expected an integer in \[1, 16384\], found 0"),
+        (dict(height=16385), r"height: expected an integer in \[1, 16384\], found 16385"),
+        (dict(width=0), r"width: expected an integer in \[1, 16384\], found 0"),
+        (dict(width=2**32 - 1), r"width: expected an integer in \[1, 16384\], found 4294967295"),
+        (dict(clip_frames=0), r"clip_frames: expected an integer in \[1, 1024\], found 0"),
+        (dict(clip_frames=1025), r"clip_frames: expected an integer in \[1, 1024\], found 1025"),
+        (dict(clip_frames=1024, height=16384, width=16384), "at most 268435456 pixels per clip"),
+        (dict(top=(0, 4, 6)), r"top_shape\[0\]: expected an integer in \[1, 8\], found 0"),
+        (dict(top=(9, 4, 6)), r"top_shape\[0\]: expected an integer in \[1, 8\], found 9"),
+        (dict(top=(2, 33, 6)), r"top_shape\[1\]: expected an integer in \[1, 32\], found 33"),
+        (dict(bottom=(4, 8, 0)), r"bottom_shape\[2\]: expected an integer in \[1, 48\], found 0"),
+        (dict(bottom=(4, 8, 49)), r"bottom_shape\[2\]: expected an integer in \[1, 48\], found 49"),
+        (dict(num_chunks=0, chunks=()), r"num_chunks: expected an integer in \[1, 4294967295\], found 0"),
+        (dict(lengths=(9, 0, 13)), "chunk table: chunks take 22 bytes but 23 follow the header"),
+        (dict(lengths=(9, 1, 13)), "chunk 1: CRC32 expected"),
+        (dict(lengths=(9, 0, 2**32 - 1)), "chunk 2: length 4294967295 runs past the end of the file"),
+    ],
+)
+def test_every_field_is_validated(overrides, match):
+    with pytest.raises(VQVFormatError, match=match):
+        read_vqv(raw_file(**overrides))
+
+
+def test_trailing_bytes_are_refused():
+    with pytest.raises(VQVFormatError, match="chunks take 23 bytes but 24 follow the header"):
+        read_vqv(VALID + b"\x00")
+
+
+def test_header_and_chunk_crcs_are_checked():
+    header_end = len(VALID) - sum(map(len, CHUNKS))
+    damaged = bytearray(VALID)
+    damaged[28] ^= 0x01  # height 32 -> 33: still a valid value, so only the CRC can tell
+    with pytest.raises(VQVFormatError, match="header CRC32: expected 0x[0-9a-f]{8} .computed., found"):
+        read_vqv(bytes(damaged))
+    damaged = bytearray(VALID)
+    damaged[header_end + 3] ^= 0x40  # inside chunk 0
+    with pytest.raises(VQVFormatError, match="chunk 0: CRC32 expected"):
+        read_vqv(bytes(damaged))
+    damaged = bytearray(VALID)
+    damaged[-1] ^= 0x80  # inside chunk 2; chunk 1 is empty
+    with pytest.raises(VQVFormatError, match="chunk 2: CRC32"):
+        read_vqv(bytes(damaged))
+
+
+def test_truncation_at_every_offset_is_refused():
+    for size in range(len(VALID)):
+        with pytest.raises(VQVFormatError):
+            read_vqv(VALID[:size])
+
+
+def test_truncated_file_on_disk_names_the_file(tmp_path):
+    path = tmp_path / "cut.vqv"
+    path.write_bytes(VALID[:50])
+    with pytest.raises(VQVFormatError, match=f"{path}: truncated: header fields"):
+        read_vqv(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_any_damage_is_detected(edits):
+    damaged = bytearray(VALID)
+    for offset, value in edits:
+        damaged[offset] = value
+    if bytes(damaged) == VALID:
+        assert read_vqv(bytes(damaged)) == (HEADER, list(CHUNKS))
+    else:  # every byte is under a CRC, so any change is refused
+        with pytest.raises(VQVFormatError):
+            read_vqv(bytes(damaged))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_after_the_magic_raise_only_format_errors(tail):
+    with pytest.raises(VQVFormatError):
+        read_vqv(MAGIC + b"\x01\x00" + tail)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(lengths=(9, 0, 2**32 - 1)), "chunk 2: length 4294967295 runs past the end"),
+        (dict(num_chunks=2**32 - 1), "num_chunks: 4294967295 chunks need a 34359738360-byte table"),
+    ],
+)
+def test_huge_claimed_sizes_are_refused_before_allocating(overrides, match):
+    data = raw_file(**overrides)
+    tracemalloc.start()
+    try:
+        with pytest.raises(VQVFormatError, match=match):
+            read_vqv(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000
+
+
+def test_fingerprint_mismatch_names_both():
+    check_fingerprint(HEADER, "model-3f2a")
+    with pytest.raises(FingerprintMismatchError, match="'model-3f2a'.*'model-0000'"):
+        check_fingerprint(HEADER, "model-0000")
+    assert issubclass(FingerprintMismatchError, VQVFormatError) and issubclass(VQVFormatError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("mode", "lossless", "mode: expected one of"),
+        ("fingerprint", "", "fingerprint"),
+        ("fingerprint", "x" * 256, "fingerprint"),
+        ("fingerprint", "tab\there", "fingerprint"),
+        ("num_codes", 512.0, r"num_codes: expected an integer in \[2, 65536\], found 512.0"),
+        ("num_codes", True, "num_codes"),
+        ("fps", 0.0, "fps: expected a finite number > 0"),
+        ("fps", float("nan"), "fps: expected a finite number > 0"),
+        ("fps", float("inf"), "fps: expected a finite number > 0"),
+        ("fps", -25, "fps: expected a ratio > 0"),
+        ("fps", "25", "fps: expected a Fraction, int or float"),
+        ("top_shape", (2, 4), r"top_shape: expected \(t, h, w\)"),
+    ],
+)
+def test_header_construction_validates_fields(field, value, match):
+    fields = {name: getattr(HEADER, name) for name in HEADER.__dataclass_fields__}
+    with pytest.raises(ValueError, match=match):
+        VQVHeader(**{**fields, field: value})
+
+
+def test_header_normalises_numbers():
+    fields = {name: getattr(HEADER, name) for name in HEADER.__dataclass_fields__}
+    header = VQVHeader(**{**fields, "fps": 30000 / 1001, "num_codes": np.int64(512)})
+    assert header.fps == Fraction(30000, 1001) and type(header.num_codes) is int
+    assert VQVHeader(**{**fields, "fps": 29.97}).fps == Fraction(2997, 100)
+
+
+def test_describe_by_hand():
+    header = VQVHeader(
+        fingerprint="abc",
+        mode="fixed",
+        num_codes=512,
+        frame_count=10,
+        fps=5,
+        height=16,
+        width=16,
+        clip_frames=4,
+        top_shape=(1, 2, 2),
+        bottom_shape=(2, 4, 4),
+        num_chunks=6,
+    )
+    text = describe(header, 1000)
+    # 8000 bits over 10 frames of 256 pixels; over 2 s; over 3 clips of 4 + 32 codes.
+    assert "bits/pixel   3.125\n" in text
+    assert "kbit/s       4.00\n" in text
+    assert "bits/code    74.07 (vs 9 packed)" in text
+    assert "clips        3 of 4 frames" in text
+    assert "fixed (packed at 9 bits per code)" in text
