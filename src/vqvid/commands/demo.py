@@ -6,6 +6,9 @@ Each stage runs the same code as its own `vqvid` command (through that command's
   1. data         synthetic clips; held-out test clips written as an MP4 file, read back like any user video
   2. vqvae        `vqvid train vqvae --preset tiny`
   3. reconstruct  `vqvid reconstruct` of the held-out video: input | reconstruction, and the three level panels
+  4. extract      `vqvid extract`: codes of the training clips and of held-out validation clips
+  5. priors       `vqvid train prior --level top`, then `--level bottom`; bits per code on held-out codes
+  6. export       `vqvid export`: one model folder with the VQ-VAE and both priors
 Writes `report.md` (for people) and `report.json` (the same figures) into the output folder.
 `--fast` shrinks every stage to a smoke test (used by the test suite); its figures mean nothing.
 """
@@ -89,6 +92,36 @@ class Demo:
             figures.unlink()
         self.figures["reconstruction"] = results["reconstruction"]
 
+    def extract(self) -> None:
+        self.codes = {}
+        for split, source in (("train", self.train_source), ("val", "synthetic:16" if self.fast else "synthetic:64")):
+            self.codes[split] = self.out / "codes" / split
+            self.run_command("extract", ["--vqvae", str(self.vqvae_ckpt), "--data", source, "--split", split,
+                                         "--out", str(self.codes[split]), "--batch-size", "8"])
+
+    def priors(self) -> None:
+        from vqvid.data.codes import CodeDataset
+        from vqvid.modelpack import load_prior
+        from vqvid.training.prior import bits_per_code
+
+        self.prior_ckpts, figures = {}, {}
+        for level in ("top", "bottom"):
+            out = self.out / f"prior_{level}"
+            argv = ["prior", "--level", level, "--codes", str(self.codes["train"]), "--val-codes",
+                    str(self.codes["val"]), "--preset", "tiny", "--out", str(out)]
+            if self.fast:
+                argv += ["--max-steps", "4", "train.val_every=4", "model.channels=16", "model.n_blocks=1"]
+            self.run_command("train", argv)
+            self.prior_ckpts[level] = out / "checkpoints" / "last.ckpt"
+            prior = load_prior(self.prior_ckpts[level], level)
+            figures[level] = round(bits_per_code(prior.model, CodeDataset(self.codes["val"], level)), 3)
+        self.figures["prior_bits_per_code"] = figures
+
+    def export(self) -> None:
+        self.model_dir = self.out / "model"
+        self.run_command("export", ["--vqvae", str(self.vqvae_ckpt), "--top", str(self.prior_ckpts["top"]),
+                                    "--bottom", str(self.prior_ckpts["bottom"]), "--out", str(self.model_dir)])
+
     # --- report -------------------------------------------------------------------------------------------
 
     def report(self) -> None:
@@ -122,6 +155,12 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "![levels](levels.gif)",
         "",
+        "## Priors (bits per code on held-out codes; a uniform code costs 9 bits)",
+        "",
+        "| top prior | bottom prior (given top) |",
+        "|---|---|",
+        f"| {figures['prior_bits_per_code']['top']:.3f} | {figures['prior_bits_per_code']['bottom']:.3f} |",
+        "",
         "## Time per stage",
         "",
         "| stage | seconds |",
@@ -140,5 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.stage("data", demo.data)
     demo.stage("vqvae", demo.vqvae)
     demo.stage("reconstruct", demo.reconstruct)
+    demo.stage("extract", demo.extract)
+    demo.stage("priors", demo.priors)
+    demo.stage("export", demo.export)
     demo.report()
     return 0

@@ -109,3 +109,18 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
     fit(module, data, run.train, out, resume, progress=progress)
     return out / "checkpoints" / "last.ckpt"
+
+
+@torch.no_grad()
+def bits_per_code(model: PixelSNAIL, dataset, batch_size: int = 16) -> float:
+    """Mean negative log2-likelihood per code of `model` on a `CodeDataset` (whole dataset, eval mode)."""
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    total_nats, count = 0.0, 0
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        codes, condition = batch if isinstance(batch, (list, tuple)) else (batch, None)
+        log_probs = model.log_probs(codes, condition)  # (B, K, T, H, W)
+        total_nats -= log_probs.gather(1, codes.unsqueeze(1)).sum().item()
+        count += codes.numel()
+    return total_nats / count / math.log(2)
