@@ -77,6 +77,7 @@ class VQVAEModule(L.LightningModule):
             self._val_counts[i] += torch.bincount(codes.flatten(), minlength=self.model_config.num_codes)
 
     def on_validation_epoch_end(self) -> None:
+        self._check_codebooks_in_sync()
         counts = self.trainer.strategy.reduce(self._val_counts.clone(), reduce_op="sum")
         for i, level in enumerate(LEVELS):
             used = (counts[i] > 0).float().mean()
@@ -84,6 +85,20 @@ class VQVAEModule(L.LightningModule):
             perplexity = torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
             self.log(f"val/codebook_usage_{level}", used, rank_zero_only=True)
             self.log(f"val/perplexity_{level}", perplexity, rank_zero_only=True)
+
+    def _check_codebooks_in_sync(self) -> None:
+        """Under DDP every rank must hold the same codebooks (their EMA statistics are all-reduced); a rank that
+        drifted would encode the same clip differently. Costs one all-gather of two numbers."""
+        if self.trainer.world_size == 1:
+            return
+        weights = torch.arange(1, self.model_config.embed_dim + 1, device=self.device, dtype=torch.float64)
+        checksum = torch.stack([
+            (self.model.top_quantizer.codebook.double() @ weights).sum(),
+            (self.model.bottom_quantizer.codebook.double() @ weights).sum(),
+        ])
+        gathered = self.all_gather(checksum)  # (world, 2)
+        if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+            raise RuntimeError(f"codebooks differ across DDP ranks: checksums {gathered.tolist()}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["vqvid"] = {"kind": "vqvae", "format": 1}
