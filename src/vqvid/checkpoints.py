@@ -59,8 +59,20 @@ def read_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
     return checkpoint
 
 
-def _model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """`model.load_state_dict(state)`, with an error that names the file when the weights do not fit."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1:2] or [str(error)]
+        raise ValueError(
+            f"{source}: its weights do not fit a {type(model).__name__} of its own config "
+            f"(made by another version of vqvid?): {first[0].strip()}"
+        ) from error
 
 
 def load_vqvae(path: str | Path) -> LoadedVQVAE:
@@ -74,7 +86,7 @@ def load_vqvae(path: str | Path) -> LoadedVQVAE:
     hparams = checkpoint["hyper_parameters"]
     config = from_dict(VQVAEConfig, hparams["model"], "model")
     model = VQVAE(config)
-    state = _model_state(checkpoint)
-    model.load_state_dict(state)
+    state = model_state(checkpoint)
+    load_weights(model, state, path)
     model.eval()
     return LoadedVQVAE(model, config, fingerprint(hparams["model"], state), dict(hparams.get("data") or {}))

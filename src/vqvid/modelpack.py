@@ -23,7 +23,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from vqvid.checkpoints import LoadedVQVAE, _model_state, fingerprint, load_vqvae, read_checkpoint
+from vqvid.checkpoints import LoadedVQVAE, model_state, fingerprint, load_vqvae, load_weights, read_checkpoint
 from vqvid.config import from_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
@@ -64,9 +64,9 @@ def load_prior(path: str | Path, level: str | None = None) -> LoadedPrior:
     if level is not None and hparams["level"] != level:
         raise ValueError(f"checkpoint {path}: expected a {level} prior, but it is a {hparams['level']} prior")
     config = from_dict(PixelSNAILConfig, hparams["model"], "model")
-    state = _model_state(checkpoint)
+    state = model_state(checkpoint)
     model = PixelSNAIL(config)
-    model.load_state_dict(state)
+    load_weights(model, state, path)
     model.eval()
     return LoadedPrior(model, config, hparams["level"], fingerprint(hparams["model"], state),
                        hparams["vqvae_fingerprint"])
@@ -151,7 +151,8 @@ def load_model_folder(path: str | Path) -> ModelFolder:
         vqvae_meta = meta["vqvae"]
         config = from_dict(VQVAEConfig, vqvae_meta["config"], "vqvae.config")
         model = VQVAE(config)
-        model.load_state_dict(_weights(folder, "vqvae", vqvae_meta["config"], vqvae_meta["fingerprint"]))
+        load_weights(model, _weights(folder, "vqvae", vqvae_meta["config"], vqvae_meta["fingerprint"]),
+                     folder / "vqvae.safetensors")
         model.eval()
         vqvae = LoadedVQVAE(model, config, vqvae_meta["fingerprint"], dict(vqvae_meta.get("data") or {}))
         priors: dict[str, LoadedPrior | None] = {"top": None, "bottom": None}
@@ -166,7 +167,8 @@ def load_model_folder(path: str | Path) -> ModelFolder:
                 )
             prior_config = from_dict(PixelSNAILConfig, prior_meta["config"], f"{level}.config")
             prior = PixelSNAIL(prior_config)
-            prior.load_state_dict(_weights(folder, level, prior_meta["config"], prior_meta["fingerprint"]))
+            load_weights(prior, _weights(folder, level, prior_meta["config"], prior_meta["fingerprint"]),
+                         folder / f"{level}.safetensors")
             prior.eval()
             priors[level] = LoadedPrior(prior, prior_config, level, prior_meta["fingerprint"],
                                         prior_meta["vqvae_fingerprint"])

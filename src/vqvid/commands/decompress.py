@@ -1,0 +1,54 @@
+"""`vqvid decompress`: a .vqv file back into a video.
+
+    vqvid decompress clip.vqv --model MODEL_DIR -o out.mp4|out.gif
+
+The model folder must be the one that wrote the file (its fingerprint is in the header). The frames are what
+`vqvid reconstruct` shows for the same video, written at the frame rate the file records. A damaged,
+truncated or foreign file is refused with a message and no output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".gif", ".mp4", ".mkv")  # what `vqvid.data.write_video` writes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vqvid decompress", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", type=Path, help="the .vqv file")
+    parser.add_argument("--model", required=True, type=Path, help="the model folder that wrote it")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="out.mp4, out.mkv or out.gif")
+    parser.add_argument("--batch-size", type=int, default=4, help="clips per VQ-VAE decoder pass (default 4)")
+    parser.add_argument("--device", default="cpu", help="torch device of the VQ-VAE (default cpu)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vqvid.codec.video import decompress
+    from vqvid.commands.compress import progress_printer
+    from vqvid.modelpack import load_model_folder
+    from vqvid.viz import save_video
+
+    try:
+        if args.output.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"-o {args.output}: expected a file ending in {', '.join(VIDEO_SUFFIXES)}")
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
+        folder = load_model_folder(args.model)
+        folder.vqvae.model.to(args.device)
+        decompressed = decompress(folder, args.input, batch_size=args.batch_size,
+                                  progress=progress_printer(not args.no_progress))
+        save_video(args.output, decompressed.video, float(decompressed.header.fps))
+    except (ValueError, OSError) as error:
+        print(f"vqvid decompress: {error}", file=sys.stderr)
+        return 2
+    header = decompressed.header
+    print(f"wrote {args.output}: {header.frame_count} frames of {header.width}×{header.height} at "
+          f"{float(header.fps):.4g} fps from {args.input} ({header.num_clips} clip(s), mode {header.mode})")
+    return 0

@@ -1,0 +1,280 @@
+"""The hierarchical 3D VQ-VAE: video -> top and bottom codes -> video.
+
+VQ-VAE-2 (Razavi et al. 2019, "Generating Diverse High-Fidelity Images with VQ-VAE-2", arXiv 1906.00446,
+Sec. 3.1 and Fig. 2a) with 3D convolutions, so that codes tile time as well as space:
+
+    video (B, 3, T, H, W) in [-1, 1]
+      -> bottom encoder, stride (2, 4, 4) -> bottom features (B, channels, T/2, H/4, W/4)
+      -> top encoder, stride 2            -> top codes     (B, T/4, H/8, W/8)
+      -> bottom quantiser                 -> bottom codes  (B, T/2, H/4, W/4)
+      -> decoder: top vectors upsampled to the bottom grid and joined with the bottom vectors,
+         then stride (2, 4, 4) up -> reconstruction (B, 3, T, H, W)
+
+A 16×256×256 clip gives top codes 4×32×32 and bottom codes 8×64×64. Two hierarchies are offered:
+- "conditioned" (VQ-VAE-2): the decoded top vectors are joined to the bottom features before the bottom is
+  quantised, so bottom codes only carry what the top lacks;
+- "independent": the bottom is quantised from bottom features alone, and the levels meet only in the decoder.
+
+Every quantiser is an `EMAQuantizer` (VQ-VAE, van den Oord et al. 2017, arXiv 1711.00937); residual blocks are
+those of VQ-VAE Sec. 4.1 (ReLU, 3×3 conv, ReLU, 1×1 conv), in 3D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vqvid.models.quantize import EMAQuantizer, QuantizerOutput
+
+# Input sizes must divide into the top grid: time by 4, height and width by 8.
+TIME_FACTOR = 4
+SPACE_FACTOR = 8
+
+
+@dataclass
+class VQVAEConfig:
+    """Everything that shapes a `VQVAE`; presets, YAML files and overrides all fill this in."""
+
+    in_channels: int = 3  # RGB; the data contract is B×3×T×H×W
+    channels: int = 128  # width of encoders and decoders; even, as the layers next to the pixels use half
+    res_channels: int = 32  # hidden width inside residual blocks: a bottleneck keeps 3×3×3 convolutions cheap
+    n_res_blocks: int = 2  # residual blocks in each encoder and decoder
+    embed_dim: int = 32  # size of a codebook vector; small vectors keep nearest-neighbour search meaningful
+    num_codes: int = 512  # codes per level: 9 bits per position before entropy coding
+    # "conditioned": VQ-VAE-2, the bottom quantiser sees the decoded top; "independent": it does not.
+    hierarchy: Literal["conditioned", "independent"] = "conditioned"
+    beta: float = 0.25  # commitment weight of Eq. 3 in VQ-VAE; 0.25 is the paper's value
+    decay: float = 0.99  # EMA decay of both codebooks (VQ-VAE App. A.1)
+    # Codes won by fewer vectors per step than this (EMA, summed over devices) move onto fresh encoder
+    # outputs; 0 turns restarts off.
+    restart_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "channels", "res_channels", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels % 2:
+            raise ValueError(f"model.channels must be even (outermost layers use half), got {self.channels}")
+        if self.n_res_blocks < 0:
+            raise ValueError(f"model.n_res_blocks must be >= 0, got {self.n_res_blocks}")
+        if self.num_codes < 2:
+            raise ValueError(f"model.num_codes must be >= 2, got {self.num_codes}")
+        if self.hierarchy not in ("conditioned", "independent"):
+            raise ValueError(
+                f"model.hierarchy must be 'conditioned' or 'independent', got {self.hierarchy!r}"
+            )
+        if self.beta < 0:
+            raise ValueError(f"model.beta must be >= 0, got {self.beta}")
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"model.decay must be in [0, 1), got {self.decay}")
+        if self.restart_threshold < 0:
+            raise ValueError(f"model.restart_threshold must be >= 0, got {self.restart_threshold}")
+
+
+class Codes(NamedTuple):
+    """The discrete representation of a batch of clips (B, 3, T, H, W)."""
+
+    top: Tensor  # (B, T/4, H/8, W/8) int64
+    bottom: Tensor  # (B, T/2, H/4, W/4) int64
+
+
+class GridShapes(NamedTuple):
+    """Code grid sizes (frames, height, width) of each level for one clip size."""
+
+    top: tuple[int, int, int]  # (T/4, H/8, W/8)
+    bottom: tuple[int, int, int]  # (T/2, H/4, W/4)
+
+
+class VQVAEOutput(NamedTuple):
+    reconstruction: Tensor  # (B, 3, T, H, W), trained towards [-1, 1] but not bounded: clamp before display
+    commitment_loss: Tensor  # scalar, sum of both levels' commitment losses
+    top: QuantizerOutput  # quantized (B, embed_dim, T/4, H/8, W/8), codes (B, T/4, H/8, W/8)
+    bottom: QuantizerOutput  # quantized (B, embed_dim, T/2, H/4, W/4), codes (B, T/2, H/4, W/4)
+
+
+class ResBlock3d(nn.Module):
+    """x + conv1x1(relu(conv3x3x3(relu(x)))), VQ-VAE Sec. 4.1 in 3D."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv3d(channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(hidden, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)  # (B, C, T, H, W)
+
+
+def _res_stack(channels: int, hidden: int, n_blocks: int) -> list[nn.Module]:
+    return [*(ResBlock3d(channels, hidden) for _ in range(n_blocks)), nn.ReLU()]
+
+
+def bottom_encoder(config: VQVAEConfig) -> nn.Sequential:
+    """(B, in_channels, T, H, W) -> (B, channels, T/2, H/4, W/4)."""
+    c = config.channels
+    return nn.Sequential(
+        nn.Conv3d(config.in_channels, c // 2, 4, stride=2, padding=1),  # halves T, H, W
+        nn.ReLU(),
+        nn.Conv3d(c // 2, c, (3, 4, 4), stride=(1, 2, 2), padding=1),  # halves H, W
+        nn.ReLU(),
+        nn.Conv3d(c, c, 3, padding=1),
+        *_res_stack(c, config.res_channels, config.n_res_blocks),
+    )
+
+
+def top_encoder(config: VQVAEConfig) -> nn.Sequential:
+    """(B, channels, T/2, H/4, W/4) -> (B, channels, T/4, H/8, W/8)."""
+    c = config.channels
+    return nn.Sequential(
+        nn.Conv3d(c, c // 2, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv3d(c // 2, c, 3, padding=1),
+        *_res_stack(c, config.res_channels, config.n_res_blocks),
+    )
+
+
+def top_decoder(config: VQVAEConfig) -> nn.Sequential:
+    """Top vectors (B, embed_dim, T/4, H/8, W/8) -> (B, embed_dim, T/2, H/4, W/4), to condition the bottom."""
+    c = config.channels
+    return nn.Sequential(
+        nn.Conv3d(config.embed_dim, c, 3, padding=1),
+        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        nn.ConvTranspose3d(c, config.embed_dim, 4, stride=2, padding=1),
+    )
+
+
+def decoder(config: VQVAEConfig) -> nn.Sequential:
+    """Both levels on the bottom grid (B, 2 * embed_dim, T/2, H/4, W/4) -> video (B, in_channels, T, H, W)."""
+    c = config.channels
+    return nn.Sequential(
+        nn.Conv3d(2 * config.embed_dim, c, 3, padding=1),
+        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        nn.ConvTranspose3d(c, c // 2, (3, 4, 4), stride=(1, 2, 2), padding=1),  # doubles H, W
+        nn.ReLU(),
+        nn.ConvTranspose3d(c // 2, config.in_channels, 4, stride=2, padding=1),  # doubles T, H, W
+    )
+
+
+def _code_shape(codes: Tensor, level: str) -> tuple[int, int, int, int]:
+    if codes.dim() != 4:
+        raise ValueError(f"{level} codes must be (B, T, H, W), got shape {tuple(codes.shape)}")
+    b, t, h, w = codes.shape
+    return b, t, h, w
+
+
+class VQVAE(nn.Module):
+    """Hierarchical 3D VQ-VAE; see the module docstring for the pipeline and shapes."""
+
+    def __init__(self, config: VQVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.embed_dim
+
+        def quantizer() -> EMAQuantizer:
+            return EMAQuantizer(d, config.num_codes, decay=config.decay, beta=config.beta,
+                                restart_threshold=config.restart_threshold)
+
+        self.bottom_encoder = bottom_encoder(config)
+        self.top_encoder = top_encoder(config)
+        self.top_pre_quantize = nn.Conv3d(config.channels, d, 1)
+        self.top_quantizer = quantizer()
+        conditioned = config.hierarchy == "conditioned"
+        # Only the conditioned hierarchy decodes the top before quantising the bottom (VQ-VAE-2 Fig. 2a).
+        self.top_decoder = top_decoder(config) if conditioned else None
+        self.bottom_pre_quantize = nn.Conv3d(config.channels + (d if conditioned else 0), d, 1)
+        self.bottom_quantizer = quantizer()
+        self.top_upsample = nn.ConvTranspose3d(d, d, 4, stride=2, padding=1)
+        self.decoder = decoder(config)
+
+    @staticmethod
+    def grid_shapes(frames: int, height: int, width: int) -> GridShapes:
+        """Code grid sizes of a clip of `frames` × `height` × `width` pixels."""
+        sizes_fit = frames % TIME_FACTOR == 0 and height % SPACE_FACTOR == 0 and width % SPACE_FACTOR == 0
+        if min(frames, height, width) < 1 or not sizes_fit:
+            raise ValueError(
+                f"clip size must have frames a multiple of {TIME_FACTOR} and height, width multiples of "
+                f"{SPACE_FACTOR} (e.g. 16×64×64 or 16×256×256), got {frames}×{height}×{width}"
+            )
+        return GridShapes(
+            top=(frames // 4, height // 8, width // 8),
+            bottom=(frames // 2, height // 4, width // 4),
+        )
+
+    def forward(self, video: Tensor) -> VQVAEOutput:
+        """Reconstruct `video` (B, 3, T, H, W) in [-1, 1]; in training mode also updates both codebooks."""
+        self._check_video(video)
+        bottom_features = self.bottom_encoder(video)  # (B, channels, T/2, H/4, W/4)
+        top = self.top_quantizer(self.top_pre_quantize(self.top_encoder(bottom_features)))
+        bottom = self.bottom_quantizer(self._bottom_latent(bottom_features, top.quantized))
+        return VQVAEOutput(
+            reconstruction=self._decode(top.quantized, bottom.quantized),
+            commitment_loss=top.commitment_loss + bottom.commitment_loss,
+            top=top,
+            bottom=bottom,
+        )
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Codes:
+        """Codes of `video` (B, 3, T, H, W) in [-1, 1]; never updates the codebooks."""
+        self._check_video(video)
+        bottom_features = self.bottom_encoder(video)  # (B, channels, T/2, H/4, W/4)
+        top = self.top_quantizer.nearest_codes(self.top_pre_quantize(self.top_encoder(bottom_features)))
+        top_quantized = self.top_quantizer.embed_codes(top)  # (B, embed_dim, T/4, H/8, W/8)
+        bottom = self.bottom_quantizer.nearest_codes(self._bottom_latent(bottom_features, top_quantized))
+        return Codes(top=top, bottom=bottom)
+
+    def decode_codes(self, top: Tensor | None, bottom: Tensor | None) -> Tensor:
+        """Video (B, 3, T, H, W) from top codes (B, T/4, H/8, W/8) and bottom codes (B, T/2, H/4, W/4).
+
+        Either level may be None: zeros then stand in for its quantised vectors, which shows what the other
+        level carries alone. The output is trained towards [-1, 1] but not bounded; clamp before display.
+        """
+        if top is None and bottom is None:
+            raise ValueError("decode_codes needs top codes, bottom codes or both; got neither")
+        d = self.config.embed_dim
+        if top is not None:
+            b, t, h, w = _code_shape(top, "top")
+            if bottom is not None and tuple(bottom.shape) != (b, 2 * t, 2 * h, 2 * w):
+                raise ValueError(f"bottom codes must be (B, 2T, 2H, 2W) for top codes (B, T, H, W), i.e. "
+                                 f"{(b, 2 * t, 2 * h, 2 * w)}, got {tuple(bottom.shape)}")
+            t, h, w = 2 * t, 2 * h, 2 * w
+        else:
+            b, t, h, w = _code_shape(bottom, "bottom")
+            if t % 2 or h % 2 or w % 2:
+                raise ValueError(f"bottom codes must have even T, H, W (twice the top grid), got shape "
+                                 f"{tuple(bottom.shape)}")
+        if top is None:
+            top_quantized = torch.zeros((b, d, t // 2, h // 2, w // 2), device=bottom.device)
+        else:
+            top_quantized = self.top_quantizer.embed_codes(top)  # (B, D, T/4, H/8, W/8)
+        if bottom is None:
+            bottom_quantized = torch.zeros((b, d, t, h, w), device=top.device)
+        else:
+            bottom_quantized = self.bottom_quantizer.embed_codes(bottom)  # (B, D, T/2, H/4, W/4)
+        return self._decode(top_quantized, bottom_quantized)
+
+    def _bottom_latent(self, bottom_features: Tensor, top_quantized: Tensor) -> Tensor:
+        """Input of the bottom quantiser, (B, embed_dim, T/2, H/4, W/4)."""
+        if self.top_decoder is None:
+            return self.bottom_pre_quantize(bottom_features)
+        top_decoded = self.top_decoder(top_quantized)  # (B, embed_dim, T/2, H/4, W/4)
+        return self.bottom_pre_quantize(torch.cat([bottom_features, top_decoded], 1))
+
+    def _decode(self, top_quantized: Tensor, bottom_quantized: Tensor) -> Tensor:
+        top_upsampled = self.top_upsample(top_quantized)  # (B, D, T/2, H/4, W/4)
+        return self.decoder(torch.cat([top_upsampled, bottom_quantized], 1))
+
+    def _check_video(self, video: Tensor) -> None:
+        channels = self.config.in_channels
+        if video.dim() != 5 or video.shape[1] != channels:
+            raise ValueError(
+                f"video must be (B, {channels}, T, H, W) with T a multiple of {TIME_FACTOR} and H, W "
+                f"multiples of {SPACE_FACTOR}, got shape {tuple(video.shape)}"
+            )
+        self.grid_shapes(*video.shape[2:])

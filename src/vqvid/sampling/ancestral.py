@@ -1,0 +1,63 @@
+"""Ancestral sampling from a PixelSNAIL prior: one position at a time, each drawn given all before it."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from vqvid.models.pixelsnail import PixelSNAIL
+from vqvid.sampling.steppers import IncrementalStepper, NaiveStepper
+
+STEPPERS = {"incremental": IncrementalStepper, "naive": NaiveStepper}
+
+
+def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+         generator: torch.Generator | None = None) -> Tensor:
+    """One code (B,) int64 per row of log_probs (B, K), from the distribution sharpened by `temperature` and
+    cut to its `top_k` most likely codes; top_k=1 is argmax.
+
+    Draws by inverting the cumulative distribution at one uniform number per row, so two nearly equal
+    distributions (e.g. the incremental and the naive computation of one step) give the same code for the same
+    generator state.
+    """
+    logits = log_probs / temperature
+    if top_k is not None:
+        kth_largest = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    cumulative = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, K)
+    device = generator.device if generator is not None else log_probs.device
+    uniform = torch.rand(log_probs.shape[0], 1, generator=generator, device=device).to(log_probs)
+    # The first code whose cumulative probability exceeds the uniform; rounding may leave the total below 1.
+    return (cumulative <= uniform).sum(dim=-1).clamp(max=log_probs.shape[-1] - 1)
+
+
+def sample(prior: PixelSNAIL, n_or_codes: int | Tensor, *, condition: Tensor | None = None, start: int = 0,
+           temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
+           method: str = "incremental", progress: bool = False) -> Tensor:
+    """Codes (B, T, H, W) int64 drawn from `prior` in raster order.
+
+    n_or_codes: a batch size B, or codes (B, T, H, W) whose positions before the flat index `start` are kept
+    as context (e.g. the codes of the first frames) and the rest sampled. condition: top codes
+    (B, T', H', W') for the bottom prior. method: "incremental" (cached, Ramachandran et al. 2017) or "naive"
+    (a full forward pass per position, the reference); with the same generator state both give the same
+    codes. The prior must be in eval mode.
+    """
+    if method not in STEPPERS:
+        raise ValueError(f"method: expected one of {sorted(STEPPERS)}, got {method!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature}")
+    num_codes = prior.config.num_codes
+    if top_k is not None and not 1 <= top_k <= num_codes:
+        raise ValueError(f"top_k: expected None or an integer in [1, {num_codes}], got {top_k}")
+    stepper = STEPPERS[method](prior, n_or_codes, condition=condition, start=start)
+    positions = range(start, math.prod(prior.config.shape))
+    if progress:
+        from tqdm import tqdm
+
+        positions = tqdm(positions, desc=f"sampling ({method})", unit="code")
+    for _ in positions:
+        log_probs = stepper.step_log_probs()  # (B, K)
+        stepper.feed(draw(log_probs, temperature=temperature, top_k=top_k, generator=generator))
+    return stepper.codes

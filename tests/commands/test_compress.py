@@ -1,0 +1,157 @@
+"""`vqvid compress`, `decompress` and `info` end to end through `main(argv)`, with model folders of tiny
+random-weight models written by `export_model`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+from PIL import Image
+
+from tests.codec.test_video_codec import CLIP_FRAMES, NUM_CODES, SIZE, tiny_priors, tiny_vqvae
+from vqvid.checkpoints import fingerprint
+from vqvid.codec import read_vqv
+from vqvid.codec.video import decompress_codes
+from vqvid.commands import compress, decompress, info
+from vqvid.config import to_dict
+from vqvid.data import from_uint8_frames, write_synthetic_videos
+from vqvid.modelpack import export_model, load_model_folder
+
+FRAMES = 6  # one whole clip of 4 and a partial one
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parameters: dict) -> Path:
+    """A file laid out as a vqvid Lightning checkpoint: the module's weights under `model.`."""
+    state = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": hyper_parameters,
+                "vqvid": {"kind": kind, "format": 1}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Two model folders of the same VQ-VAE: with both priors, and without any."""
+    root = tmp_path_factory.mktemp("models")
+    vqvae = tiny_vqvae()
+    vqvae_config = to_dict(vqvae.config)
+    data = {"frames": CLIP_FRAMES, "stride": CLIP_FRAMES, "size": SIZE}
+    vqvae_path = _checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})
+    priors = {}
+    for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
+        hyper_parameters = {"model": to_dict(prior.config), "level": level,
+                            "vqvae_fingerprint": fingerprint(vqvae_config, vqvae.state_dict())}
+        priors[level] = _checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
+    return {"priors": export_model(vqvae_path, root / "model", priors["top"], priors["bottom"]),
+            "fixed": export_model(vqvae_path, root / "vqvae_only")}
+
+
+@pytest.fixture(scope="module")
+def frame_folder(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """FRAMES numbered PNG images of noise at the model's size, and the frames (FRAMES, 16, 16, 3) uint8."""
+    folder = tmp_path_factory.mktemp("frames")
+    frames = np.random.default_rng(0).integers(0, 256, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"frame_{i:03d}.png")
+    return folder, frames
+
+
+def test_compress_info_decompress(models, frame_folder, tmp_path, capsys):
+    folder, frames = frame_folder
+    coded, figures_path, out = tmp_path / "clip.vqv", tmp_path / "figures.json", tmp_path / "out.gif"
+    assert compress.main(["--model", str(models["priors"]), str(folder), "-o", str(coded), "--verify",
+                          "--json", str(figures_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    size = coded.stat().st_size
+    assert f"{FRAMES} frames of {SIZE}×{SIZE} at 10 fps in 2 clip(s)" in printed
+    assert f"{size} bytes" in printed and "bits/pixel" in printed and "kbit/s" in printed
+    assert "fixed-width 4-bit codes" in printed and "verified" in printed
+    figures = json.loads(figures_path.read_text())
+    assert figures["bytes"] == size
+    assert figures["bits_per_pixel"] == pytest.approx(8 * size / (FRAMES * SIZE * SIZE))
+    assert figures["kbit_per_second"] == pytest.approx(8 * size / (FRAMES / 10) / 1000)
+
+    # The file holds the codes of the frames as given, the last clip held on its last frame.
+    model = load_model_folder(models["priors"])
+    held = np.concatenate([frames, frames[-1:].repeat(2 * CLIP_FRAMES - FRAMES, axis=0)])
+    clips = rearrange(from_uint8_frames(held), "c (b t) h w -> b c t h w", t=CLIP_FRAMES)
+    expected = model.vqvae.model.encode(clips)
+    decoded = decompress_codes(model, coded)
+    assert torch.equal(decoded.codes.top, expected.top) and torch.equal(decoded.codes.bottom, expected.bottom)
+
+    assert info.main([str(coded)]) == 0
+    described = capsys.readouterr().out
+    assert model.fingerprint in described and f"{FRAMES} frames" in described
+    assert re.search(r"mode\s+prior", described)
+
+    argv = [str(coded), "--model", str(models["priors"]), "-o", str(out), "--no-progress"]
+    assert decompress.main(argv) == 0
+    assert f"{FRAMES} frames" in capsys.readouterr().out
+    with Image.open(out) as gif:
+        assert (gif.n_frames, gif.size) == (FRAMES, (SIZE, SIZE))
+
+
+def test_a_folder_without_priors_packs_codes_and_refuses_the_other_folders_files(models, tmp_path, capsys):
+    coded = tmp_path / "fixed.vqv"
+    assert compress.main(["--model", str(models["fixed"]), "synthetic:2", "--max-frames", "5", "-o",
+                          str(coded), "--no-progress"]) == 0
+    assert "mode fixed" in capsys.readouterr().out
+    header = read_vqv(coded).header
+    assert (header.mode, header.frame_count, header.num_codes, header.fps) == ("fixed", 5, NUM_CODES, 10)
+    assert decompress.main([str(coded), "--model", str(models["fixed"]), "-o", str(tmp_path / "a.mp4"),
+                            "--no-progress"]) == 0
+    capsys.readouterr()
+    assert decompress.main([str(coded), "--model", str(models["priors"]), "-o", str(tmp_path / "b.mp4"),
+                            "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    fingerprints = [load_model_folder(models[name]).fingerprint for name in ("fixed", "priors")]
+    assert error.startswith("vqvid decompress: ") and all(f in error for f in fingerprints)
+    assert not (tmp_path / "b.mp4").exists()
+
+
+def test_fixed_flag_with_priors(models, tmp_path, capsys):
+    coded = tmp_path / "fixed.vqv"
+    assert compress.main(["--model", str(models["priors"]), "synthetic:1", "-o", str(coded), "--fixed",
+                          "--fps", "25", "--no-progress"]) == 0
+    header = read_vqv(coded).header
+    assert (header.mode, header.frame_count, header.fps) == ("fixed", CLIP_FRAMES, 25)
+    assert "this file is 100.0% of that" in capsys.readouterr().out
+
+
+def test_damaged_or_unusable_input_fails_with_a_message(models, frame_folder, tmp_path, capsys):
+    coded = tmp_path / "clip.vqv"
+    assert compress.main(["--model", str(models["fixed"]), "synthetic:1", "-o", str(coded),
+                          "--no-progress"]) == 0
+    truncated = tmp_path / "truncated.vqv"
+    truncated.write_bytes(coded.read_bytes()[:-3])
+    capsys.readouterr()
+    assert info.main([str(truncated)]) == 2
+    assert capsys.readouterr().err.startswith(f"vqvid info: {truncated}: ")
+    assert decompress.main([str(truncated), "--model", str(models["fixed"]), "-o", str(tmp_path / "x.gif"),
+                            "--no-progress"]) == 2
+    assert "chunk" in capsys.readouterr().err
+    assert decompress.main([str(coded), "--model", str(models["fixed"]), "-o", str(tmp_path / "x.avi")]) == 2
+    assert "expected a file ending in .gif, .mp4, .mkv" in capsys.readouterr().err
+
+    videos = tmp_path / "videos"
+    write_synthetic_videos(videos, 2, frames=4, size=SIZE)
+    assert compress.main(["--model", str(models["fixed"]), str(videos), "-o", str(tmp_path / "y.vqv")]) == 2
+    assert "holds 2 videos" in capsys.readouterr().err
+    assert compress.main(["--model", str(models["fixed"]), str(tmp_path / "missing.mp4"), "-o",
+                          str(tmp_path / "y.vqv")]) == 2
+    assert capsys.readouterr().err.startswith("vqvid compress: ")
+    assert compress.main(["--model", str(models["fixed"]), str(frame_folder[0]), "-o",
+                          str(tmp_path / "no" / "y.vqv")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""`vqvid predict` end to end through `main(argv)`, with a model folder of tiny random-weight models."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from einops import repeat
+from PIL import Image
+
+from tests.sampling.test_predict import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
+from vqvid.checkpoints import fingerprint
+from vqvid.commands.predict import main
+from vqvid.config import to_dict
+from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
+from vqvid.metrics import psnr_per_frame
+from vqvid.modelpack import export_model, load_model_folder
+from vqvid.sampling.predict import predict
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parameters: dict) -> Path:
+    """A file laid out as a vqvid Lightning checkpoint: the module's weights under `model.`."""
+    state = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
+    marker = {"kind": kind, "format": 1}
+    torch.save({"state_dict": state, "hyper_parameters": hyper_parameters, "vqvid": marker}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model folder written by `export_model` from checkpoints of tiny random-weight models."""
+    root = tmp_path_factory.mktemp("model")
+    vqvae = tiny_vqvae()
+    vqvae_config = to_dict(vqvae.config)
+    data = {"frames": CLIP_FRAMES, "stride": CLIP_FRAMES, "size": SIZE}
+    vqvae_path = _checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})
+    vqvae_fingerprint = fingerprint(vqvae_config, vqvae.state_dict())
+    priors = {}
+    for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
+        hyper_parameters = {"model": to_dict(prior.config), "level": level,
+                            "vqvae_fingerprint": vqvae_fingerprint}
+        priors[level] = _checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
+    export_model(vqvae_path, root / "vqvae_only", None, None)
+    return export_model(vqvae_path, root / "model", priors["top"], priors["bottom"])
+
+
+def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsys):
+    out, figures_path = tmp_path / "out.gif", tmp_path / "figures.json"
+    code = main(["--model", str(model_dir), "synthetic:2", "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "2", "--seed", "3", "-o", str(out), "--json", str(figures_path),
+                 "--no-progress", "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "positions/s" in printed and "copy last frame" in printed
+
+    with Image.open(out) as gif:
+        # original | generated top with original bottom | 2 samples, 2-pixel gaps between them
+        assert gif.size == (4 * SIZE + 3 * 2, SIZE)
+        assert gif.n_frames == CLIP_FRAMES
+
+    figures = json.loads(figures_path.read_text())
+    table = figures["psnr_per_frame"]
+    assert table["frame"] == [4, 5, 6, 7]
+    assert figures["positions"] == 2 * (4 + 32)  # one clip, two samples
+    # The same prediction through the library, and the copy-last baseline by hand.
+    clip = open_clips("synthetic:2", ClipSpec(frames=CLIP_FRAMES, stride=CLIP_FRAMES, size=SIZE))[0][None]
+    folder = load_model_folder(model_dir)
+    prediction = predict(folder, clip, 4, CLIP_FRAMES, samples=2, seed=3, progress=False)
+    truth = clip[:, :, 4:]
+    expected = (psnr_per_frame(prediction.video[:, 0, :, 4:], truth)
+                + psnr_per_frame(prediction.video[:, 1, :, 4:], truth)) / 2
+    assert table["generated"] == pytest.approx(expected.tolist(), abs=1e-4)
+    copy_last = psnr_per_frame(repeat(clip[:, :, 3], "b c h w -> b c t h w", t=4), truth)
+    assert table["copy_last"] == pytest.approx(copy_last.tolist(), abs=1e-4)
+    assert figures["padding_cost"]["padded_psnr"] > 0
+
+
+def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_path, recwarn):
+    (video,) = write_synthetic_videos(tmp_path / "videos", 1, size=SIZE, frames=CLIP_FRAMES, fps=10, seed=5)
+    out, figures_path = tmp_path / "out.mp4", tmp_path / "figures.json"
+    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "12", "-o", str(out),
+                 "--json", str(figures_path), "--no-progress", "--device", "cpu"])
+    assert code == 0 and out.stat().st_size > 0
+    figures = json.loads(figures_path.read_text())
+    assert figures["psnr_per_frame"]["frame"] == [4, 5, 6, 7]  # the truth ends after 8 frames
+    assert figures["positions"] == 2 * (4 + 32)  # two windows
+    # The file is used after all: no warning that it was skipped.
+    assert not [w for w in recwarn if "skipping" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--context", "3"], r"context=3 .*use one of \[0, 4\]"),
+        (["--frames", "6"], "frames=6: expected a multiple of 4 larger than context=4"),
+        (["--samples", "0"], "samples=0: expected at least 1"),
+        (["--temperature", "0"], "temperature: expected a positive number"),
+        (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(model_dir, tmp_path, capsys, options, message):
+    out = tmp_path / "out.gif"
+    code = main(["--model", str(model_dir), "synthetic:1", "-o", str(out), "--context", "4", "--frames", "8",
+                 "--no-progress", *options])
+    assert code == 2
+    assert re.fullmatch(f"vqvid predict: {message}.*", capsys.readouterr().err.strip(), flags=re.DOTALL)
+    assert not out.exists()
+
+
+def test_a_model_folder_without_priors_is_refused(model_dir, tmp_path, capsys):
+    code = main(["--model", str(model_dir.parent / "vqvae_only"), "synthetic:1", "-o",
+                 str(tmp_path / "out.gif"), "--context", "4", "--frames", "8"])
+    assert code == 2
+    assert "vqvid predict: model folder has no top and no bottom prior" in capsys.readouterr().err

@@ -1,0 +1,232 @@
+"""PixelSNAIL priors: causality and the absence of a blind spot, shown by gradients; inputs; learning."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vqvid.models.pixelsnail import (
+    CausalSelfAttention,
+    PixelSNAIL,
+    PixelSNAILConfig,
+    reference_causal_attention,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These tensors are tiny: thread start-up costs more than it saves, and much more on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def top_config(**overrides) -> PixelSNAILConfig:
+    # 2 blocks of kernel 3 reach 6 frames/rows/columns back and 5 sideways: the whole 3×4×4 grid.
+    config = PixelSNAILConfig(num_codes=8, shape=(3, 4, 4), channels=16, n_blocks=2, n_res_blocks=1,
+                              kernel_size=3, attention=True, n_heads=2, key_channels=8, value_channels=8,
+                              dropout=0.0, embed_dim=8)
+    return replace(config, **overrides)
+
+
+def bottom_config(**overrides) -> PixelSNAILConfig:
+    config = top_config(shape=(4, 4, 4), condition_num_codes=6, condition_shape=(2, 2, 2),
+                        condition_channels=8, n_cond_res_blocks=1)
+    return replace(config, **overrides)
+
+
+def make_prior(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
+    torch.manual_seed(seed)
+    return PixelSNAIL(config).eval()
+
+
+def embedded_inputs(prior: PixelSNAIL, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Embeddings of random codes (and condition) as leaves that gradients can be taken against."""
+    config = prior.config
+    codes = torch.randint(0, config.num_codes, (batch, *config.shape))
+    embedded = prior.embed(codes).detach().requires_grad_()
+    if not config.conditional:
+        return embedded, None
+    condition = torch.randint(0, config.condition_num_codes, (batch, *config.condition_shape))
+    return embedded, prior.embed_condition(condition).detach().requires_grad_()
+
+
+def dependence(prior: PixelSNAIL, position: tuple[int, int, int], code: int = 1):
+    """Per-position gradient magnitude of log p(code at `position`) w.r.t. the input embeddings (T, H, W) and,
+    for the bottom prior, w.r.t. the condition embeddings (T', H', W')."""
+    embedded, condition = embedded_inputs(prior)
+    log_probs = F.log_softmax(prior.forward_embedded(embedded, condition), dim=1)
+    leaves = [embedded] if condition is None else [embedded, condition]
+    grads = torch.autograd.grad(log_probs[0, code, position[0], position[1], position[2]], leaves)
+    return [g.abs().sum(dim=1)[0] for g in grads]
+
+
+def earlier_mask(shape: tuple[int, int, int], position: tuple[int, int, int]) -> torch.Tensor:
+    """True at the positions strictly before `position` in (t, h, w) raster order."""
+    flat = torch.arange(math.prod(shape)).reshape(shape)
+    return flat < flat[position]
+
+
+def edge_positions(shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """First and last positions of rows and frames, and one inside."""
+    t, h, w = shape
+    return [(0, 0, 0), (0, 0, w - 1), (0, 1, 0), (1, 0, 0), (1, 1, 1), (1, h - 1, w - 1), (t - 1, h - 1, 0),
+            (t - 1, h - 1, w - 1)]
+
+
+@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_each_position_depends_on_every_earlier_position_and_nothing_else(level, attention):
+    config = (top_config if level == "top" else bottom_config)(attention=attention)
+    prior = make_prior(config)
+    for position in edge_positions(config.shape):
+        magnitude = dependence(prior, position)[0]
+        earlier = earlier_mask(config.shape, position)
+        assert torch.all(magnitude[~earlier] == 0), f"{position} depends on itself or a later position"
+        blind = (earlier & (magnitude == 0)).nonzero().tolist()
+        assert not blind, f"{position} does not see earlier positions {blind}"
+
+
+def test_without_attention_the_reach_is_exactly_the_convolutions_receptive_field():
+    # One block of one residual layer, kernel 3 (2 causal taps): the strict stems reach 2 back along their
+    # axis and 1 sideways, each of the 2 convolutions of a residual layer 1 more. The horizontal stream at
+    # (t, h, w) so reaches columns w-4..w-1. It mixes in the vertical stream at columns w-1 and w, which
+    # reaches rows h-4..h-1 and 3 columns sideways: w-4..w+3. The vertical stream mixes in the frame stream at
+    # rows h-1..h and columns w-1..w+1, which reaches frames t-4..t-1 and 3 rows and columns sideways.
+    config = top_config(shape=(6, 9, 11), n_blocks=1, attention=False)
+    t, h, w = 5, 5, 6
+    expected = torch.zeros(config.shape, dtype=torch.bool)
+    expected[t, h, w - 4:w] = True
+    expected[t, h - 4:h, w - 4:w + 4] = True
+    expected[t - 4:t, h - 4:h + 4, w - 5:w + 5] = True
+
+    magnitude = dependence(make_prior(config), (t, h, w))[0]
+    assert torch.equal(magnitude > 0, expected)
+
+
+def test_attention_reaches_what_the_convolutions_do_not():
+    config = top_config(shape=(2, 3, 12), n_blocks=1)
+    position = (1, 2, 11)
+    earlier = earlier_mask(config.shape, position)
+    with_attention = dependence(make_prior(config), position)[0]
+    without_attention = dependence(make_prior(replace(config, attention=False)), position)[0]
+    assert torch.all(with_attention[earlier] > 0) and torch.all(with_attention[~earlier] == 0)
+    assert torch.any(without_attention[earlier] == 0)
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_bottom_prior_sees_every_top_code_at_every_position(attention):
+    config = bottom_config(attention=attention)
+    prior = make_prior(config)
+    for position in edge_positions(config.shape):
+        condition_magnitude = dependence(prior, position)[1]
+        assert torch.all(condition_magnitude > 0), f"{position} misses top codes"
+
+
+def test_log_probs_are_normalised_distributions_of_the_right_shape():
+    config = bottom_config()
+    prior = make_prior(config)
+    codes = torch.randint(0, config.num_codes, (3, *config.shape))
+    condition = torch.randint(0, config.condition_num_codes, (3, *config.condition_shape))
+    log_probs = prior.log_probs(codes, condition)
+    assert log_probs.shape == (3, config.num_codes, *config.shape)
+    torch.testing.assert_close(log_probs.logsumexp(dim=1), torch.zeros(3, *config.shape), atol=1e-5, rtol=0)
+
+
+def test_sdpa_attention_matches_an_explicit_masked_matrix():
+    # Values wider than keys, as in PixelSNAIL: the path that pads queries and keys to the value width.
+    prior = make_prior(top_config(key_channels=8, value_channels=24))
+    codes = torch.randint(0, 8, (2, 3, 4, 4))
+    logits = prior(codes)
+    for module in prior.modules():
+        if isinstance(module, CausalSelfAttention):
+            module.causal_attention = reference_causal_attention
+    torch.testing.assert_close(prior(codes), logits, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_acts_only_in_training():
+    prior = make_prior(top_config(dropout=0.5))
+    codes = torch.randint(0, 8, (2, 3, 4, 4))
+    torch.testing.assert_close(prior(codes), prior(codes))
+    prior.train()
+    assert not torch.allclose(prior(codes), prior(codes))
+
+
+def test_config_survives_a_json_round_trip():
+    config = bottom_config()
+    as_json = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    assert PixelSNAILConfig(**as_json) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"channels": 0}, "channels"),
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"shape": (4, 8)}, "shape"),
+        ({"key_channels": 6, "n_heads": 4}, "key_channels"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"condition_num_codes": 8}, "together"),
+        ({"condition_num_codes": 8, "condition_shape": (2, 2, 3)}, "half"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_field_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        top_config(**overrides)
+
+
+def test_bad_inputs_are_rejected_with_a_message():
+    top = make_prior(top_config())
+    bottom = make_prior(bottom_config())
+    codes = torch.randint(0, 8, (2, 3, 4, 4))
+    condition = torch.randint(0, 6, (2, 2, 2, 2))
+    bottom_codes = torch.randint(0, 8, (2, 4, 4, 4))
+    cases = [
+        (lambda: top(codes[:, :2]), "shape"),
+        (lambda: top(codes[0]), "shape"),
+        (lambda: top(codes.int()), "int64"),
+        (lambda: top(codes.float()), "int64"),
+        (lambda: top(codes + 8), r"\[0, 8\)"),
+        (lambda: top(codes - 1), r"\[0, 8\)"),
+        (lambda: top(codes, condition), "unconditional"),
+        (lambda: bottom(bottom_codes), "needs top codes"),
+        (lambda: bottom(bottom_codes, condition[:1]), "batch"),
+        (lambda: bottom(bottom_codes, condition + 6), r"condition: codes must lie in \[0, 6\)"),
+        (lambda: bottom(bottom_codes, condition[:, :1]), "condition: expected shape"),
+        (lambda: top.forward_embedded(torch.zeros(1, 7, 3, 4, 4)), "embedded: expected shape"),
+        (lambda: bottom.forward_embedded(torch.zeros(1, 8, 4, 4, 4)), "condition_embedded"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_prior_learns_a_deterministic_pattern():
+    # Each clip is one shifted pattern: after the first code, every code follows from the codes before it.
+    config = top_config(shape=(2, 4, 4), channels=32, key_channels=8, value_channels=16, embed_dim=16,
+                        n_heads=1)
+    torch.manual_seed(0)
+    prior = PixelSNAIL(config)
+    t, h, w = torch.meshgrid(*(torch.arange(s) for s in config.shape), indexing="ij")
+
+    def batch(size: int) -> torch.Tensor:
+        offsets = torch.randint(0, config.num_codes, (size, 1, 1, 1))
+        return (offsets + t + 2 * h + 3 * w) % config.num_codes
+
+    optimizer = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    for _ in range(60):
+        codes = batch(16)
+        loss = F.cross_entropy(prior(codes), codes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+    codes = batch(64)
+    with torch.no_grad():
+        bits = F.cross_entropy(prior(codes), codes).item() / math.log(2)
+    assert bits < 1.0, f"{bits:.2f} bits per code after training, expected < 1 (3 bits untrained)"

@@ -1,0 +1,194 @@
+import dataclasses
+
+import pytest
+import torch
+
+from vqvid.models.vqvae import VQVAE, VQVAEConfig
+
+HIERARCHIES = ["conditioned", "independent"]
+
+
+def _small(hierarchy: str = "conditioned", **overrides) -> VQVAEConfig:
+    """Narrow enough to run a 16×256×256 clip in about a second."""
+    fields = dict(channels=8, res_channels=4, n_res_blocks=1, embed_dim=4, num_codes=16, hierarchy=hierarchy)
+    return VQVAEConfig(**{**fields, **overrides})
+
+
+def _model(hierarchy: str = "conditioned", seed: int = 0, **overrides) -> VQVAE:
+    torch.manual_seed(seed)
+    return VQVAE(_small(hierarchy, **overrides))
+
+
+def _video(b: int, t: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(b, 3, t, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+def test_thesis_clip_gives_4x32x32_top_and_8x64x64_bottom_codes(hierarchy):
+    model = _model(hierarchy).eval()
+    with torch.no_grad():
+        out = model(_video(1, 16, 256, 256))
+    assert out.top.codes.shape == (1, 4, 32, 32)
+    assert out.bottom.codes.shape == (1, 8, 64, 64)
+    assert out.top.codes.dtype == out.bottom.codes.dtype == torch.int64
+    assert out.reconstruction.shape == (1, 3, 16, 256, 256)
+    assert VQVAE.grid_shapes(16, 256, 256) == ((4, 32, 32), (8, 64, 64))
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+def test_tiny_clip_shapes_and_losses(hierarchy):
+    model = _model(hierarchy).train()
+    out = model(_video(2, 16, 64, 64))
+    assert out.top.codes.shape == (2, 4, 8, 8)
+    assert out.bottom.codes.shape == (2, 8, 16, 16)
+    assert out.top.quantized.shape == (2, 4, 4, 8, 8)
+    assert out.bottom.quantized.shape == (2, 4, 8, 16, 16)
+    assert out.reconstruction.shape == (2, 3, 16, 64, 64)
+    assert torch.equal(out.commitment_loss, out.top.commitment_loss + out.bottom.commitment_loss)
+    assert model.grid_shapes(16, 64, 64) == ((4, 8, 8), (8, 16, 16))
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+def test_gradients_reach_both_encoders_through_the_quantisers(hierarchy):
+    model = _model(hierarchy).train()
+    out = model(_video(1, 8, 32, 32))
+    out.reconstruction.pow(2).mean().backward()
+    for name in ("bottom_encoder", "top_encoder"):
+        first_conv = getattr(model, name)[0]
+        assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+def test_encode_then_decode_codes_equals_forward_in_eval_mode(hierarchy):
+    model = _model(hierarchy).eval()
+    video = _video(2, 8, 32, 32)
+    with torch.no_grad():
+        out = model(video)
+        codes = model.encode(video)
+        decoded = model.decode_codes(codes.top, codes.bottom)
+    assert torch.equal(codes.top, out.top.codes)
+    assert torch.equal(codes.bottom, out.bottom.codes)
+    assert torch.allclose(decoded, out.reconstruction, rtol=0, atol=1e-6)
+
+
+def test_encode_does_not_update_codebooks_even_in_training_mode():
+    model = _model().train()
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    model.encode(_video(1, 8, 32, 32))
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+
+
+def test_decoding_one_level_uses_zeros_for_the_other():
+    model = _model().eval()
+    with torch.no_grad():
+        codes = model.encode(_video(2, 8, 32, 32))
+        full = model.decode_codes(codes.top, codes.bottom)
+        top_only = model.decode_codes(codes.top, None)
+        bottom_only = model.decode_codes(None, codes.bottom)
+        assert top_only.shape == bottom_only.shape == full.shape == (2, 3, 8, 32, 32)
+        assert not torch.allclose(top_only, full, atol=1e-3)
+        assert not torch.allclose(bottom_only, full, atol=1e-3)
+        # A zeroed codebook gives zero vectors for every code: the same as leaving that level out.
+        model.bottom_quantizer.embed.zero_()
+        assert torch.allclose(model.decode_codes(codes.top, codes.bottom), top_only, atol=1e-6)
+        model.top_quantizer.embed.zero_()
+        assert torch.allclose(model.decode_codes(None, codes.bottom), model.decode_codes(codes.top, None),
+                              atol=1e-6)
+
+
+def test_decode_codes_rejects_mismatched_levels():
+    model = _model().eval()
+    with pytest.raises(ValueError, match="neither"):
+        model.decode_codes(None, None)
+    with pytest.raises(ValueError, match=r"\(2, 4, 8, 8\)"):
+        top, bottom = torch.zeros(2, 2, 4, 4, dtype=torch.long), torch.zeros(2, 4, 8, 6, dtype=torch.long)
+        model.decode_codes(top, bottom)
+    with pytest.raises(ValueError, match="even"):
+        model.decode_codes(None, torch.zeros(2, 4, 8, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 16, 64, 64), (1, 1, 16, 64, 64), (1, 3, 6, 64, 64), (1, 3, 16, 60, 64), (1, 3, 16, 64, 36)],
+)
+def test_bad_video_shapes_say_what_is_allowed(shape):
+    model = _model()
+    with pytest.raises(ValueError, match=r"multiple of 4.*multiples of 8.*got") as error:
+        model(torch.zeros(shape))
+    got = "×".join(map(str, shape[2:])) if len(shape) == 5 and shape[1] == 3 else str(shape)
+    assert got in str(error.value)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        model.encode(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("hierarchy, bottom_changes", [("independent", False), ("conditioned", True)])
+def test_only_the_conditioned_bottom_depends_on_the_top_pathway(hierarchy, bottom_changes):
+    model = _model(hierarchy).eval()
+    video = _video(2, 8, 32, 32)
+    before = model.encode(video)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name.startswith("top_"):
+                tensor.add_(torch.randn(tensor.shape, generator=generator))
+    after = model.encode(video)
+    assert not torch.equal(before.top, after.top)  # the perturbation reached the top codes
+    assert torch.equal(before.bottom, after.bottom) == (not bottom_changes)
+
+
+def _moving_squares(n: int, frames: int, size: int) -> torch.Tensor:
+    """n clips (n, 3, frames, size, size) in [-1, 1]: a coloured square moving right over a dark ground."""
+    generator = torch.Generator().manual_seed(3)
+    clips = torch.full((n, 3, frames, size, size), -0.8)
+    for i in range(n):
+        color = torch.rand(3, generator=generator) * 1.6 - 0.6
+        y, x = torch.randint(0, size - 6, (2,), generator=generator).tolist()
+        for t in range(frames):
+            left = (x + t) % (size - 6)
+            clips[i, :, t, y:y + 6, left:left + 6] = color[:, None, None]
+    return clips
+
+
+@pytest.fixture
+def one_thread():
+    """Clips this small train several times faster on one thread than on contended threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_few_hundred_adam_steps_learn_the_moving_squares(one_thread):
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, num_codes=32)).train()
+    clips = _moving_squares(8, frames=4, size=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def mse() -> float:
+        with torch.no_grad():
+            return (model.eval()(clips).reconstruction - clips).pow(2).mean().item()
+
+    initial = mse()
+    for _ in range(200):
+        out = model.train()(clips)
+        loss = (out.reconstruction - clips).pow(2).mean() + out.commitment_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    final = mse()
+    assert final < 0.2 * initial
+    # Half the error of drawing the background alone: the squares themselves have been learnt.
+    background_only = (clips + 0.8).pow(2).mean().item()
+    assert final < 0.5 * background_only
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="model.channels"):
+        VQVAEConfig(channels=7)
+    with pytest.raises(ValueError, match="model.hierarchy"):
+        VQVAEConfig(hierarchy="parallel")
+    with pytest.raises(ValueError, match="model.decay"):
+        VQVAEConfig(decay=1.5)
+    with pytest.raises(ValueError, match="model.num_codes"):
+        dataclasses.replace(VQVAEConfig(), num_codes=1)

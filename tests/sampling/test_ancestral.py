@@ -1,0 +1,111 @@
+"""Ancestral sampling: naive and incremental agree; temperature and top_k reshape the distribution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+from vqvid.sampling import draw, sample
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These tensors are tiny: thread start-up costs more than it saves, and much more on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TOP = PixelSNAILConfig(num_codes=8, shape=(2, 3, 4), channels=16, n_blocks=2, n_res_blocks=1, kernel_size=3,
+                       attention=True, n_heads=2, key_channels=8, value_channels=8, dropout=0.0, embed_dim=8)
+BOTTOM = replace(TOP, shape=(2, 4, 4), condition_num_codes=6, condition_shape=(1, 2, 2), condition_channels=8,
+                 n_cond_res_blocks=1)
+
+
+def prior_of(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
+    torch.manual_seed(seed)
+    return PixelSNAIL(config).eval()
+
+
+@pytest.mark.parametrize("start", [0, 9])
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_naive_and_incremental_sampling_give_the_same_codes(level, start):
+    config = TOP if level == "top" else BOTTOM
+    prior = prior_of(config)
+    context = torch.randint(0, config.num_codes, (3, *config.shape))
+    condition = (torch.randint(0, config.condition_num_codes, (3, *config.condition_shape))
+                 if config.conditional else None)
+    codes = {
+        method: sample(prior, context, condition=condition, start=start, method=method,
+                       generator=torch.Generator().manual_seed(7))
+        for method in ("naive", "incremental")
+    }
+    assert torch.equal(codes["naive"], codes["incremental"])
+    assert torch.equal(codes["naive"].flatten(1)[:, :start], context.flatten(1)[:, :start])
+
+
+def test_top_k_1_is_greedy_decoding():
+    prior = prior_of(TOP)
+    greedy = torch.zeros(2, *TOP.shape, dtype=torch.int64)
+    with torch.no_grad():
+        for position in range(math.prod(TOP.shape)):
+            greedy.view(2, -1)[:, position] = prior.log_probs(greedy).flatten(2)[:, :, position].argmax(1)
+    assert torch.equal(sample(prior, 2, top_k=1, generator=torch.Generator().manual_seed(0)), greedy)
+
+
+def test_samples_follow_the_priors_joint_distribution():
+    # On a 2-position grid the joint p(c0, c1) = p(c0) p(c1 | c0) is small enough to compute exactly.
+    config = replace(TOP, num_codes=3, shape=(1, 1, 2))
+    prior = prior_of(config, seed=3)
+    pairs = torch.cartesian_prod(torch.arange(3), torch.arange(3))  # (9, 2)
+    with torch.no_grad():
+        log_probs = prior.log_probs(pairs.reshape(9, 1, 1, 2)).reshape(9, 3, 2)
+    joint = (log_probs[torch.arange(9), pairs[:, 0], 0] + log_probs[torch.arange(9), pairs[:, 1], 1]).exp()
+    n = 20_000
+    codes = sample(prior, n, generator=torch.Generator().manual_seed(0)).reshape(n, 2)
+    frequencies = torch.bincount(codes[:, 0] * 3 + codes[:, 1], minlength=9).float() / n
+    # 4.5 standard errors: a correct sampler fails this about once in 10^5 runs.
+    tolerance = 4.5 * (joint * (1 - joint) / n).sqrt()
+    assert torch.all((frequencies - joint).abs() < tolerance), (frequencies, joint)
+
+
+@pytest.mark.parametrize(("temperature", "top_k"),
+                         [(1.0, None), (0.5, None), (2.0, None), (1.0, 3), (0.7, 2)])
+def test_draw_follows_the_tempered_and_truncated_distribution(temperature, top_k):
+    log_probs = torch.log_softmax(torch.tensor([1.5, 0.2, -0.3, 0.9, -2.0]), dim=0)
+    expected = (log_probs / temperature).exp()
+    if top_k is not None:
+        expected[expected.argsort(descending=True)[top_k:]] = 0
+    expected = expected / expected.sum()
+    n = 40_000
+    codes = draw(log_probs.expand(n, -1), temperature=temperature, top_k=top_k,
+                 generator=torch.Generator().manual_seed(1))
+    frequencies = torch.bincount(codes, minlength=5).float() / n
+    tolerance = 4.5 * (expected * (1 - expected) / n).sqrt() + 1e-9
+    assert torch.all((frequencies - expected).abs() <= tolerance), (frequencies, expected)
+
+
+def test_draw_with_top_k_1_is_argmax():
+    log_probs = torch.log_softmax(torch.randn(500, 16, generator=torch.Generator().manual_seed(2)), dim=1)
+    assert torch.equal(draw(log_probs, top_k=1), log_probs.argmax(1))
+
+
+def test_sample_rejects_bad_options():
+    prior = prior_of(TOP)
+    cases = [
+        ({"method": "fast"}, "method"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_k": 9}, "top_k"),
+        ({"start": 2}, "pass codes"),
+    ]
+    for options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            sample(prior, 2, **options)
+    with pytest.raises(ValueError, match="batch size"):
+        sample(prior, 0)

@@ -1,0 +1,231 @@
+"""Prediction from context frames with tiny random-weight models: 8-frame 16×16 clips, top codes 2×2×2,
+bottom codes 4×4×4, 16 codes per level."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vqvid.checkpoints import LoadedVQVAE
+from vqvid.modelpack import LoadedPrior, ModelFolder
+from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.sampling.predict import (
+    _windows,
+    check_context,
+    encode_context,
+    padding_cost,
+    predict,
+)
+
+CLIP_FRAMES, SIZE, NUM_CODES = 8, 16, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Sampling steps this small run several times faster on one thread than on contended threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_vqvae() -> VQVAE:
+    """A random-weight VQ-VAE whose codebooks were moved onto encoder outputs by a few training-mode passes,
+    so that its codes vary with the input (fresh random codebooks map every input to one code)."""
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(channels=8, res_channels=4, n_res_blocks=1, embed_dim=4, num_codes=NUM_CODES,
+                              decay=0.5))
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, CLIP_FRAMES, SIZE, SIZE) * 2 - 1)
+    return model.eval()
+
+
+def tiny_priors() -> tuple[PixelSNAIL, PixelSNAIL]:
+    torch.manual_seed(1)
+    common = dict(num_codes=NUM_CODES, channels=8, n_blocks=1, n_res_blocks=1, key_channels=4,
+                  value_channels=8, dropout=0.0, embed_dim=4)
+    top_shape = (CLIP_FRAMES // 4, SIZE // 8, SIZE // 8)
+    top = PixelSNAIL(PixelSNAILConfig(shape=top_shape, **common))
+    bottom = PixelSNAIL(PixelSNAILConfig(shape=tuple(2 * s for s in top_shape), condition_num_codes=NUM_CODES,
+                                         condition_shape=top_shape, condition_channels=8, n_cond_res_blocks=1,
+                                         **common))
+    return top.eval(), bottom.eval()
+
+
+@pytest.fixture(scope="module")
+def folder() -> ModelFolder:
+    vqvae = tiny_vqvae()
+    top, bottom = tiny_priors()
+    return ModelFolder(
+        vqvae=LoadedVQVAE(vqvae, vqvae.config, "vqvae", {"frames": CLIP_FRAMES, "size": SIZE}),
+        top=LoadedPrior(top, top.config, "top", "top", "vqvae"),
+        bottom=LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"),
+        fingerprint="folder",
+    )
+
+
+def clips(b: int = 2, frames: int = CLIP_FRAMES, seed: int = 2) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, frames, SIZE, SIZE, generator=generator) * 2 - 1  # (B, 3, T, H, W)
+
+
+def run(folder: ModelFolder, video: torch.Tensor, context: int = 4, frames: int = CLIP_FRAMES, **options):
+    return predict(folder, video, context, frames, progress=False, **options)
+
+
+def test_frames_after_the_context_change_nothing_that_is_generated(folder):
+    original = clips()
+    reference = run(folder, original, samples=2)
+    for frame in range(4, CLIP_FRAMES):
+        changed = original.clone()
+        changed[:, :, frame] = -changed[:, :, frame]
+        prediction = run(folder, changed, samples=2)
+        assert torch.equal(prediction.codes.top, reference.codes.top)
+        assert torch.equal(prediction.codes.bottom, reference.codes.bottom)
+        assert torch.equal(prediction.video, reference.video)
+
+
+def test_encoding_the_whole_clip_would_leak_the_future_into_the_context_codes(folder):
+    """The counterpart of the test above: if `predict` encoded whole clips, that test would fail."""
+    vqvae = folder.vqvae.model
+    original = clips()
+    changed = original.clone()
+    changed[:, :, 4] = -changed[:, :, 4]
+    whole, whole_changed = vqvae.encode(original), vqvae.encode(changed)
+    assert not torch.equal(whole.bottom[:, :2], whole_changed.bottom[:, :2])
+    alone = encode_context(vqvae, original[:, :, :4], CLIP_FRAMES)
+    assert torch.equal(alone.bottom, encode_context(vqvae, changed[:, :, :4], CLIP_FRAMES).bottom)
+
+
+def test_encode_context_pads_with_the_last_frame_and_keeps_the_context_frames():
+    vqvae = tiny_vqvae()
+    context = clips()[:, :, :4]
+    padded = torch.cat([context, context[:, :, 3:].expand(-1, -1, CLIP_FRAMES - 4, -1, -1)], dim=2)
+    expected = vqvae.encode(padded)  # the padded clip by hand: (B, 3, 8, H, W)
+    codes = encode_context(vqvae, context, CLIP_FRAMES)
+    assert torch.equal(codes.top, expected.top[:, :1])
+    assert torch.equal(codes.bottom, expected.bottom[:, :2])
+    empty = encode_context(vqvae, context[:, :, :0], CLIP_FRAMES)
+    assert empty.top.shape == (2, 0, 2, 2) and empty.bottom.shape == (2, 0, 4, 4)
+
+
+def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
+    video = clips()
+    prediction = run(folder, video, samples=3)
+    given = encode_context(folder.vqvae.model, video[:, :, :4], CLIP_FRAMES)
+    vqvae = folder.vqvae.model
+    for s in range(3):
+        assert torch.equal(prediction.codes.top[:, s, :1], given.top)
+        assert torch.equal(prediction.codes.bottom[:, s, :2], given.bottom)
+        top, bottom = prediction.codes.top[:, s], prediction.codes.bottom[:, s]
+        assert torch.allclose(prediction.video[:, s], vqvae.decode_codes(top, bottom), atol=1e-6)
+        # The mixed panel: sampled top with the input's own (whole-clip) bottom codes.
+        mixed = vqvae.decode_codes(top, vqvae.encode(video).bottom)
+        assert torch.allclose(prediction.generated_top[:, s], mixed, atol=1e-6)
+    assert prediction.video.shape == (2, 3, 3, CLIP_FRAMES, SIZE, SIZE)
+    # Samples share the context but not what follows it.
+    assert not torch.equal(prediction.codes.bottom[:, 0, 2:], prediction.codes.bottom[:, 1, 2:])
+
+
+@pytest.mark.parametrize("context", [1, 2, 3, 6, 8, 12, -4])
+def test_misaligned_context_sizes_list_the_sizes_that_work(folder, context):
+    with pytest.raises(ValueError, match=rf"context={context} .*use one of \[0, 4\]"):
+        check_context(context, CLIP_FRAMES)
+    with pytest.raises(ValueError, match=r"use one of \[0, 4\]"):
+        run(folder, clips(frames=max(context, CLIP_FRAMES)), context=context)
+    if 0 < context <= CLIP_FRAMES:
+        with pytest.raises(ValueError, match=r"use one of \[0, 4\]"):
+            encode_context(folder.vqvae.model, clips()[:, :, :context], CLIP_FRAMES)
+
+
+def test_a_folder_without_priors_is_refused(folder):
+    without = ModelFolder(folder.vqvae, folder.top, None, "x")
+    with pytest.raises(ValueError, match="no bottom prior"):
+        run(folder=without, video=clips())
+
+
+@pytest.mark.parametrize(
+    ("context_top", "total_top", "window_top", "expected"),
+    [
+        (1, 2, 2, [(0, 1, 2)]),
+        (1, 1, 2, [(0, 1, 2)]),  # fewer frames than a window: one window, cropped afterwards
+        (1, 5, 2, [(0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5)]),
+        # the thesis's 16-frame clips: 8 context frames, 64 frames out
+        (2, 16, 4, [(0, 2, 4), (2, 4, 6), (4, 6, 8), (6, 8, 10), (8, 10, 12), (10, 12, 14), (12, 14, 16)]),
+        (2, 7, 4, [(0, 2, 4), (2, 4, 6), (3, 6, 7)]),  # the last window keeps 3 frames rather than overrun
+        (0, 9, 3, [(0, 0, 3), (1, 3, 4), (2, 4, 5), (3, 5, 6), (4, 6, 7), (5, 7, 8), (6, 8, 9)]),
+    ],
+)
+def test_rollout_windows(context_top, total_top, window_top, expected):
+    assert [tuple(w) for w in _windows(context_top, total_top, window_top)] == expected
+
+
+def test_rollout_makes_the_requested_frames_and_extends_the_first_window(folder):
+    video = clips(b=1)
+    short = run(folder, video, frames=CLIP_FRAMES, samples=2)
+    long = run(folder, video, frames=20, samples=2)
+    assert long.video.shape == (1, 2, 3, 20, SIZE, SIZE)
+    assert long.codes.top.shape == (1, 2, 5, 2, 2) and long.codes.bottom.shape == (1, 2, 10, 4, 4)
+    # One generator draws window after window: the first window is the 8-frame prediction itself.
+    assert torch.equal(long.codes.top[:, :, :2], short.codes.top)
+    assert torch.equal(long.codes.bottom[:, :, :4], short.codes.bottom)
+    # Per sequence: 1 top frame of 2×2 and 2 bottom frames of 4×4 per window, 4 windows; 2 sequences.
+    assert short.positions == 2 * (4 + 32)
+    assert long.positions == 2 * 4 * (4 + 32)
+    assert long.positions_per_second > 0
+    # The input has 8 frames: the mixed panel covers those only.
+    assert long.generated_top.shape == (1, 2, 3, CLIP_FRAMES, SIZE, SIZE)
+    cropped = run(folder, video, frames=4 + 4, samples=2)
+    assert cropped.video.shape[3] == 8
+
+
+def test_a_rollout_shorter_than_a_clip_is_cropped(folder):
+    vqvae = folder.vqvae.model
+    prediction = run(folder, clips(b=1), context=0, frames=4)
+    assert prediction.video.shape == (1, 1, 3, 4, SIZE, SIZE)
+    assert prediction.codes.top.shape == (1, 1, 1, 2, 2)
+    decoded = vqvae.decode_codes(prediction.codes.top[:, 0], prediction.codes.bottom[:, 0])
+    assert torch.allclose(prediction.video[:, 0], decoded, atol=1e-6)
+
+
+def test_a_fixed_seed_repeats_and_another_seed_differs(folder):
+    video = clips()
+    first, again = run(folder, video, seed=7), run(folder, video, seed=7)
+    assert torch.equal(first.codes.bottom, again.codes.bottom)
+    assert torch.equal(first.video, again.video)
+    other = run(folder, video, seed=8)
+    assert not torch.equal(first.codes.bottom, other.codes.bottom)
+
+
+def test_naive_and_incremental_sampling_predict_the_same(folder):
+    video = clips(b=1)
+    incremental, naive = run(folder, video, frames=12), run(folder, video, frames=12, method="naive")
+    assert torch.equal(incremental.codes.top, naive.codes.top)
+    assert torch.equal(incremental.codes.bottom, naive.codes.bottom)
+
+
+def test_context_zero_samples_without_looking_at_the_input(folder):
+    first = run(folder, clips(seed=3), context=0)
+    second = run(folder, clips(seed=4), context=0)
+    assert torch.equal(first.codes.top, second.codes.top)
+    assert torch.equal(first.video, second.video)
+    assert first.positions == 2 * (8 + 64)
+
+
+def test_padding_cost_is_nothing_for_a_still_clip_and_counts_changed_codes(folder):
+    vqvae = folder.vqvae.model
+    still = clips(b=1)[:, :, :1].expand(-1, -1, CLIP_FRAMES, -1, -1)  # padding repeats the same frame
+    cost = padding_cost(vqvae, still, 4)
+    assert cost.top_changed == 0 and cost.bottom_changed == 0
+    assert cost.padded_psnr == cost.whole_clip_psnr
+
+    moving = clips()
+    cost = padding_cost(vqvae, moving, 4)
+    whole = vqvae.encode(moving)
+    alone = encode_context(vqvae, moving[:, :, :4], CLIP_FRAMES)
+    assert cost.bottom_changed == (alone.bottom != whole.bottom[:, :2]).float().mean().item() > 0
+    assert cost.padded_psnr != cost.whole_clip_psnr
+    with pytest.raises(ValueError, match="no context frames"):
+        padding_cost(vqvae, moving, 0)
