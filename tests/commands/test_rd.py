@@ -1,0 +1,49 @@
+"""`vqvid rd` through `main(argv)`: every method measured on the same frames, inputs pooled honestly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from PIL import Image
+
+from tests.commands.test_predict import model_dir  # noqa: F401  (the tiny model folder fixture)
+from tests.sampling.test_predict import CLIP_FRAMES, SIZE
+from vqvid.commands.rd import main
+from vqvid.data import write_synthetic_videos
+
+
+def _rows(path):
+    return {(row["method"], row["setting"]): row for row in json.loads(path.read_text())}
+
+
+def test_rd_measures_vqvid_fixed_codes_and_x264_on_the_same_frames(model_dir, tmp_path):  # noqa: F811
+    videos = write_synthetic_videos(tmp_path / "videos", 2, frames=CLIP_FRAMES, size=SIZE, fps=10, seed=5)
+    runs = {}
+    for name, inputs in (("a", videos[:1]), ("b", videos[1:]), ("both", videos)):
+        out = tmp_path / f"{name}.json"
+        argv = ["--model", str(model_dir), *map(str, inputs), "-o", str(tmp_path / f"{name}.png"), "--json",
+                str(out), "--crf", "30", "51", "--codecs", "libx264"]
+        assert main(argv) == 0
+        runs[name] = _rows(out)
+
+    rows = runs["a"]
+    assert set(rows) == {("vqvid", "priors"), ("vqvid 9-bit", "fixed"), ("x264 medium", "crf=30"),
+                         ("x264 medium", "crf=51")}
+    # the codes are the same, so both vqvid rows decode to the same frames
+    assert rows[("vqvid", "priors")]["psnr"] == rows[("vqvid 9-bit", "fixed")]["psnr"]
+    assert rows[("x264 medium", "crf=30")]["bytes"] > rows[("x264 medium", "crf=51")]["bytes"]
+    pixels = CLIP_FRAMES * SIZE * SIZE
+    for row in rows.values():
+        assert math.isclose(row["bits_per_pixel"], 8 * row["bytes"] / pixels)
+    # pooling two inputs sums their bytes and averages quality over frames
+    for key, row in runs["both"].items():
+        assert row["bytes"] == runs["a"][key]["bytes"] + runs["b"][key]["bytes"]
+        assert math.isclose(row["psnr"], (runs["a"][key]["psnr"] + runs["b"][key]["psnr"]) / 2)
+    with Image.open(tmp_path / "both.png") as image:
+        assert image.format == "PNG"
+
+
+def test_rd_reports_a_bad_input(model_dir, tmp_path, capsys):  # noqa: F811
+    assert main(["--model", str(model_dir), str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "vqvid rd:" in capsys.readouterr().err
