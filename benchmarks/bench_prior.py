@@ -22,6 +22,7 @@ import platform
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -108,11 +109,14 @@ def main() -> None:
     import torch
 
     threads = args.threads or torch.get_num_threads()
-    results = []
+    results, failures = [], {}
     for case in CASES:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            results.append(pool.submit(run_case, case, threads).result())
-        print(f"done: {case.name}", flush=True)
+            try:
+                results.append(pool.submit(run_case, case, threads).result())
+            except BrokenProcessPool:  # killed from outside, most likely for memory
+                failures[case.name] = "the process died (out of memory?)"
+        print(f"{case.name}: {failures.get(case.name, 'done')}", flush=True)
 
     header = (f"{'case':<20} {'grid':>8} {'width':>5} {'blocks':>6} {'attention':>9} {'batch':>5} "
               f"{'params':>10} {'step s':>8} {'codes/s':>8} {'step peak MiB':>13}")
@@ -125,13 +129,16 @@ def main() -> None:
               f"{r['batch']:>5} {r['parameters']:>10,} {r['step_s']:>8.1f} {r['codes_per_s']:>8.0f} "
               f"{r['step_peak_mib']:>13.0f}")
     warmed = ", ".join(r["name"] for r in results if r["warmup"])
+    for name, reason in failures.items():
+        print(f"{name:<20} failed: {reason}")
     print(f"one forward + backward step; an untimed step first for: {warmed}. "
           f"threads={threads}, torch {torch.__version__}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     environment = {"torch": torch.__version__, "threads": threads, "machine": platform.machine(),
                    "processor": platform.processor(), "python": platform.python_version()}
-    RESULTS.write_text(json.dumps({"environment": environment, "cases": results}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"environment": environment, "cases": results, "failures": failures},
+                                   indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

@@ -46,7 +46,7 @@ class PixelSNAILConfig:
     n_heads: int = 1  # attention heads; key_channels and value_channels are split between them
     key_channels: int = 16  # PixelSNAIL's key width: keys only rank positions, so they can be narrow
     value_channels: int = 128  # what attention carries back into the horizontal stream
-    dropout: float = 0.1  # in the residual layers and on attention weights, training only
+    dropout: float = 0.1  # in the residual layers, training only (on attention weights it would cost O(N²))
     embed_dim: int = 32  # codes enter as learned embeddings of this width, not K-channel one-hot
     condition_num_codes: int | None = None  # K of the conditioning (top) codes; None: unconditional prior
     condition_shape: Shape3 | None = None  # (T, H, W) of the conditioning grid: exactly half of `shape`
@@ -182,13 +182,11 @@ class CausalSelfAttention(nn.Module):
     p - 1) is the last one that query p may read: an ordinary `is_causal` mask.
     """
 
-    def __init__(self, channels: int, embed_dim: int, key_channels: int, value_channels: int, n_heads: int,
-                 dropout: float):
+    def __init__(self, channels: int, embed_dim: int, key_channels: int, value_channels: int, n_heads: int):
         super().__init__()
         self.n_heads = n_heads
         self.key_channels = key_channels
         self.value_channels = value_channels
-        self.dropout = dropout
         self.query = nn.Linear(channels, key_channels)
         self.key_value = nn.Linear(channels + embed_dim, key_channels + value_channels)
         self.start = nn.Parameter(torch.randn(key_channels + value_channels) / math.sqrt(key_channels))
@@ -216,13 +214,13 @@ class CausalSelfAttention(nn.Module):
 
     def _sdpa_causal(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
         # The kernels that never form the (N, N) score matrix (flash attention, on CPU too) want one head size
-        # for queries, keys and values; without it, PyTorch falls back to the matrix. Zero channels appended
-        # to queries and keys leave every score unchanged; the scale stays that of the true key size.
+        # for queries, keys and values, and (on CPU) no dropout; otherwise PyTorch falls back to the matrix.
+        # Zero channels appended to queries and keys leave every score unchanged; the scale stays that of the
+        # true key size.
         d_k, d_v = queries.shape[-1], values.shape[-1]
         width = max(d_k, d_v)
         queries, keys, values = (F.pad(x, (0, width - x.shape[-1])) for x in (queries, keys, values))
-        attended = F.scaled_dot_product_attention(queries, keys, values, is_causal=True, scale=d_k**-0.5,
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        attended = F.scaled_dot_product_attention(queries, keys, values, is_causal=True, scale=d_k**-0.5)
         return attended[..., :d_v]
 
     def combine(self, features: Tensor, attended: Tensor) -> Tensor:
@@ -252,7 +250,7 @@ class PixelSNAILBlock(nn.Module):
         self.horizontal = nn.ModuleList(GatedResidual(c, 2, k, aux=True, dropout=p) for _ in range(n))
         self.attention = (
             CausalSelfAttention(c, config.embed_dim, config.key_channels, config.value_channels,
-                                config.n_heads, p)
+                                config.n_heads)
             if config.attention else None
         )
 
