@@ -51,6 +51,12 @@ def upscale(video: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(video, scale_factor=(factor, factor), mode="nearest")
 
 
+def for_display(video: torch.Tensor, min_height: int = 128) -> torch.Tensor:
+    """Enlarge a 3×T×H×W panel by a whole factor (nearest neighbour) until it is at least `min_height` tall, so
+    that 64-pixel clips stay visible in a GIF. Only for pictures; figures are measured on the real pixels."""
+    return upscale(video, max(1, -(-min_height // video.shape[2])))
+
+
 def save_video(path: str | Path, video: torch.Tensor, fps: float = 10.0) -> Path:
     """Write a 3×T×H×W video in [-1, 1] to `path` (.gif, .mp4 or .mkv)."""
     path = Path(path)

@@ -65,8 +65,10 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert "positions/s" in printed and "copy last frame" in printed
 
     with Image.open(out) as gif:
-        # original | generated top with original bottom | 2 samples, 2-pixel gaps between them
-        assert gif.size == (4 * SIZE + 3 * 2, SIZE)
+        # original | generated top with original bottom | 2 samples, 2-pixel gaps between them, enlarged by a
+        # whole factor to at least 128 pixels tall for display
+        zoom = -(-128 // SIZE)
+        assert gif.size == (zoom * (4 * SIZE + 3 * 2), zoom * SIZE)
         assert gif.n_frames == CLIP_FRAMES
 
     figures = json.loads(figures_path.read_text())

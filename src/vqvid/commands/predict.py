@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.data import ClipSpec
     from vqvid.modelpack import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
-    from vqvid.viz import save_video, side_by_side, stack_rows
+    from vqvid.viz import for_display, save_video, side_by_side, stack_rows
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, clip in enumerate(clips):
         panels = [clip] + ([generated_top[i, 0]] if generated_top is not None else []) + list(video[i])
         rows.append(side_by_side(panels))
-    save_video(args.output, stack_rows(rows), args.fps or spec.fps or 10.0)
+    save_video(args.output, for_display(stack_rows(rows)), args.fps or spec.fps or 10.0)
     b, _, t, h, w = clips.shape
     print(f"wrote {args.output}: {b} clip(s), {args.context} context + {args.frames - args.context} "
           f"generated frames of {h}×{w}; panels: original | generated top with original bottom | "

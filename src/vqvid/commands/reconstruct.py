@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid import metrics
     from vqvid.checkpoints import load_vqvae
     from vqvid.data import ClipSpec, DataError, open_clips
-    from vqvid.viz import save_video, side_by_side
+    from vqvid.viz import for_display, save_video, side_by_side
 
     try:
         loaded = load_vqvae(args.vqvae)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     size = metrics.code_size(t, h, w, top_shape, bottom_shape, loaded.config.num_codes)
     video = torch.cat([side_by_side(p) for p in panels], dim=1)  # clips one after another in time
     fps = args.fps or spec.fps or 10.0
-    save_video(args.output, video, fps)
+    save_video(args.output, for_display(video), fps)
     print(f"wrote {args.output} ({n} clip(s) of {t}×{h}×{w}; panels: "
           f"{'input | top only | bottom only' if args.levels else 'input | reconstruction'})")
     print(f"PSNR {psnr:.2f} dB   SSIM {ssim:.4f}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from vqvid.viz import save_video, side_by_side, stack_rows, upscale
+from vqvid.viz import for_display, save_video, side_by_side, stack_rows
 
 
 class ReconstructionGIFs(L.Callback):
@@ -31,10 +31,8 @@ class ReconstructionGIFs(L.Callback):
             return
         clips = self._clips(trainer).to(module.device)
         reconstruction = module.model(clips).reconstruction.float().clamp(-1, 1)
-        scale = max(1, 128 // clips.shape[-1])
-        rows = [side_by_side([upscale(c.cpu(), scale), upscale(r.cpu(), scale)])
-                for c, r in zip(clips, reconstruction)]
-        grid = stack_rows(rows)
+        rows = [side_by_side([c.cpu(), r.cpu()]) for c, r in zip(clips, reconstruction)]
+        grid = for_display(stack_rows(rows), min_height=128 * len(rows))
         save_video(self.folder / f"step_{trainer.global_step:07d}.gif", grid, self.fps)
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
