@@ -51,7 +51,9 @@ def read_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, damaged or not a torch file at all
-        raise ValueError(f"checkpoint {path}: cannot be read as a checkpoint ({type(error).__name__}: {error})")
+        raise ValueError(
+            f"checkpoint {path}: cannot be read as a checkpoint ({type(error).__name__}: {error})"
+        ) from error
     found = checkpoint.get(CHECKPOINT_KEY, {}).get("kind") if isinstance(checkpoint, dict) else None
     if found != kind:
         what = f"a vqvid {found} checkpoint" if found else "not a vqvid checkpoint"

@@ -64,7 +64,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         item_types = args if not (len(args) == 2 and args[1] is Ellipsis) else (args[0],) * len(value)
         if len(item_types) != len(value):
             raise ConfigError(f"{where}: expected {len(item_types)} items, got {len(value)}")
-        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=True)))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")

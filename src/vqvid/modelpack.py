@@ -23,7 +23,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from vqvid.checkpoints import LoadedVQVAE, model_state, fingerprint, load_vqvae, load_weights, read_checkpoint
+from vqvid.checkpoints import LoadedVQVAE, fingerprint, load_vqvae, load_weights, model_state, read_checkpoint
 from vqvid.config import from_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
@@ -142,7 +142,9 @@ def load_model_folder(path: str | Path) -> ModelFolder:
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise ModelFolderError(f"{folder}: not a vqvid model folder (no model.json); make one with `vqvid export`")
+        raise ModelFolderError(
+            f"{folder}: not a vqvid model folder (no model.json); make one with `vqvid export`"
+        ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise ModelFolderError(f"{meta_path}: not valid JSON ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "vqvae" not in meta:

@@ -14,6 +14,7 @@ from einops import rearrange
 from PIL import Image
 
 from tests.codec.test_video_codec import CLIP_FRAMES, NUM_CODES, SIZE, tiny_priors, tiny_vqvae
+from tests.tiny import write_checkpoint
 from vqvid.checkpoints import fingerprint
 from vqvid.codec import read_vqv
 from vqvid.codec.video import decompress_codes
@@ -25,20 +26,9 @@ from vqvid.modelpack import export_model, load_model_folder
 FRAMES = 6  # one whole clip of 4 and a partial one
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-def _checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parameters: dict) -> Path:
-    """A file laid out as a vqvid Lightning checkpoint: the module's weights under `model.`."""
-    state = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": hyper_parameters,
-                "vqvid": {"kind": kind, "format": 1}}, path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +38,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
     vqvae = tiny_vqvae()
     vqvae_config = to_dict(vqvae.config)
     data = {"frames": CLIP_FRAMES, "stride": CLIP_FRAMES, "size": SIZE}
-    vqvae_path = _checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})
+    vqvae_path = write_checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})
     priors = {}
     for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
         hyper_parameters = {"model": to_dict(prior.config), "level": level,
                             "vqvae_fingerprint": fingerprint(vqvae_config, vqvae.state_dict())}
-        priors[level] = _checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
+        priors[level] = write_checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
     return {"priors": export_model(vqvae_path, root / "model", priors["top"], priors["bottom"]),
             "fixed": export_model(vqvae_path, root / "vqvae_only")}
 

@@ -7,52 +7,26 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from einops import repeat
 from PIL import Image
 
-from tests.sampling.test_predict import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
-from vqvid.checkpoints import fingerprint
+from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
 from vqvid.commands.predict import main
-from vqvid.config import to_dict
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
 from vqvid.metrics import psnr_per_frame
 from vqvid.modelpack import export_model, load_model_folder
 from vqvid.sampling.predict import predict
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parameters: dict) -> Path:
-    """A file laid out as a vqvid Lightning checkpoint: the module's weights under `model.`."""
-    state = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
-    marker = {"kind": kind, "format": 1}
-    torch.save({"state_dict": state, "hyper_parameters": hyper_parameters, "vqvid": marker}, path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A model folder written by `export_model` from checkpoints of tiny random-weight models."""
     root = tmp_path_factory.mktemp("model")
-    vqvae = tiny_vqvae()
-    vqvae_config = to_dict(vqvae.config)
-    data = {"frames": CLIP_FRAMES, "stride": CLIP_FRAMES, "size": SIZE}
-    vqvae_path = _checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})
-    vqvae_fingerprint = fingerprint(vqvae_config, vqvae.state_dict())
-    priors = {}
-    for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
-        hyper_parameters = {"model": to_dict(prior.config), "level": level,
-                            "vqvae_fingerprint": vqvae_fingerprint}
-        priors[level] = _checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
-    export_model(vqvae_path, root / "vqvae_only", None, None)
-    return export_model(vqvae_path, root / "model", priors["top"], priors["bottom"])
+    paths = tiny_checkpoints(root)
+    export_model(paths["vqvae"], root / "vqvae_only", None, None)
+    return export_model(paths["vqvae"], root / "model", paths["top"], paths["bottom"])
 
 
 def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsys):

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
 from vqvid.checkpoints import LoadedVQVAE
 from vqvid.modelpack import LoadedPrior, ModelFolder
-from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
-from vqvid.models.vqvae import VQVAE, VQVAEConfig
 from vqvid.sampling.predict import (
     _windows,
     check_context,
@@ -18,40 +17,7 @@ from vqvid.sampling.predict import (
     predict,
 )
 
-CLIP_FRAMES, SIZE, NUM_CODES = 8, 16, 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Sampling steps this small run several times faster on one thread than on contended threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_vqvae() -> VQVAE:
-    """A random-weight VQ-VAE whose codebooks were moved onto encoder outputs by a few training-mode passes,
-    so that its codes vary with the input (fresh random codebooks map every input to one code)."""
-    torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(channels=8, res_channels=4, n_res_blocks=1, embed_dim=4, num_codes=NUM_CODES,
-                              decay=0.5))
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.rand(4, 3, CLIP_FRAMES, SIZE, SIZE) * 2 - 1)
-    return model.eval()
-
-
-def tiny_priors() -> tuple[PixelSNAIL, PixelSNAIL]:
-    torch.manual_seed(1)
-    common = dict(num_codes=NUM_CODES, channels=8, n_blocks=1, n_res_blocks=1, key_channels=4,
-                  value_channels=8, dropout=0.0, embed_dim=4)
-    top_shape = (CLIP_FRAMES // 4, SIZE // 8, SIZE // 8)
-    top = PixelSNAIL(PixelSNAILConfig(shape=top_shape, **common))
-    bottom = PixelSNAIL(PixelSNAILConfig(shape=tuple(2 * s for s in top_shape), condition_num_codes=NUM_CODES,
-                                         condition_shape=top_shape, condition_channels=8, n_cond_res_blocks=1,
-                                         **common))
-    return top.eval(), bottom.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -82,10 +82,9 @@ def _resume_path(args: argparse.Namespace) -> Path | None:
 def train_vqvae(args: argparse.Namespace) -> Path:
     import lightning as L
 
-    from vqvid.data import open_clips
     from vqvid.presets import VQVAERun, get_preset
     from vqvid.training.callbacks import ReconstructionGIFs
-    from vqvid.training.data import TrainValData, hold_out
+    from vqvid.training.data import TrainValData
     from vqvid.training.runner import fit
     from vqvid.training.vqvae import VQVAEModule
 
@@ -103,21 +102,30 @@ def train_vqvae(args: argparse.Namespace) -> Path:
 
 
 def _clip_sets(source: str, val_source: str | None, run):
+    """Train and validation clips: the sources' train/val splits where they have them, else the whole of
+    `--val-data`, else a held-out tail of the source."""
     from vqvid.data import DataError, open_clips
     from vqvid.training.data import hold_out
 
+    def split_or_none(src: str, split: str):
+        try:
+            return open_clips(src, run.data, split=split)
+        except DataError:  # no such split (a real problem with the data resurfaces below, whole)
+            return None
+
+    train = split_or_none(source, "train")
     if val_source is not None:
-        return open_clips(source, run.data, split="train"), open_clips(val_source, run.data, split="val")
-    try:
-        return open_clips(source, run.data, split="train"), open_clips(source, run.data, split="val")
-    except DataError:
-        return hold_out(open_clips(source, run.data), run.train.val_fraction)
+        val = split_or_none(val_source, "val")
+        return (train or open_clips(source, run.data)), (val or open_clips(val_source, run.data))
+    val = split_or_none(source, "val") if train is not None else None
+    if train is not None and val is not None:
+        return train, val
+    return hold_out(open_clips(source, run.data), run.train.val_fraction)
 
 
 def train_prior(args: argparse.Namespace) -> Path:
-    from vqvid.training.prior import train_prior_run
-
     from vqvid.presets import PriorRun, get_preset
+    from vqvid.training.prior import train_prior_run
 
     run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
     return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args),

@@ -31,7 +31,7 @@ class ReconstructionGIFs(L.Callback):
             return
         clips = self._clips(trainer).to(module.device)
         reconstruction = module.model(clips).reconstruction.float().clamp(-1, 1)
-        rows = [side_by_side([c.cpu(), r.cpu()]) for c, r in zip(clips, reconstruction)]
+        rows = [side_by_side([c.cpu(), r.cpu()]) for c, r in zip(clips, reconstruction, strict=True)]
         grid = for_display(stack_rows(rows), min_height=128 * len(rows))
         save_video(self.folder / f"step_{trainer.global_step:07d}.gif", grid, self.fps)
         experiment = getattr(trainer.logger, "experiment", None)

@@ -58,12 +58,13 @@ class ResumableLoader(DataLoader):
     """A DataLoader whose position in the data is the trainer's step.
 
     `step()` returns the number of batches consumed so far (the trainer's global step, restored on resume);
-    every new iteration starts at the epoch and batch that step falls in. `state_dict` / `load_state_dict` mark the loader as resumable for
-    Lightning (which otherwise warns that a mid-epoch resume is unreliable); the step itself is restored with the
-    rest of the trainer state.
+    every new iteration starts at the epoch and batch that step falls in. `state_dict` / `load_state_dict` mark
+    the loader as resumable for Lightning (which otherwise warns that a mid-epoch resume is unreliable); the step
+    itself is restored with the rest of the trainer state.
     """
 
-    def __init__(self, dataset: Dataset, batch_sampler: StepBatchSampler, step: Callable[[], int], **kwargs: Any):
+    def __init__(self, dataset: Dataset, batch_sampler: StepBatchSampler, step: Callable[[], int],
+                 **kwargs: Any):
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         self._step = step
 
