@@ -12,7 +12,8 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate; 1e-3 is the thesis run's
     weight_decay: float = 0.0
     max_steps: int = 10_000  # optimiser steps; training is counted in steps, not epochs
-    warmup_steps: int = 0  # linear learning-rate warm-up; 0 keeps the rate constant
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 over this many steps
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: anneal to 0 at max_steps; short runs gain
     grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
     val_every: int = 500  # steps between validations (and checkpoints)
     val_batches: int = 4  # batches per validation; enough for a stable PSNR/NLL without slowing training

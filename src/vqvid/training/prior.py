@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from vqvid.config import from_dict, save_yaml, to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.training.config import TrainConfig
-from vqvid.training.runner import adam_with_warmup
+from vqvid.training.runner import adam_with_schedule
 
 
 class PriorModule(L.LightningModule):
@@ -61,7 +61,7 @@ class PriorModule(L.LightningModule):
         checkpoint["vqvid"] = {"kind": "prior", "level": self.level, "format": 1}
 
     def configure_optimizers(self):
-        return adam_with_warmup(self.model.parameters(), self.train_config)
+        return adam_with_schedule(self.model.parameters(), self.train_config)
 
 
 def fit_to_store(model: PixelSNAILConfig, level: str, meta) -> PixelSNAILConfig:

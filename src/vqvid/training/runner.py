@@ -10,6 +10,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -35,13 +36,23 @@ class StepSeed(Callback):
         torch.manual_seed((self.seed * 1_000_003 + step * 7_919 + rank) % 2**62)
 
 
-def adam_with_warmup(parameters, config: TrainConfig):
-    """Adam at `config.lr`, with a linear warm-up over `config.warmup_steps` steps when that is > 0."""
+def adam_with_schedule(parameters, config: TrainConfig):
+    """Adam at `config.lr`: linear warm-up over `config.warmup_steps`, then constant or cosine-annealed to 0 at
+    `config.max_steps` (annealing is what lets a short run settle into a sharp optimum)."""
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    if config.warmup_steps == 0:
+    if config.warmup_steps == 0 and config.lr_schedule == "constant":
         return optimizer
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _devices(value: str) -> int | str | list[int]:
@@ -81,7 +92,7 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
     all_callbacks = [checkpoints, StepSeed(config.seed), *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)))
-    if config.warmup_steps:
+    if config.warmup_steps or config.lr_schedule != "constant":
         all_callbacks.append(LearningRateMonitor(logging_interval="step"))
     return L.Trainer(
         default_root_dir=out,

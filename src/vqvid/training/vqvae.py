@@ -17,7 +17,7 @@ from vqvid import metrics
 from vqvid.config import from_dict, to_dict
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
 from vqvid.training.config import TrainConfig
-from vqvid.training.runner import adam_with_warmup
+from vqvid.training.runner import adam_with_schedule
 
 LEVELS = ("top", "bottom")
 
@@ -104,4 +104,4 @@ class VQVAEModule(L.LightningModule):
         checkpoint["vqvid"] = {"kind": "vqvae", "format": 1}
 
     def configure_optimizers(self):
-        return adam_with_warmup(self.model.parameters(), self.train_config)
+        return adam_with_schedule(self.model.parameters(), self.train_config)
