@@ -35,9 +35,9 @@ def test_thesis_clip_gives_4x32x32_top_and_8x64x64_bottom_codes(hierarchy):
     assert VQVAE.grid_shapes(16, 256, 256) == ((4, 32, 32), (8, 64, 64))
 
 
-@pytest.mark.parametrize("hierarchy", HIERARCHIES)
-def test_tiny_clip_shapes_and_losses(hierarchy):
-    model = _model(hierarchy).train()
+@pytest.mark.parametrize("hierarchy, activation", [*((h, "silu") for h in HIERARCHIES), ("conditioned", "relu")])
+def test_tiny_clip_shapes_and_losses(hierarchy, activation):
+    model = _model(hierarchy, activation=activation).train()
     out = model(_video(2, 16, 64, 64))
     assert out.top.codes.shape == (2, 4, 8, 8)
     assert out.bottom.codes.shape == (2, 8, 16, 16)
@@ -150,15 +150,6 @@ def _moving_squares(n: int, frames: int, size: int) -> torch.Tensor:
     return clips
 
 
-@pytest.fixture
-def one_thread():
-    """Clips this small train several times faster on one thread than on contended threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_few_hundred_adam_steps_learn_the_moving_squares(one_thread):
     torch.manual_seed(0)
     model = VQVAE(VQVAEConfig(channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, num_codes=32)).train()
@@ -188,6 +179,8 @@ def test_config_rejects_bad_values():
         VQVAEConfig(channels=7)
     with pytest.raises(ValueError, match="model.hierarchy"):
         VQVAEConfig(hierarchy="parallel")
+    with pytest.raises(ValueError, match="model.activation"):
+        VQVAEConfig(activation="gelu")
     with pytest.raises(ValueError, match="model.decay"):
         VQVAEConfig(decay=1.5)
     with pytest.raises(ValueError, match="model.num_codes"):

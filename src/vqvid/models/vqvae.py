@@ -16,7 +16,10 @@ A 16×256×256 clip gives top codes 4×32×32 and bottom codes 8×64×64. Two hi
 - "independent": the bottom is quantised from bottom features alone, and the levels meet only in the decoder.
 
 Every quantiser is an `EMAQuantizer` (VQ-VAE, van den Oord et al. 2017, arXiv 1711.00937); residual blocks are
-those of VQ-VAE Sec. 4.1 (ReLU, 3×3 conv, ReLU, 1×1 conv), in 3D.
+those of VQ-VAE Sec. 4.1 (activation, 3×3 conv, activation, 1×1 conv), in 3D. The activation is SiLU (swish,
+Ramachandran et al. 2017, arXiv 1710.05941), as in VQGAN's encoder and decoder (Esser et al. 2021, arXiv
+2012.09841), unless the config asks for the papers' ReLU: on moving-shapes clips SiLU reaches a given PSNR in
+about half the steps, which matters for short CPU runs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from vqvid.models.quantize import EMAQuantizer, QuantizerOutput
 # Input sizes must divide into the top grid: time by 4, height and width by 8.
 TIME_FACTOR = 4
 SPACE_FACTOR = 8
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
 
 
 @dataclass
@@ -51,6 +55,8 @@ class VQVAEConfig:
     # Codes won by fewer vectors per step than this (EMA, summed over devices) move onto fresh encoder
     # outputs; 0 turns restarts off.
     restart_threshold: float = 1.0
+    # "silu" learns markedly faster on short runs; "relu" is VQ-VAE's and VQ-VAE-2's choice, kept for fidelity.
+    activation: Literal["silu", "relu"] = "silu"
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "channels", "res_channels", "embed_dim"):
@@ -72,6 +78,8 @@ class VQVAEConfig:
             raise ValueError(f"model.decay must be in [0, 1), got {self.decay}")
         if self.restart_threshold < 0:
             raise ValueError(f"model.restart_threshold must be >= 0, got {self.restart_threshold}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
 
 class Codes(NamedTuple):
@@ -96,14 +104,15 @@ class VQVAEOutput(NamedTuple):
 
 
 class ResBlock3d(nn.Module):
-    """x + conv1x1(relu(conv3x3x3(relu(x)))), VQ-VAE Sec. 4.1 in 3D."""
+    """x + conv1x1(act(conv3x3x3(act(x)))), VQ-VAE Sec. 4.1 in 3D."""
 
-    def __init__(self, channels: int, hidden: int) -> None:
+    def __init__(self, channels: int, hidden: int, activation: str = "silu") -> None:
         super().__init__()
+        act = ACTIVATIONS[activation]
         self.block = nn.Sequential(
-            nn.ReLU(),
+            act(),
             nn.Conv3d(channels, hidden, 3, padding=1),
-            nn.ReLU(),
+            act(),
             nn.Conv3d(hidden, channels, 1),
         )
 
@@ -111,31 +120,33 @@ class ResBlock3d(nn.Module):
         return x + self.block(x)  # (B, C, T, H, W)
 
 
-def _res_stack(channels: int, hidden: int, n_blocks: int) -> list[nn.Module]:
-    return [*(ResBlock3d(channels, hidden) for _ in range(n_blocks)), nn.ReLU()]
+def _res_stack(config: VQVAEConfig) -> list[nn.Module]:
+    c, hidden = config.channels, config.res_channels
+    blocks = (ResBlock3d(c, hidden, config.activation) for _ in range(config.n_res_blocks))
+    return [*blocks, ACTIVATIONS[config.activation]()]
 
 
 def bottom_encoder(config: VQVAEConfig) -> nn.Sequential:
     """(B, in_channels, T, H, W) -> (B, channels, T/2, H/4, W/4)."""
-    c = config.channels
+    c, act = config.channels, ACTIVATIONS[config.activation]
     return nn.Sequential(
         nn.Conv3d(config.in_channels, c // 2, 4, stride=2, padding=1),  # halves T, H, W
-        nn.ReLU(),
+        act(),
         nn.Conv3d(c // 2, c, (3, 4, 4), stride=(1, 2, 2), padding=1),  # halves H, W
-        nn.ReLU(),
+        act(),
         nn.Conv3d(c, c, 3, padding=1),
-        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        *_res_stack(config),
     )
 
 
 def top_encoder(config: VQVAEConfig) -> nn.Sequential:
     """(B, channels, T/2, H/4, W/4) -> (B, channels, T/4, H/8, W/8)."""
-    c = config.channels
+    c, act = config.channels, ACTIVATIONS[config.activation]
     return nn.Sequential(
         nn.Conv3d(c, c // 2, 4, stride=2, padding=1),
-        nn.ReLU(),
+        act(),
         nn.Conv3d(c // 2, c, 3, padding=1),
-        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        *_res_stack(config),
     )
 
 
@@ -144,19 +155,19 @@ def top_decoder(config: VQVAEConfig) -> nn.Sequential:
     c = config.channels
     return nn.Sequential(
         nn.Conv3d(config.embed_dim, c, 3, padding=1),
-        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        *_res_stack(config),
         nn.ConvTranspose3d(c, config.embed_dim, 4, stride=2, padding=1),
     )
 
 
 def decoder(config: VQVAEConfig) -> nn.Sequential:
     """Both levels on the bottom grid (B, 2 * embed_dim, T/2, H/4, W/4) -> video (B, in_channels, T, H, W)."""
-    c = config.channels
+    c, act = config.channels, ACTIVATIONS[config.activation]
     return nn.Sequential(
         nn.Conv3d(2 * config.embed_dim, c, 3, padding=1),
-        *_res_stack(c, config.res_channels, config.n_res_blocks),
+        *_res_stack(config),
         nn.ConvTranspose3d(c, c // 2, (3, 4, 4), stride=(1, 2, 2), padding=1),  # doubles H, W
-        nn.ReLU(),
+        act(),
         nn.ConvTranspose3d(c // 2, config.in_channels, 4, stride=2, padding=1),  # doubles T, H, W
     )
 
