@@ -52,12 +52,12 @@ def _tiny() -> Preset:
     return Preset(
         description="CPU demo: 16×64×64 clips, small networks, minutes on 2 cores",
         vqvae=VQVAERun(
-            # Narrow (32 channels) so that 600 steps fit in about 5 CPU minutes; EMA decay 0.95 lets the
+            # Narrow (32 channels) so that 800 steps fit in under 5 CPU minutes; EMA decay 0.95 lets the
             # codebooks follow the fast-moving encoder of a short run; cosine annealing settles it at the end.
             model=VQVAEConfig(channels=32, res_channels=16, n_res_blocks=1, embed_dim=16, num_codes=512,
                               decay=0.95),
             data=ClipSpec(frames=16, stride=8, size=64),
-            train=TrainConfig(batch_size=8, lr=2e-3, max_steps=600, val_every=200, val_batches=2,
+            train=TrainConfig(batch_size=8, lr=2e-3, max_steps=800, val_every=200, val_batches=2,
                               warmup_steps=20, lr_schedule="cosine", num_workers=1, log_every=10),
         ),
         top=PriorRun(
