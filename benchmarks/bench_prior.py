@@ -7,11 +7,12 @@ trained) and with the same weights' attention computed from an explicit masked (
 `thesis` preset makes.
 
 Each case runs in a fresh process, so its peak is its own: `step_peak_mib` is the growth of the maximum
-resident set size (`ru_maxrss`) over the step, from the resident size just before it (model and inputs built).
+resident set size (`ru_maxrss`) over its steps, from the resident size once model and inputs are built.
 
-    python benchmarks/bench_prior.py [--threads N]
+    python benchmarks/bench_prior.py [--threads N] [--cases NAME ...]
 
-Prints a table and writes benchmarks/results/prior.json.
+Prints a table and writes benchmarks/results/prior.json; with --cases, only those cases run and replace their
+entries in an existing results file.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def run_case(case: Case, threads: int) -> dict:
         loss.backward()
         prior.zero_grad(set_to_none=True)
 
+    before = _rss_mib()
     if case.warmup:
         step()
-    before = _rss_mib()
     start = time.perf_counter()
     step()
     seconds = time.perf_counter() - start
@@ -97,7 +98,7 @@ def run_case(case: Case, threads: int) -> dict:
         "parameters": sum(p.numel() for p in prior.parameters()),
         "step_s": seconds,
         "codes_per_s": case.batch * codes[0].numel() / seconds,
-        "rss_before_step_mib": before,
+        "rss_model_built_mib": before,
         "step_peak_mib": _max_rss_mib() - before,
     }
 
@@ -105,12 +106,19 @@ def run_case(case: Case, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--cases", nargs="+", choices=[case.name for case in CASES], help="run only these")
     args = parser.parse_args()
     import torch
 
     threads = args.threads or torch.get_num_threads()
     results, failures = [], {}
+    if args.cases and RESULTS.exists():
+        previous = json.loads(RESULTS.read_text())
+        results = [r for r in previous["cases"] if r["name"] not in args.cases]
+        failures = {k: v for k, v in previous["failures"].items() if k not in args.cases}
     for case in CASES:
+        if args.cases and case.name not in args.cases:
+            continue
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             try:
                 results.append(pool.submit(run_case, case, threads).result())
@@ -118,6 +126,8 @@ def main() -> None:
                 failures[case.name] = "the process died (out of memory?)"
         print(f"{case.name}: {failures.get(case.name, 'done')}", flush=True)
 
+    order = [case.name for case in CASES]
+    results.sort(key=lambda r: order.index(r["name"]))
     header = (f"{'case':<20} {'grid':>8} {'width':>5} {'blocks':>6} {'attention':>9} {'batch':>5} "
               f"{'params':>10} {'step s':>8} {'codes/s':>8} {'step peak MiB':>13}")
     print(header)

@@ -8,9 +8,10 @@ The naive method costs the same at every position (a full pass over the grid), s
 positions and extrapolated to the grid. The incremental method is timed over the whole grid, including the
 forward pass that fills its caches; its per-position time is that total divided by the number of positions.
 
-    python benchmarks/bench_sampling.py [--threads N] [--batch B]
+    python benchmarks/bench_sampling.py [--threads N] [--batch B] [--cases NAME ...]
 
-Prints a table and writes benchmarks/results/sampling.json.
+Prints a table and writes benchmarks/results/sampling.json; with --cases, only those cases run and replace
+their entries in an existing results file.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ class Case:
 
 
 CASES = [
-    Case("top, tiny width", "tiny", "top", (4, 32, 32), naive_positions=8),
-    Case("bottom, tiny width", "tiny", "bottom", (8, 64, 64), naive_positions=3),
-    Case("top, thesis width", "thesis", "top", (4, 32, 32), naive_positions=2),
+    Case("top-tiny", "tiny", "top", (4, 32, 32), naive_positions=8),
+    Case("bottom-tiny", "tiny", "bottom", (8, 64, 64), naive_positions=3),
+    Case("top-thesis", "thesis", "top", (4, 32, 32), naive_positions=2),
 ]
 
 
@@ -85,12 +86,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--batch", type=int, default=4, help="sequences sampled together (default 4)")
+    parser.add_argument("--cases", nargs="+", choices=[case.name for case in CASES], help="run only these")
     args = parser.parse_args()
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
 
     results = []
+    if args.cases and RESULTS.exists():
+        results = [r for r in json.loads(RESULTS.read_text())["cases"] if r["name"] not in args.cases]
     for case in CASES:
+        if args.cases and case.name not in args.cases:
+            continue
         torch.manual_seed(0)
         config = prior_config(case)
         prior = PixelSNAIL(config).eval()
@@ -113,14 +119,16 @@ def main() -> None:
         })
         print(f"done: {case.name}", flush=True)
 
-    header = (f"{'case':<20} {'grid':>8} {'width':>5} {'attn':>5} {'batch':>5} {'naive ms/pos':>12} "
+    order = [case.name for case in CASES]
+    results.sort(key=lambda r: order.index(r["name"]))
+    header = (f"{'case':<12} {'grid':>8} {'width':>5} {'attn':>5} {'batch':>5} {'naive ms/pos':>12} "
               f"{'(timed on)':>10} {'naive total s':>13} {'incr ms/pos':>11} {'incr total s':>12} "
               f"{'speedup':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
         grid = "×".join(map(str, r["shape"]))
-        print(f"{r['name']:<20} {grid:>8} {r['channels']:>5} {'yes' if r['attention'] else 'no':>5} "
+        print(f"{r['name']:<12} {grid:>8} {r['channels']:>5} {'yes' if r['attention'] else 'no':>5} "
               f"{r['batch']:>5} {1e3 * r['naive_s_per_position']:>12.1f} {r['naive_positions']:>6} pos "
               f"{r['naive_s_total_extrapolated']:>12.0f}* {1e3 * r['incremental_s_per_position']:>11.2f} "
               f"{r['incremental_s_total']:>12.1f} {r['speedup']:>7.0f}×")
