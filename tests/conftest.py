@@ -2,9 +2,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def one_thread():
-    """Sampling steps this small run several times faster on one thread than on contended threads."""
+    """Tiny tensors: starting threads costs more than it saves, above all on a busy machine. Use it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

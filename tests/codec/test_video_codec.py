@@ -36,13 +36,7 @@ TOP_SHAPE, BOTTOM_SHAPE = (1, 2, 2), (2, 4, 4)
 SHARPEN = 8.0  # scale of the priors' output weights: codes they draw cost about 2.3 bits instead of 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: starting threads costs more than it saves, above all on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vqvae(seed: int = 0) -> VQVAE:

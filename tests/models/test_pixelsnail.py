@@ -16,14 +16,7 @@ from vqvid.models.pixelsnail import (
     reference_causal_attention,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: thread start-up costs more than it saves, and much more on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def top_config(**overrides) -> PixelSNAILConfig:

@@ -11,14 +11,7 @@ import torch
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.sampling import draw, sample
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: thread start-up costs more than it saves, and much more on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TOP = PixelSNAILConfig(num_codes=8, shape=(2, 3, 4), channels=16, n_blocks=2, n_res_blocks=1, kernel_size=3,

@@ -11,14 +11,7 @@ import torch
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.sampling import IncrementalStepper, NaiveStepper, draw
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: thread start-up costs more than it saves, and much more on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # H != W, so that a mixed-up axis shows.
