@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+
+from results_file import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "prior.json"
 
@@ -144,12 +145,7 @@ def main() -> None:
     print(f"one forward + backward step; an untimed step first for: {warmed}. "
           f"threads={threads}, torch {torch.__version__}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"torch": torch.__version__, "threads": threads, "machine": platform.machine(),
-                   "processor": platform.processor(), "python": platform.python_version()}
-    RESULTS.write_text(json.dumps({"environment": environment, "cases": results, "failures": failures},
-                                   indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("prior", threads, cases=results, failures=failures)
 
 
 if __name__ == "__main__":

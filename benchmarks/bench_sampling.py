@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from results_file import write_results
 
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.presets import get_preset
@@ -135,11 +135,7 @@ def main() -> None:
     print(f"* naive totals are extrapolated from the positions timed; incremental totals are measured over "
           f"the whole grid, cache-filling pass included. threads={threads}, torch {torch.__version__}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"torch": torch.__version__, "threads": threads, "machine": platform.machine(),
-                   "processor": platform.processor(), "python": platform.python_version()}
-    RESULTS.write_text(json.dumps({"environment": environment, "cases": results}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("sampling", threads, cases=results)
 
 
 if __name__ == "__main__":

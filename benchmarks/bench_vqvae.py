@@ -13,17 +13,14 @@ Prints a table and writes benchmarks/results/vqvae.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "vqvae.json"
+from results_file import write_results
 
 
 @dataclass(frozen=True)
@@ -133,11 +130,7 @@ def main() -> None:
     print(f"peak RSS: ru_maxrss of a fresh process per case; torch alone took "
           f"{results[0]['baseline_rss_mib']:.0f} MiB. threads={threads}, torch {torch.__version__}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"torch": torch.__version__, "threads": threads, "machine": platform.machine(),
-                   "processor": platform.processor(), "python": platform.python_version()}
-    RESULTS.write_text(json.dumps({"environment": environment, "cases": results}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("vqvae", threads, cases=results)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,13 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
                             "vqvae_fingerprint": fingerprint(vqvae_config, vqvae.state_dict())}
         paths[level] = write_checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
     return paths
+
+
+def quick_train_config(steps: int, **changes):
+    """A `TrainConfig` for few-step CPU training runs in tests: batch 2, a validation and checkpoint every 3
+    steps, CSV logs, deterministic kernels."""
+    from vqvid.training.config import TrainConfig
+
+    fields = dict(batch_size=2, max_steps=steps, val_every=3, val_batches=1, num_workers=0, log_every=1,
+                  logger="csv", accelerator="cpu", devices="1", deterministic=True)
+    return TrainConfig(**{**fields, **changes})

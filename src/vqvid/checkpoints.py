@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,14 @@ class LoadedVQVAE:
     config: VQVAEConfig
     fingerprint: str
     data: dict[str, Any]  # the clip spec it was trained with (frames, size, fps, ...)
+
+    def clip_spec(self, whole_clips: bool = False):
+        """The `ClipSpec` the VQ-VAE was trained with (defaults for fields its checkpoint lacks). `whole_clips`:
+        consecutive, non-overlapping clips (stride = frames), to show or code a video once."""
+        from vqvid.data import ClipSpec
+
+        spec = ClipSpec(**self.data)
+        return replace(spec, stride=spec.frames) if whole_clips else spec
 
 
 def read_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import lightning as L
 import torch
 
+from tests.tiny import quick_train_config
 from vqvid.config import to_dict
 from vqvid.models.pixelsnail import PixelSNAILConfig
 from vqvid.training.config import TrainConfig
@@ -15,8 +16,7 @@ MODEL = PixelSNAILConfig(num_codes=8, shape=(2, 4, 4), channels=8, n_blocks=1, n
 
 
 def _train(out, steps, resume=None):
-    config = TrainConfig(batch_size=2, max_steps=steps, val_every=3, val_batches=1, num_workers=0, log_every=1,
-                         logger="csv", accelerator="cpu", devices="1", deterministic=True, lr=1e-2)
+    config = quick_train_config(steps, lr=1e-2)
     L.seed_everything(0, verbose=False)
     module = PriorModule(to_dict(MODEL), to_dict(config), "top", "vqvae-fingerprint")
     codes = torch.randint(0, 8, (10, 2, 4, 4), generator=torch.Generator().manual_seed(1))

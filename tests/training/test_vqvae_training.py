@@ -4,6 +4,7 @@ import lightning as L
 import pytest
 import torch
 
+from tests.tiny import quick_train_config
 from vqvid.checkpoints import load_vqvae, read_checkpoint
 from vqvid.models.vqvae import VQVAEConfig
 from vqvid.training.config import TrainConfig
@@ -20,8 +21,7 @@ def _clips(n, seed):
 
 
 def _train(out, steps, resume=None):
-    config = TrainConfig(batch_size=2, max_steps=steps, val_every=3, val_batches=1, num_workers=0, log_every=1,
-                         logger="csv", accelerator="cpu", devices="1", deterministic=True, warmup_steps=2)
+    config = quick_train_config(steps, warmup_steps=2)
     L.seed_everything(0, verbose=False)
     module = VQVAEModule.from_configs(MODEL, config)
     # 10 clips, batch 2: 5 steps per epoch, so the resume point (step 3) falls inside an epoch

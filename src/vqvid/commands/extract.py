@@ -32,13 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vqvid.checkpoints import load_vqvae
-    from vqvid.data import ClipSpec, DataError, open_clips
+    from vqvid.data import DataError, open_clips
     from vqvid.data.codes import CodeStoreError, CodeStoreMeta, extract_codes
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         loaded = load_vqvae(args.vqvae)
-        spec = ClipSpec(**loaded.data) if loaded.data else ClipSpec()
+        spec = loaded.clip_spec()
         dataset = open_clips(args.data, spec, split=args.split)
         grid = loaded.model.grid_shapes(spec.frames, spec.size, spec.size)
         meta = CodeStoreMeta(

@@ -81,15 +81,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqvid.codec.baseline import format_rd_table, plot_rd
     from vqvid.codec.video import clip_geometry
-    from vqvid.data import ClipSpec, DataError, open_clips
+    from vqvid.data import DataError, open_clips
     from vqvid.modelpack import load_model_folder
 
     try:
         folder = load_model_folder(args.model)
-        geometry = clip_geometry(folder)
+        clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
         fps = args.fps or folder.vqvae.data.get("fps") or 10.0
-        spec = ClipSpec(frames=geometry.clip_frames, stride=geometry.clip_frames, size=geometry.height,
-                        fps=folder.vqvae.data.get("fps"))
+        spec = folder.vqvae.clip_spec(whole_clips=True)
         measured = []
         for source in args.inputs:
             dataset = open_clips(source, spec)

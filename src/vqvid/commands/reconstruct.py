@@ -63,13 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid import metrics
     from vqvid.checkpoints import load_vqvae
-    from vqvid.data import ClipSpec, DataError, open_clips
+    from vqvid.data import DataError, open_clips
     from vqvid.viz import for_display, save_video, side_by_side
 
     try:
         loaded = load_vqvae(args.vqvae)
-        spec_fields = {k: v for k, v in loaded.data.items() if k in ("frames", "size", "fps", "source_fps")}
-        spec = ClipSpec(**{**spec_fields, "stride": spec_fields.get("frames", 16)})
+        spec = loaded.clip_spec(whole_clips=True)
         dataset = open_clips(args.input, spec)
     except (ValueError, FileNotFoundError, DataError) as error:
         print(f"vqvid reconstruct: {error}", file=sys.stderr)

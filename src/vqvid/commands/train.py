@@ -50,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     flags = {"devices": "train.devices", "strategy": "train.strategy", "precision": "train.precision",
              "accelerator": "train.accelerator", "max_steps": "train.max_steps", "batch_size": "train.batch_size"}
-    items = [f"{key}={getattr(args, name)}" for name, key in flags.items() if getattr(args, name) is not None]
-    # devices "0,1" must stay a string, not become a YAML list or int
-    return [f"{k}='{v}'" if k == "train.devices" else f"{k}={v}" for k, v in (i.split("=", 1) for i in items)]
+    # quoted, so that YAML keeps a device list like 0,1 or a count like 2 as the string train.devices expects
+    quote = {"devices"}
+    return [f"{key}='{value}'" if name in quote else f"{key}={value}"
+            for name, key in flags.items() if (value := getattr(args, name)) is not None]
 
 
 def _resolve(cls, preset, args: argparse.Namespace):

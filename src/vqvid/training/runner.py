@@ -130,14 +130,3 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
 def last_checkpoint(run: str | Path) -> Path | None:
     path = Path(run) / "checkpoints" / "last.ckpt"
     return path if path.exists() else None
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint as a dict, read safely (weights_only: no code from the file runs)."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path}: no such file") from None
-    except Exception as error:  # a truncated or foreign file: say which file and what was expected
-        raise ValueError(f"checkpoint {path}: not a readable vqvid/Lightning checkpoint ({error})") from error
