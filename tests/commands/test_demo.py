@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 from PIL import Image
 
+from vqvid.checkpoints import load_vqvae
 from vqvid.commands.demo import main
+from vqvid.data.codes import CodeStore
 
 
 def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
@@ -29,3 +32,8 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert (out / "model" / "model.json").exists() and (out / "heldout.vqv").exists()
     report_md = (out / "report.md").read_text()
     assert f"{reconstruction['psnr']:.2f}" in report_md
+    vqvae = load_vqvae(out / "model").model
+    with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from
+        codebooks = store.codebooks()
+    np.testing.assert_array_equal(codebooks.top, vqvae.top_quantizer.codebook.numpy())
+    np.testing.assert_array_equal(codebooks.bottom, vqvae.bottom_quantizer.codebook.numpy())

@@ -448,3 +448,53 @@ def test_extraction_killed_midway_resumes_to_the_uninterrupted_result(tmp_path):
                          progress=False) == 24 - len(partial)
     assert sum(encoded) == 24 - len(partial)  # clips already stored are not encoded again
     assert store_contents(interrupted) == store_contents(tmp_path / "reference")
+
+
+def test_codebooks_round_trip_and_are_written_once(tmp_path):
+    rng = np.random.default_rng(0)
+    top, bottom = rng.normal(size=(2, 512, 4)).astype(np.float32)
+    with CodeStore.create_or_open(tmp_path / "codes", META) as store:
+        assert store.codebooks() is None  # a store written without them says so
+        store.put_codebooks(torch.from_numpy(top), bottom)
+        store.put_codebooks(top + 1, bottom + 1)  # already held: the first ones stay
+    with CodeStore.open(tmp_path / "codes") as store:
+        codebooks = store.codebooks()
+    np.testing.assert_array_equal(codebooks.top, top)
+    np.testing.assert_array_equal(codebooks.bottom, bottom)
+    np.testing.assert_array_equal(CodeDataset(tmp_path / "codes", "bottom").codebooks().bottom, bottom)
+
+
+@pytest.mark.parametrize("top, message", [
+    (np.zeros((511, 4), np.float32), r"top codebook must be a float \(512, D\) array"),
+    (np.zeros((512,), np.float32), r"top codebook must be a float \(512, D\) array"),
+    (np.zeros((512, 4), np.int64), r"top codebook must be a float \(512, D\) array"),
+    (np.full((512, 4), np.nan, np.float32), "top codebook holds non-finite values"),
+])
+def test_bad_codebooks_are_refused_and_nothing_is_written(tmp_path, top, message):
+    with CodeStore.create_or_open(tmp_path / "codes", META) as store:
+        with pytest.raises(CodeStoreError, match=message):
+            store.put_codebooks(top, np.zeros((512, 4), np.float32))
+        assert store.codebooks() is None
+
+
+def test_damaged_codebooks_fail_naming_the_path(tmp_path):
+    path = tmp_path / "codes"
+    with CodeStore.create_or_open(path, META):
+        pass
+    env = lmdb.open(str(path), max_dbs=2)
+    with env.begin(write=True) as txn:
+        txn.put(b"codebooks", b"\x93NUMPY garbage", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with CodeStore.open(path) as store, pytest.raises(CodeStoreError, match=f"{path}.*codebooks are damaged"):
+        store.codebooks()
+
+
+def test_extract_codes_stores_the_codebooks_it_is_given(tmp_path):
+    _, job = load_job(tmp_path)
+    top, bottom = torch.randn(2, job.META.num_codes, 3)
+    extract_codes(lambda x: job.slow_encode(x, 0.0), job.Clips(), tmp_path / "codes", job.META, 8,
+                  progress=False, codebooks=(top, bottom))
+    with CodeStore.open(tmp_path / "codes") as store:
+        codebooks = store.codebooks()
+    np.testing.assert_array_equal(codebooks.top, top.numpy())
+    np.testing.assert_array_equal(codebooks.bottom, bottom.numpy())

@@ -223,3 +223,44 @@ def test_a_prior_learns_a_deterministic_pattern():
     with torch.no_grad():
         bits = F.cross_entropy(prior(codes), codes).item() / math.log(2)
     assert bits < 1.0, f"{bits:.2f} bits per code after training, expected < 1 (3 bits untrained)"
+
+
+def pairwise_distances(points: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(points.double(), points.double())
+
+
+@pytest.mark.parametrize("codebook_width", [4, 8, 12])  # narrower than, as wide as, wider than the embedding
+def test_codebook_init_keeps_the_codebooks_geometry(codebook_width):
+    """The embeddings start as the codebook's points up to one scale: every pairwise distance is kept (for a
+    codebook wider than the embedding, one whose points lie in a subspace the embedding can hold)."""
+    prior = make_prior(bottom_config())  # embed_dim 8, condition_channels 8
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.randn(min(codebook_width, 8), codebook_width, generator=generator)
+    codebook = torch.randn(8, basis.shape[0], generator=generator) @ basis + 3.0  # (K=8, D), off-centre
+    condition_codebook = torch.randn(6, codebook_width, generator=generator)[:, :8]
+    before = prior.embedding.weight.detach().clone()
+    prior.init_code_embeddings(codebook, condition_codebook)
+    for vectors, embedding in ((codebook, prior.embedding), (condition_codebook, prior.condition_embedding)):
+        width = min(vectors.shape[1], embedding.embedding_dim)
+        start = embedding.weight.detach()[:, :width]
+        ratio = pairwise_distances(start) / pairwise_distances(vectors).clamp_min(1e-12)
+        off_diagonal = ~torch.eye(len(vectors), dtype=torch.bool)
+        torch.testing.assert_close(ratio[off_diagonal], ratio[off_diagonal].mean().expand(off_diagonal.sum()),
+                                   rtol=1e-4, atol=1e-6)
+        assert abs(start.std().item() - 1.0) < 1e-4 and start.mean(0).abs().max() < 1e-5
+    if codebook_width < 8:  # channels beyond the codebook's width keep their random start
+        torch.testing.assert_close(prior.embedding.weight[:, codebook_width:], before[:, codebook_width:])
+
+
+def test_codebook_init_rejects_codebooks_that_do_not_fit():
+    bottom = make_prior(bottom_config())
+    with pytest.raises(ValueError, match=r"codebook: expected shape \(8, D\)"):
+        bottom.init_code_embeddings(torch.randn(7, 4), torch.randn(6, 4))
+    with pytest.raises(ValueError, match="needs the top codebook too"):
+        bottom.init_code_embeddings(torch.randn(8, 4))
+    with pytest.raises(ValueError, match=r"condition_codebook: expected shape \(6, D\)"):
+        bottom.init_code_embeddings(torch.randn(8, 4), torch.randn(8, 4))
+    with pytest.raises(ValueError, match="all its vectors are equal"):
+        bottom.init_code_embeddings(torch.ones(8, 4), torch.randn(6, 4))
+    with pytest.raises(ValueError, match="unconditional"):
+        make_prior(top_config()).init_code_embeddings(torch.randn(8, 4), torch.randn(6, 4))

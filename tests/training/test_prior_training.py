@@ -1,14 +1,20 @@
-"""Training a prior with Lightning: a stop and a resume continue exactly, dropout included."""
+"""Training a prior with Lightning: a stop and a resume continue exactly, dropout included; a new run starts
+its code embeddings from the codebooks in the code store."""
 
 import lightning as L
+import numpy as np
+import pytest
 import torch
 
 from tests.tiny import quick_train_config
+from vqvid.checkpoints import read_checkpoint
 from vqvid.config import to_dict
-from vqvid.models.pixelsnail import PixelSNAILConfig
+from vqvid.data.codes import CodeStore, CodeStoreMeta
+from vqvid.models.pixelsnail import PixelSNAILConfig, codebook_coordinates
+from vqvid.presets import PriorRun
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData
-from vqvid.training.prior import PriorModule
+from vqvid.training.prior import PriorModule, train_prior_run
 from vqvid.training.runner import fit
 
 MODEL = PixelSNAILConfig(num_codes=8, shape=(2, 4, 4), channels=8, n_blocks=1, n_res_blocks=1, attention=True,
@@ -35,3 +41,41 @@ def test_prior_resume_continues_exactly(tmp_path):
     L.seed_everything(0, verbose=False)
     initial = PriorModule(to_dict(MODEL), to_dict(TrainConfig()), "top", "x").state_dict()
     assert sum(not torch.equal(initial[name], a[name]) for name in a) > len(a) // 2
+
+
+def _code_store(path, codebooks: bool):
+    meta = CodeStoreMeta("vqvae-fingerprint", (1, 2, 2), (2, 4, 4), 8, "random codes")
+    rng = np.random.default_rng(0)
+    with CodeStore.create_or_open(path, meta) as store:
+        store.append(rng.integers(0, 8, (10, 1, 2, 2)), rng.integers(0, 8, (10, 2, 4, 4)),
+                     [f"clip {k}" for k in range(10)], list(range(10)))
+        if codebooks:
+            store.put_codebooks(*rng.normal(size=(2, 8, 3)).astype(np.float32))
+    return path
+
+
+def _first_step_embeddings(tmp_path, codebooks: bool):
+    """The bottom prior's code and condition embeddings after one step at a negligible learning rate."""
+    codes = _code_store(tmp_path / "codes", codebooks)
+    run = PriorRun(model=PixelSNAILConfig(channels=8, n_blocks=1, attention=False, embed_dim=4,
+                                          condition_channels=4, dropout=0.0),
+                   train=quick_train_config(1, lr=1e-9))
+    last = train_prior_run(run, "bottom", codes, None, tmp_path / "run", None, progress=False)
+    state = read_checkpoint(last, "prior")["state_dict"]
+    return state["model.embedding.weight"], state["model.condition_embedding.weight"]
+
+
+def test_a_new_prior_starts_from_the_stores_codebooks(tmp_path):
+    embedding, condition_embedding = _first_step_embeddings(tmp_path, codebooks=True)
+    with CodeStore.open(tmp_path / "codes") as store:
+        codebooks = store.codebooks()
+    torch.testing.assert_close(embedding[:, :3], codebook_coordinates(torch.from_numpy(codebooks.bottom), 4),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(condition_embedding[:, :3],
+                               codebook_coordinates(torch.from_numpy(codebooks.top), 4), atol=1e-6, rtol=0)
+
+
+def test_a_store_without_codebooks_trains_from_random_embeddings_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="holds no codebooks"):
+        embedding, _ = _first_step_embeddings(tmp_path, codebooks=False)
+    assert embedding.std() > 0.5  # nn.Embedding's N(0, 1) start, not zeros

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         model = loaded.model.to(device)
         written = extract_codes(model.encode, dataset, args.out, meta, batch_size=args.batch_size,
-                                num_workers=args.num_workers, device=device, progress=not args.no_progress)
+                                num_workers=args.num_workers, device=device, progress=not args.no_progress,
+                                codebooks=(model.top_quantizer.codebook, model.bottom_quantizer.codebook))
     except (ValueError, FileNotFoundError, DataError, CodeStoreError) as error:
         print(f"vqvid extract: {error}", file=sys.stderr)
         return 2

@@ -6,7 +6,9 @@ so they are extracted once (`extract_codes`) and read many times (`CodeDataset`)
 bottom, source) keyed by the clip's index in the source dataset.
 
 On disk a store is an LMDB folder with two named databases:
-- ``meta``: one JSON document (`CodeStoreMeta`): which VQ-VAE made the codes, their shapes, the data.
+- ``meta``: one JSON document (`CodeStoreMeta`): which VQ-VAE made the codes, their shapes, the data; and,
+  under a second key, the VQ-VAE's top and bottom codebooks (two ``.npy`` arrays, (K, D) float32), which say
+  what the codes mean: the priors start their code embeddings from them.
 - ``records``: key = clip index as 8 big-endian bytes (so key order is clip order); value = the top array and
   the bottom array in ``.npy`` format (explicit dtype and shape, written and read with
   ``allow_pickle=False``), then the UTF-8 description of the clip's source. Nothing is ever pickled.
@@ -42,6 +44,7 @@ DEFAULT_MAP_SIZE = 1 << 26  # 64 MiB to start; the map doubles whenever a write 
 _META_DB = b"meta"
 _RECORDS_DB = b"records"
 _META_KEY = b"meta"
+_CODEBOOKS_KEY = b"codebooks"
 _KEY = struct.Struct(">Q")  # big-endian, so LMDB's byte order of keys is the numeric order of clip indices
 
 
@@ -105,6 +108,13 @@ class CodeRecord(NamedTuple):
     top: Tensor  # (T/4, H/8, W/8) int64 in [0, num_codes)
     bottom: Tensor  # (T/2, H/4, W/4) int64 in [0, num_codes)
     source: str  # where the clip came from, as the dataset's `describe` said
+
+
+class Codebooks(NamedTuple):
+    """The codebooks of the VQ-VAE that made a store's codes: code i of a level stands for row i."""
+
+    top: np.ndarray  # (K, D) float32
+    bottom: np.ndarray  # (K, D) float32
 
 
 class CodeStore:
@@ -245,6 +255,43 @@ class CodeStore:
         ]
         self._write(values)
         self._keys = None
+
+    def codebooks(self) -> Codebooks | None:
+        """The VQ-VAE's codebooks, or None if the store was written without them."""
+        with self._begin() as txn:
+            raw = txn.get(_CODEBOOKS_KEY, db=self._env.open_db(_META_DB, txn=txn, create=False))
+        if raw is None:
+            return None
+        try:
+            buffer = io.BytesIO(raw)
+            arrays = [np.lib.format.read_array(buffer, allow_pickle=False) for _ in range(2)]
+        except (ValueError, EOFError) as error:
+            raise CodeStoreError(f"{self.path}: the stored codebooks are damaged ({error})") from error
+        return Codebooks(*(self._check_codebook(level, array) for level, array in zip(("top", "bottom"), arrays,
+                                                                                        strict=True)))
+
+    def put_codebooks(self, top: Tensor | np.ndarray, bottom: Tensor | np.ndarray) -> None:
+        """Store the VQ-VAE's codebooks, (K, D) each, unless the store holds them already (the fingerprint
+        check when the store was opened guarantees they are the same)."""
+        if not self.writable:
+            raise CodeStoreError(f"{self.path} was opened read-only; use CodeStore.create_or_open to write")
+        arrays = [self._check_codebook(level, codebook.detach().cpu().numpy() if isinstance(codebook, Tensor)
+                                       else np.asarray(codebook))
+                  for level, codebook in (("top", top), ("bottom", bottom))]
+        buffer = io.BytesIO()
+        for array in arrays:
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        with self._begin(write=True) as txn:
+            txn.put(_CODEBOOKS_KEY, buffer.getvalue(), db=self._env.open_db(_META_DB, txn=txn), overwrite=False)
+
+    def _check_codebook(self, level: str, array: np.ndarray) -> np.ndarray:
+        num_codes = self.meta.num_codes
+        if array.ndim != 2 or array.shape[0] != num_codes or not np.issubdtype(array.dtype, np.floating):
+            raise CodeStoreError(f"{self.path}: the {level} codebook must be a float ({num_codes}, D) array, "
+                                 f"got {array.dtype} {array.shape}")
+        if not np.isfinite(array).all():
+            raise CodeStoreError(f"{self.path}: the {level} codebook holds non-finite values")
+        return array.astype(np.float32)
 
     def _write(self, values: list[tuple[bytes, bytes]]) -> None:
         while True:
@@ -429,18 +476,22 @@ def extract_codes(
     num_workers: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    codebooks: tuple[Tensor, Tensor] | None = None,
 ) -> int:
     """Encode every clip of `dataset` into the code store at `path`; returns how many records this call wrote.
 
     `encode` maps clips (B, 3, T, H, W) in [-1, 1] to integer codes (top (B, *meta.top_shape), bottom
     (B, *meta.bottom_shape)); it runs under `torch.inference_mode`, so pass a model in eval mode. Each batch
     is written in one transaction, and clips already in the store are skipped: a run that is killed at any
-    moment and started again ends with exactly the records of an uninterrupted run.
+    moment and started again ends with exactly the records of an uninterrupted run. `codebooks` (the VQ-VAE's
+    top and bottom codebooks, (K, D) each) are stored with the codes.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     with CodeStore.create_or_open(path, meta) as store:
+        if codebooks is not None:
+            store.put_codebooks(*codebooks)
         done = set(store.keys())
         stray = [key for key in done if key >= len(dataset)]
         if stray:
@@ -493,6 +544,10 @@ class CodeDataset(Dataset):
     @property
     def meta(self) -> CodeStoreMeta:
         return self._meta
+
+    def codebooks(self) -> Codebooks | None:
+        """The codebooks of the VQ-VAE that made the codes, or None if the store lacks them."""
+        return self._reader().codebooks()
 
     def check_compatible(self, fingerprint: str) -> None:
         """Refuse codes made by a VQ-VAE other than the one with `fingerprint`."""

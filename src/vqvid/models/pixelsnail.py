@@ -52,6 +52,9 @@ class PixelSNAILConfig:
     condition_shape: Shape3 | None = None  # (T, H, W) of the conditioning grid: exactly half of `shape`
     condition_channels: int = 128  # width of the conditioning stack
     n_cond_res_blocks: int = 2  # residual blocks on the condition; each widens its reach by 2 top positions
+    # Start the code embeddings (and the condition's) from the VQ-VAE's codebooks when the code store holds
+    # them: neighbouring codes then start as neighbours, which the prior otherwise has to learn from data.
+    codebook_init: bool = True
 
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)
@@ -299,6 +302,21 @@ class ConditionStack(nn.Module):
         return self.upsample(F.elu(self.blocks(condition)))
 
 
+def codebook_coordinates(codebook: Tensor, width: int) -> Tensor:
+    """A VQ-VAE codebook (K, D) as K points of at most `width` coordinates: centred, along its principal axes
+    (a rotation when width >= D, so distances are kept; otherwise the projection that keeps most of them),
+    scaled to unit standard deviation overall like a default `nn.Embedding`. (K, min(D, width)) float32."""
+    if codebook.ndim != 2 or not torch.isfinite(codebook).all():
+        raise ValueError(f"codebook: expected finite values of shape (K, D), got {tuple(codebook.shape)}")
+    centred = codebook.double() - codebook.double().mean(0)
+    axes = torch.linalg.svd(centred).Vh[:width]  # (min(D, width), D), by decreasing variance
+    coordinates = centred @ axes.T
+    spread = coordinates.std()
+    if not spread > 0:
+        raise ValueError("codebook: all its vectors are equal, so they say nothing about the codes")
+    return (coordinates / spread).float()
+
+
 def check_codes(codes: Tensor, num_codes: int, shape: Shape3, name: str) -> None:
     """Raise ValueError unless `codes` is an int64 (B, *shape) tensor with values in [0, num_codes)."""
     if not isinstance(codes, Tensor):
@@ -357,6 +375,25 @@ class PixelSNAIL(nn.Module):
         if condition.shape[0] != codes.shape[0]:
             raise ValueError(f"condition: batch {condition.shape[0]} differs from the codes' batch "
                              f"{codes.shape[0]}")
+
+    @torch.no_grad()
+    def init_code_embeddings(self, codebook: Tensor, condition_codebook: Tensor | None = None) -> None:
+        """Start the code embeddings from the VQ-VAE's codebook (K, D), and those of the condition (the top
+        codes) from its codebook, through `codebook_coordinates`. Embedding channels beyond D keep their
+        random start."""
+        pairs = [("codebook", codebook, self.embedding)]
+        if self.config.conditional:
+            if condition_codebook is None:
+                raise ValueError("condition_codebook: this prior is conditional and needs the top codebook too")
+            pairs.append(("condition_codebook", condition_codebook, self.condition_embedding))
+        elif condition_codebook is not None:
+            raise ValueError("condition_codebook: this prior is unconditional, got a condition codebook")
+        for name, vectors, embedding in pairs:
+            if vectors.ndim != 2 or vectors.shape[0] != embedding.num_embeddings:
+                raise ValueError(f"{name}: expected shape ({embedding.num_embeddings}, D), "
+                                 f"got {tuple(vectors.shape)}")
+            coordinates = codebook_coordinates(vectors, embedding.embedding_dim)
+            embedding.weight[:, : coordinates.shape[1]] = coordinates.to(embedding.weight)
 
     def embed(self, codes: Tensor) -> Tensor:  # (B, T, H, W) int64 -> (B, E, T, H, W)
         return rearrange(self.embedding(codes), "b t h w e -> b e t h w")

@@ -8,6 +8,7 @@ fingerprint of the VQ-VAE whose codes it learned, and refuses codes of another.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,25 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     save_yaml(run, out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)
     module = PriorModule(to_dict(run.model), to_dict(run.train), level, meta.fingerprint)
+    if resume is None and run.model.codebook_init:
+        init_from_codebooks(module.model, dataset)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
     fit(module, data, run.train, out, resume, progress=progress)
     return out / "checkpoints" / "last.ckpt"
+
+
+def init_from_codebooks(model: PixelSNAIL, dataset) -> bool:
+    """Start `model`'s code embeddings from the codebooks in a `CodeDataset`'s store; returns whether the
+    store had them (a warning says so when it did not)."""
+    codebooks = dataset.codebooks()
+    if codebooks is None:
+        warnings.warn(f"{dataset.path} holds no codebooks (extract the codes again to store them); the prior's "
+                      "code embeddings start at random", stacklevel=2)
+        return False
+    own = codebooks.top if dataset.level == "top" else codebooks.bottom
+    condition = torch.from_numpy(codebooks.top) if model.config.conditional else None
+    model.init_code_embeddings(torch.from_numpy(own), condition)
+    return True
 
 
 @torch.no_grad()
