@@ -60,8 +60,10 @@ def _first_step_embeddings(tmp_path, codebooks: bool):
     run = PriorRun(model=PixelSNAILConfig(channels=8, n_blocks=1, attention=False, embed_dim=4,
                                           condition_channels=4, dropout=0.0),
                    train=quick_train_config(1, lr=1e-9))
-    last = train_prior_run(run, "bottom", codes, None, tmp_path / "run", None, progress=False)
-    state = read_checkpoint(last, "prior")["state_dict"]
+    result = train_prior_run(run, "bottom", codes, None, tmp_path / "run", None, progress=False)
+    assert set(result.validation) == {"val/bits_per_code", "val/accuracy"}
+    assert 0 < result.validation["val/bits_per_code"] < 20
+    state = read_checkpoint(result.last, "prior")["state_dict"]
     return state["model.embedding.weight"], state["model.condition_embedding.weight"]
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vqvid.config import ConfigError, load_yaml, save_yaml
+
+if TYPE_CHECKING:
+    from vqvid.training.runner import TrainedRun
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -80,13 +84,13 @@ def _resume_path(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def train_vqvae(args: argparse.Namespace) -> Path:
+def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     import lightning as L
 
     from vqvid.presets import VQVAERun, get_preset
     from vqvid.training.callbacks import ReconstructionGIFs
     from vqvid.training.data import TrainValData
-    from vqvid.training.runner import fit
+    from vqvid.training.runner import fit, trained_run
     from vqvid.training.vqvae import VQVAEModule
 
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
@@ -98,8 +102,8 @@ def train_vqvae(args: argparse.Namespace) -> Path:
     module = VQVAEModule.from_configs(run.model, run.train, run.data)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
     gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
-    fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
-    return args.out / "checkpoints" / "last.ckpt"
+    trainer = fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
+    return trained_run(trainer, args.out)
 
 
 def _clip_sets(source: str, val_source: str | None, run):
@@ -124,7 +128,7 @@ def _clip_sets(source: str, val_source: str | None, run):
     return hold_out(open_clips(source, run.data), run.train.val_fraction)
 
 
-def train_prior(args: argparse.Namespace) -> Path:
+def train_prior(args: argparse.Namespace) -> TrainedRun:
     from vqvid.presets import PriorRun, get_preset
     from vqvid.training.prior import train_prior_run
 
@@ -136,9 +140,12 @@ def train_prior(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        last = train_vqvae(args) if args.stage == "vqvae" else train_prior(args)
+        result = train_vqvae(args) if args.stage == "vqvae" else train_prior(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"vqvid train {args.stage}: {error}", file=sys.stderr)
         return 2
-    print(f"done: last checkpoint {last}")
+    print(f"done: last checkpoint {result.last}")
+    if result.validation:
+        print("last validation: " + ", ".join(f"{name} {value:.4g}" for name, value in
+                                              sorted(result.validation.items())))
     return 0

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from vqvid.config import from_dict, save_yaml, to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.training.config import TrainConfig
-from vqvid.training.runner import adam_with_schedule
+from vqvid.training.runner import TrainedRun, adam_with_schedule, trained_run
 
 
 class PriorModule(L.LightningModule):
@@ -78,8 +78,9 @@ def fit_to_store(model: PixelSNAILConfig, level: str, meta) -> PixelSNAILConfig:
 
 
 def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: Path, resume: Path | None,
-                    progress: bool = True) -> Path:
-    """Train the `level` prior of `run` (a presets.PriorRun) on a code store; returns the last checkpoint."""
+                    progress: bool = True) -> TrainedRun:
+    """Train the `level` prior of `run` (a presets.PriorRun) on a code store; returns the last checkpoint and
+    the last validation's bits per code and accuracy."""
     from dataclasses import replace
 
     from vqvid.checkpoints import read_checkpoint
@@ -110,8 +111,7 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     if resume is None and run.model.codebook_init:
         init_from_codebooks(module.model, dataset)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
-    fit(module, data, run.train, out, resume, progress=progress)
-    return out / "checkpoints" / "last.ckpt"
+    return trained_run(fit(module, data, run.train, out, resume, progress=progress), out)
 
 
 def init_from_codebooks(model: PixelSNAIL, dataset) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -125,6 +126,18 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     trainer = build_trainer(config, out, list(callbacks), progress)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     return trainer
+
+
+class TrainedRun(NamedTuple):
+    """What a training run leaves: its last checkpoint and the metrics of its last validation."""
+
+    last: Path
+    validation: dict[str, float]  # e.g. {"val/bits_per_code": 3.5, "val/accuracy": 0.4}
+
+
+def trained_run(trainer: L.Trainer, out: str | Path) -> TrainedRun:
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
+    return TrainedRun(Path(out) / "checkpoints" / "last.ckpt", metrics)
 
 
 def last_checkpoint(run: str | Path) -> Path | None:
