@@ -55,11 +55,12 @@ def _code_store(path, codebooks: bool):
 
 
 def _first_step_embeddings(tmp_path, codebooks: bool):
-    """The bottom prior's code and condition embeddings after one step at a negligible learning rate."""
+    """The bottom prior's code and condition embeddings after three steps (and a validation) at a negligible
+    learning rate."""
     codes = _code_store(tmp_path / "codes", codebooks)
     run = PriorRun(model=PixelSNAILConfig(channels=8, n_blocks=1, attention=False, embed_dim=4,
                                           condition_channels=4, dropout=0.0),
-                   train=quick_train_config(1, lr=1e-9))
+                   train=quick_train_config(3, lr=1e-9))
     result = train_prior_run(run, "bottom", codes, None, tmp_path / "run", None, progress=False)
     assert set(result.validation) == {"val/bits_per_code", "val/accuracy"}
     assert 0 < result.validation["val/bits_per_code"] < 20
