@@ -62,6 +62,7 @@ def inputs(config: PixelSNAILConfig, batch: int) -> torch.Tensor | None:
     return torch.randint(0, config.condition_num_codes, (batch, *config.condition_shape))
 
 
+@torch.inference_mode()  # as `vqvid.sampling.sample` runs its steps
 def time_naive(prior: PixelSNAIL, batch: int, positions: int) -> float:
     """Seconds per position, over the first `positions` positions."""
     stepper = NaiveStepper(prior, batch, condition=inputs(prior.config, batch))
@@ -71,6 +72,7 @@ def time_naive(prior: PixelSNAIL, batch: int, positions: int) -> float:
     return (time.perf_counter() - start) / positions
 
 
+@torch.inference_mode()
 def time_incremental(prior: PixelSNAIL, batch: int) -> tuple[float, float]:
     """Seconds of the cache-filling pass, and seconds per position over the whole grid, that pass included."""
     condition = inputs(prior.config, batch)
