@@ -473,7 +473,7 @@ def _coding_priors(model: ModelFolder) -> _Priors:
 def _fixed_computation() -> Iterator[None]:
     """One intra-op thread, no autograd: how a float reduction is split then depends on tensor shapes alone,
     never on how many threads the caller allows. The previous thread count is restored on the way out.
-    Inference mode rather than no_grad: it drops autograd's per-op bookkeeping, about a third of a step's time."""
+    Inference mode rather than no_grad: it drops autograd's per-op bookkeeping, about a quarter of a step's time."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

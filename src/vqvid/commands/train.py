@@ -90,7 +90,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     from vqvid.presets import VQVAERun, get_preset
     from vqvid.training.callbacks import ReconstructionGIFs
     from vqvid.training.data import TrainValData
-    from vqvid.training.runner import fit, trained_run
+    from vqvid.training.runner import fit
     from vqvid.training.vqvae import VQVAEModule
 
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
@@ -102,8 +102,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     module = VQVAEModule.from_configs(run.model, run.train, run.data)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
     gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
-    trainer = fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
-    return trained_run(trainer, args.out)
+    return fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
 
 
 def _clip_sets(source: str, val_source: str | None, run):

@@ -275,16 +275,15 @@ class CodeStore:
         check when the store was opened guarantees they are the same)."""
         if not self.writable:
             raise CodeStoreError(f"{self.path} was opened read-only; use CodeStore.create_or_open to write")
-        arrays = [self._check_codebook(level, codebook.detach().cpu().numpy() if isinstance(codebook, Tensor)
-                                       else np.asarray(codebook))
-                  for level, codebook in (("top", top), ("bottom", bottom))]
+        arrays = [self._check_codebook(level, codebook) for level, codebook in (("top", top), ("bottom", bottom))]
         buffer = io.BytesIO()
         for array in arrays:
             np.lib.format.write_array(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
         with self._begin(write=True) as txn:
             txn.put(_CODEBOOKS_KEY, buffer.getvalue(), db=self._env.open_db(_META_DB, txn=txn), overwrite=False)
 
-    def _check_codebook(self, level: str, array: np.ndarray) -> np.ndarray:
+    def _check_codebook(self, level: str, codebook: Tensor | np.ndarray) -> np.ndarray:
+        array = _as_array(codebook)
         num_codes = self.meta.num_codes
         if array.ndim != 2 or array.shape[0] != num_codes or not np.issubdtype(array.dtype, np.floating):
             raise CodeStoreError(f"{self.path}: the {level} codebook must be a float ({num_codes}, D) array, "
@@ -308,7 +307,7 @@ class CodeStore:
                 self._env.set_mapsize(2 * self._env.info()["map_size"])
 
     def _check_codes(self, level: str, codes: Tensor | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-        array = codes.detach().cpu().numpy() if isinstance(codes, Tensor) else np.asarray(codes)
+        array = _as_array(codes)
         if array.ndim != 4 or array.shape[1:] != shape:
             raise CodeStoreError(
                 f"{self.path} holds {level} codes of shape (N, {', '.join(map(str, shape))}), "
@@ -351,6 +350,10 @@ class CodeStore:
             bottom=torch.from_numpy(bottom.astype(np.int64)),
             source=source,
         )
+
+
+def _as_array(values: Tensor | np.ndarray) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
 
 
 def _encode_record(top: np.ndarray, bottom: np.ndarray, source: str) -> bytes:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from vqvid.config import from_dict, save_yaml, to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.training.config import TrainConfig
-from vqvid.training.runner import TrainedRun, adam_with_schedule, trained_run
+from vqvid.training.runner import TrainedRun, adam_with_schedule
 
 
 class PriorModule(L.LightningModule):
@@ -111,21 +111,20 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     if resume is None and run.model.codebook_init:
         init_from_codebooks(module.model, dataset)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
-    return trained_run(fit(module, data, run.train, out, resume, progress=progress), out)
+    return fit(module, data, run.train, out, resume, progress=progress)
 
 
-def init_from_codebooks(model: PixelSNAIL, dataset) -> bool:
-    """Start `model`'s code embeddings from the codebooks in a `CodeDataset`'s store; returns whether the
-    store had them (a warning says so when it did not)."""
+def init_from_codebooks(model: PixelSNAIL, dataset) -> None:
+    """Start `model`'s code embeddings from the codebooks in a `CodeDataset`'s store; a store without them
+    leaves the embeddings random, with a warning."""
     codebooks = dataset.codebooks()
     if codebooks is None:
         warnings.warn(f"{dataset.path} holds no codebooks (extract the codes again to store them); the prior's "
                       "code embeddings start at random", stacklevel=2)
-        return False
+        return
     own = codebooks.top if dataset.level == "top" else codebooks.bottom
     condition = torch.from_numpy(codebooks.top) if model.config.conditional else None
     model.init_code_embeddings(torch.from_numpy(own), condition)
-    return True
 
 
 @torch.no_grad()

@@ -119,15 +119,6 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
     )
 
 
-def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainConfig, out: str | Path,
-        resume: str | Path | None = None, callbacks: list[Callback] = (), progress: bool = True) -> L.Trainer:
-    """Train `module` on `data`; `resume` is a checkpoint to continue from exactly (optimizer, step, data order)."""
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    trainer = build_trainer(config, out, list(callbacks), progress)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
-    return trainer
-
-
 class TrainedRun(NamedTuple):
     """What a training run leaves: its last checkpoint and the metrics of its last validation."""
 
@@ -135,11 +126,20 @@ class TrainedRun(NamedTuple):
     validation: dict[str, float]  # e.g. {"val/bits_per_code": 3.5, "val/accuracy": 0.4}
 
 
-def trained_run(trainer: L.Trainer, out: str | Path) -> TrainedRun:
+def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainConfig, out: str | Path,
+        resume: str | Path | None = None, callbacks: list[Callback] = (), progress: bool = True) -> TrainedRun:
+    """Train `module` on `data`; `resume` is a checkpoint to continue from exactly (optimizer, step, data order)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    trainer = build_trainer(config, out, list(callbacks), progress)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
-    return TrainedRun(Path(out) / "checkpoints" / "last.ckpt", metrics)
+    return TrainedRun(_last_path(out), metrics)
+
+
+def _last_path(run: str | Path) -> Path:
+    return Path(run) / "checkpoints" / "last.ckpt"  # ModelCheckpoint(save_last=True) in build_trainer
 
 
 def last_checkpoint(run: str | Path) -> Path | None:
-    path = Path(run) / "checkpoints" / "last.ckpt"
+    path = _last_path(run)
     return path if path.exists() else None
