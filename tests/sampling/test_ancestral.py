@@ -88,6 +88,41 @@ def test_draw_with_top_k_1_is_argmax():
     assert torch.equal(draw(log_probs, top_k=1), log_probs.argmax(1))
 
 
+def test_top_k_keeps_exactly_k_codes_when_values_tie():
+    # Codes 1, 2, 4 and 5 tie at the 2nd largest value: exactly 2 codes may be drawn, ties broken towards the
+    # lower code, and the kept codes are equally likely.
+    log_probs = torch.log_softmax(torch.tensor([0.0, 2.0, 1.0, 1.0, -1.0, 1.0]), dim=0)
+    n = 4_000
+    codes = draw(log_probs.expand(n, -1), top_k=2, generator=torch.Generator().manual_seed(3))
+    assert set(codes.tolist()) == {1, 2}
+    flat = torch.zeros(n, 7)  # all seven codes tie
+    drawn = draw(flat, top_k=3, generator=torch.Generator().manual_seed(4))
+    assert set(drawn.tolist()) == {0, 1, 2}
+    frequencies = torch.bincount(drawn, minlength=3).float() / n
+    assert torch.all((frequencies - 1 / 3).abs() < 4.5 * (2 / 9 / n) ** 0.5), frequencies
+
+
+def test_draw_never_returns_a_masked_code_when_the_cumulative_sum_falls_short(monkeypatch):
+    # Rows whose probabilities, rounded and summed in float32, fall short of the largest uniform number
+    # torch.rand can return (1 - 2^-24). Such a uniform lies beyond every cumulative probability; the draw must
+    # still be a code of non-zero probability, not the last code, which is masked here.
+    k = 341
+    logits = torch.randn(400, k, generator=torch.Generator().manual_seed(0)) * 3
+    largest_uniform = 1 - 2.0**-24
+    short = logits.softmax(dim=1).cumsum(dim=1)[:, -1] < largest_uniform
+    assert short.any()  # the adversarial case is present (on any CPU, several rows of 400 fall short)
+    rows = logits[short]
+    masked_last = torch.cat([rows, torch.full((len(rows), 1), -torch.inf)], dim=1)  # (R, k + 1)
+    cut_by_top_k = torch.cat([rows, rows.min(dim=1, keepdim=True).values - 1], dim=1)  # (R, k + 1)
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, device=None:
+                        torch.full(shape, largest_uniform, device=device))
+    for log_probs, top_k in ((masked_last, None), (cut_by_top_k, k)):
+        codes = draw(log_probs, top_k=top_k)
+        assert (codes < k).all(), "drew the masked code"
+        # the largest uniform draws the last code of non-zero probability
+        assert torch.equal(codes, torch.full_like(codes, k - 1))
+
+
 def test_sample_rejects_bad_options():
     prior = prior_of(TOP)
     cases = [

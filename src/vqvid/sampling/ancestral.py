@@ -24,13 +24,22 @@ def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = Non
     """
     logits = log_probs / temperature
     if top_k is not None:
-        kth_largest = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
-    cumulative = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, K)
+        # Keep exactly top_k codes. Masking everything below the k-th largest value would keep every code tied
+        # with it; a stable sort breaks such ties towards the lower code instead.
+        kept = logits.sort(dim=-1, descending=True, stable=True).indices[:, :top_k]  # (B, k)
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, kept, True)  # (B, K)
+        logits = logits.masked_fill(~keep, float("-inf"))
+    probs = logits.softmax(dim=-1)  # (B, K)
+    possible = probs > 0  # (B, K); masked codes (and codes whose probability underflows) are never drawn
+    cumulative = probs.cumsum(dim=-1)  # (B, K)
     device = generator.device if generator is not None else log_probs.device
     uniform = torch.rand(log_probs.shape[0], 1, generator=generator, device=device).to(log_probs)
-    # The first code whose cumulative probability exceeds the uniform; rounding may leave the total below 1.
-    return (cumulative <= uniform).sum(dim=-1).clamp(max=log_probs.shape[-1] - 1)
+    # The first possible code whose cumulative probability exceeds the uniform. Rounding may leave the total
+    # below 1 and the uniform above it: the draw then falls on the last possible code, never on a masked one.
+    above = (cumulative > uniform) & possible  # (B, K)
+    first_above = above.int().argmax(dim=-1)  # (B,) argmax returns the first of equal maxima
+    last_possible = log_probs.shape[-1] - 1 - possible.flip(-1).int().argmax(dim=-1)  # (B,)
+    return torch.where(above.any(dim=-1), first_above, last_possible)
 
 
 def sample(prior: PixelSNAIL, n_or_codes: int | Tensor, *, condition: Tensor | None = None, start: int = 0,
