@@ -498,3 +498,24 @@ def test_extract_codes_stores_the_codebooks_it_is_given(tmp_path):
         codebooks = store.codebooks()
     np.testing.assert_array_equal(codebooks.top, top.numpy())
     np.testing.assert_array_equal(codebooks.bottom, bottom.numpy())
+
+
+def test_the_store_format_stands_apart_from_the_dataset_and_the_extraction():
+    # The on-disk format is read by the dataset and written by the extraction; it depends on neither, nor on
+    # data loading, so that a change to either cannot change what a store holds.
+    import ast
+
+    import vqvid.data.codes as package
+
+    folder = Path(package.__file__).parent
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        names = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        names |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        return names
+
+    store, dataset, extract = imported("store"), imported("dataset"), imported("extract")
+    assert not store & {"vqvid.data.codes.dataset", "vqvid.data.codes.extract", "torch.utils.data", "tqdm.auto"}
+    assert "vqvid.data.codes.store" in dataset and "vqvid.data.codes.extract" not in dataset
+    assert "vqvid.data.codes.store" in extract and "vqvid.data.codes.dataset" not in extract

@@ -1,9 +1,8 @@
-"""The code store: the integer codes of every clip, top and bottom, in one embedded LMDB database.
+"""The code store's on-disk format: the integer codes of every clip, top and bottom, in one LMDB database.
 
 A hierarchical VQ-VAE (VQ-VAE-2, Razavi et al. 2019, arXiv 1906.00446) turns each clip 3×T×H×W into top
-codes T/4×H/8×W/8 and bottom codes T/2×H/4×W/4, integers in [0, num_codes). The priors train on these codes,
-so they are extracted once (`extract_codes`) and read many times (`CodeDataset`), as named records (top,
-bottom, source) keyed by the clip's index in the source dataset.
+codes T/4×H/8×W/8 and bottom codes T/2×H/4×W/4, integers in [0, num_codes). `CodeStore` writes and reads them
+as named records (top, bottom, source) keyed by the clip's index in the source dataset.
 
 On disk a store is an LMDB folder with two named databases:
 - ``meta``: one JSON document (`CodeStoreMeta`): which VQ-VAE made the codes, their shapes, the data; and,
@@ -24,17 +23,15 @@ import operator
 import os
 import struct
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import NamedTuple
 
 import lmdb
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 FORMAT_VERSION = 1
 STORAGE_DTYPE = np.dtype(np.uint16)  # codes are non-negative; codebooks hold hundreds to thousands of entries
@@ -439,145 +436,3 @@ def _mismatch_message(path: Path, stored: CodeStoreMeta, given: CodeStoreMeta) -
         f"{given.fingerprint!r}" + (f" ({'; '.join(differences)})" if differences else "")
         + ". Write to a new folder, or use the VQ-VAE and data the store was made with."
     )
-
-
-class DescribedClips(Protocol):
-    """A dataset of clips that can say where each clip came from."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> Tensor:
-        """Clip `index`: (3, T, H, W) float in [-1, 1]."""
-        ...
-
-    def describe(self, index: int) -> str:
-        """Where clip `index` came from (file and frame range, or generator and seed)."""
-        ...
-
-
-class _PendingClips(Dataset):
-    """The clips of `dataset` at `indices`, each with its index and description, for the extraction loader."""
-
-    def __init__(self, dataset: DescribedClips, indices: list[int]) -> None:
-        self.dataset = dataset
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> tuple[int, Tensor, str]:
-        index = self.indices[position]
-        return index, self.dataset[index], self.dataset.describe(index)
-
-
-def extract_codes(
-    encode: Callable[[Tensor], tuple[Tensor, Tensor]],
-    dataset: DescribedClips,
-    path: str | os.PathLike,
-    meta: CodeStoreMeta,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    codebooks: tuple[Tensor, Tensor] | None = None,
-) -> int:
-    """Encode every clip of `dataset` into the code store at `path`; returns how many records this call wrote.
-
-    `encode` maps clips (B, 3, T, H, W) in [-1, 1] to integer codes (top (B, *meta.top_shape), bottom
-    (B, *meta.bottom_shape)); it runs under `torch.inference_mode`, so pass a model in eval mode. Each batch
-    is written in one transaction, and clips already in the store are skipped: a run that is killed at any
-    moment and started again ends with exactly the records of an uninterrupted run. `codebooks` (the VQ-VAE's
-    top and bottom codebooks, (K, D) each) are stored with the codes.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    with CodeStore.create_or_open(path, meta) as store:
-        if codebooks is not None:
-            store.put_codebooks(*codebooks)
-        done = set(store.keys())
-        stray = [key for key in done if key >= len(dataset)]
-        if stray:
-            raise CodeStoreError(
-                f"{store.path} holds codes of clip {stray[0]} but the dataset has only {len(dataset)} clips; "
-                "it was extracted from other data"
-            )
-        pending = [index for index in range(len(dataset)) if index not in done]
-        loader = DataLoader(
-            _PendingClips(dataset, pending),
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        written = 0
-        with tqdm(
-            total=len(dataset), initial=len(done), unit="clip", desc="extract codes", disable=not progress
-        ) as bar:
-            for indices, clips, sources in loader:
-                with torch.inference_mode():
-                    # (B, 3, T, H, W) -> (B, T/4, H/8, W/8), (B, T/2, H/4, W/4)
-                    top, bottom = encode(clips.to(device, non_blocking=True))
-                store.append(top, bottom, list(sources), indices.tolist())
-                written += len(indices)
-                bar.update(len(indices))
-    return written
-
-
-class CodeDataset(Dataset):
-    """The codes of a store, for training a prior.
-
-    level "top": item i is the top codes (T/4, H/8, W/8) int64. level "bottom": item i is (bottom codes
-    (T/2, H/4, W/4), top codes (T/4, H/8, W/8)), both int64, the top codes being the bottom prior's condition.
-    Each process opens the store on its first read, so DataLoader workers never share an LMDB environment
-    across fork, and spawned workers receive only the path and the metadata.
-    """
-
-    def __init__(self, path: str | os.PathLike, level: Literal["top", "bottom"]) -> None:
-        if level not in ("top", "bottom"):
-            raise ValueError(f"CodeDataset level must be 'top' or 'bottom', got {level!r}")
-        self.path = Path(path)
-        self.level = level
-        with CodeStore.open(self.path) as store:
-            self._meta = store.meta
-            self._length = len(store)
-        self._store: CodeStore | None = None
-        self._store_pid: int | None = None
-
-    @property
-    def meta(self) -> CodeStoreMeta:
-        return self._meta
-
-    def codebooks(self) -> Codebooks | None:
-        """The codebooks of the VQ-VAE that made the codes, or None if the store lacks them."""
-        return self._reader().codebooks()
-
-    def check_compatible(self, fingerprint: str) -> None:
-        """Refuse codes made by a VQ-VAE other than the one with `fingerprint`."""
-        if fingerprint != self._meta.fingerprint:
-            raise CodeStoreError(
-                f"{self.path} holds codes of VQ-VAE {self._meta.fingerprint!r}, but the model expects codes "
-                f"of VQ-VAE {fingerprint!r}; extract codes with that VQ-VAE first"
-            )
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: int) -> Tensor | tuple[Tensor, Tensor]:
-        record = self._reader().get(index)
-        if self.level == "top":
-            return record.top  # (T/4, H/8, W/8)
-        return record.bottom, record.top  # (T/2, H/4, W/4), (T/4, H/8, W/8)
-
-    def _reader(self) -> CodeStore:
-        # A store opened before a fork must not be used in the child, so each process opens its own.
-        if self._store is None or self._store_pid != os.getpid():
-            self._store = CodeStore.open(self.path)
-            self._store_pid = os.getpid()
-        return self._store
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_store"] = None
-        state["_store_pid"] = None
-        return state
