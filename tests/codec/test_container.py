@@ -22,16 +22,20 @@ from vqvid.codec.container import (
 )
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
-CHUNKS = (b"top codes", b"", b"bottom codes\x00\xff")
+CHUNKS = (b"top codes", b"", b"bottom codes\x00\xff", b"b1")  # the top layer: chunks 0 and 1
+CHECKS = (7, 0, 2**32 - 1, 12345)
+WRITER = b"torch 9.9; cpu x86_64 AVX512"
 
 
 def raw_file(
     *,
     magic: bytes = MAGIC,
-    version: int = 1,
+    version: int = 2,
     mode: int = 1,
+    levels: int = 2,
     fingerprint: bytes = b"model-3f2a",
     fingerprint_length: int | None = None,
+    writer: bytes = WRITER,
     num_codes: int = 512,
     frame_count: int = 20,
     fps: tuple[int, int] = (25, 1),
@@ -42,13 +46,20 @@ def raw_file(
     bottom: tuple[int, int, int] = (4, 8, 12),
     num_chunks: int | None = None,
     chunks: tuple[bytes, ...] = CHUNKS,
+    checks: tuple[int, ...] = CHECKS,
     lengths: tuple[int, ...] | None = None,
 ) -> bytes:
-    """A .vqv file built from the layout in the container's docstring, field by field, with valid CRCs."""
+    """A .vqv file built from the layout in the container's docstring, field by field, with valid CRCs.
+    version=1 builds the layout of format version 1 (no levels, writer or content checksums)."""
+    fingerprint_length = len(fingerprint) if fingerprint_length is None else fingerprint_length
+    if version == 1:
+        layout, counts, entry = "<BB7I3I3II", (mode, fingerprint_length), "<II"
+        writer = b""
+    else:
+        layout, counts, entry = "<BBBB7I3I3II", (mode, levels, fingerprint_length, len(writer)), "<III"
     fields = struct.pack(
-        "<BB7I3I3II",
-        mode,
-        len(fingerprint) if fingerprint_length is None else fingerprint_length,
+        layout,
+        *counts,
         num_codes,
         frame_count,
         *fps,
@@ -60,8 +71,11 @@ def raw_file(
         len(chunks) if num_chunks is None else num_chunks,
     )
     lengths = tuple(map(len, chunks)) if lengths is None else lengths
-    table = b"".join(struct.pack("<II", n, zlib.crc32(c)) for n, c in zip(lengths, chunks, strict=True))
-    prefix = struct.pack("<8sH", magic, version) + fields + fingerprint + table
+    table = b"".join(
+        struct.pack(entry, n, zlib.crc32(c), *(() if version == 1 else (check,)))
+        for n, c, check in zip(lengths, chunks, checks, strict=True)
+    )
+    prefix = struct.pack("<8sH", magic, version) + fields + fingerprint + writer + table
     return prefix + struct.pack("<I", zlib.crc32(prefix)) + b"".join(chunks)
 
 
@@ -76,24 +90,31 @@ HEADER = VQVHeader(
     clip_frames=8,
     top_shape=(2, 4, 6),
     bottom_shape=(4, 8, 12),
-    num_chunks=3,
+    num_chunks=4,
+    writer=WRITER.decode(),
 )
 VALID = raw_file()
+TOP_LAYER_END = len(VALID) - len(CHUNKS[2]) - len(CHUNKS[3])  # the file cut after its top layer
+
+
+def write(target, header=HEADER, chunks=CHUNKS, checks=CHECKS):
+    write_vqv(target, header, list(chunks), list(checks))
 
 
 def test_writer_follows_the_documented_layout():
     buffer = io.BytesIO()
-    write_vqv(buffer, HEADER, list(CHUNKS))
+    write(buffer)
     assert buffer.getvalue() == VALID
 
 
 def test_round_trip_bytes_path_and_file(tmp_path):
-    header, chunks = read_vqv(VALID)
-    assert header == HEADER and chunks == list(CHUNKS)
+    header, chunks, checks = read_vqv(VALID)
+    assert header == HEADER and chunks == list(CHUNKS) and checks == list(CHECKS)
+    assert read_vqv(VALID).complete
     path = tmp_path / "clip.vqv"
-    write_vqv(path, HEADER, list(CHUNKS))
+    write(path)
     assert path.read_bytes() == VALID
-    assert read_vqv(path) == (HEADER, list(CHUNKS))
+    assert read_vqv(path) == (HEADER, list(CHUNKS), list(CHECKS))
     assert read_vqv(str(path)).header == HEADER
     assert read_vqv(bytearray(VALID)).chunks == list(CHUNKS)
     assert read_vqv(memoryview(VALID)).chunks == list(CHUNKS)
@@ -112,11 +133,13 @@ def test_round_trip_fixed_mode_and_exact_rational_fps():
         top_shape=[1, 1, 2048],
         bottom_shape=np.array([1, 1, 4096]),
         num_chunks=1,
+        levels="top",
+        writer="w" * 255,
     )
     assert header.top_shape == (1, 1, 2048) and header.bottom_shape == (1, 1, 4096)
     buffer = io.BytesIO()
-    write_vqv(buffer, header, [bytes(range(256))])
-    assert read_vqv(buffer.getvalue()) == (header, [bytes(range(256))])
+    write_vqv(buffer, header, [bytes(range(256))], [3])
+    assert read_vqv(buffer.getvalue()) == (header, [bytes(range(256))], [3])
 
 
 def test_write_replaces_the_target_in_one_step(tmp_path, monkeypatch):
@@ -128,19 +151,48 @@ def test_write_replaces_the_target_in_one_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(container.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
-        write_vqv(path, HEADER, list(CHUNKS))
+        write(path)
     assert path.read_bytes() == b"old contents"  # the target was never touched
     assert sorted(os.listdir(tmp_path)) == ["clip.vqv"]  # and the temporary file is gone
     monkeypatch.undo()
-    write_vqv(path, HEADER, list(CHUNKS))
+    write(path)
     assert path.read_bytes() == VALID
     assert sorted(os.listdir(tmp_path)) == ["clip.vqv"]
 
 
 def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
-    with pytest.raises(ValueError, match="num_chunks is 3 but 2 chunks"):
-        write_vqv(tmp_path / "clip.vqv", HEADER, list(CHUNKS[:2]))
+    with pytest.raises(ValueError, match="num_chunks is 4 but 2 chunks and 2 checksums"):
+        write(tmp_path / "clip.vqv", chunks=CHUNKS[:2], checks=CHECKS[:2])
+    with pytest.raises(ValueError, match="num_chunks is 4 but 4 chunks and 3 checksums"):
+        write(tmp_path / "clip.vqv", checks=CHECKS[:3])
+    odd = VQVHeader(**{**fields_of(HEADER), "num_chunks": 3})
+    with pytest.raises(ValueError, match="3 chunks do not split into 2 layers"):
+        write(tmp_path / "clip.vqv", odd, CHUNKS[:3], CHECKS[:3])
+    with pytest.raises(ValueError, match="written in format version 2, not 1"):
+        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 1, "writer": ""}))
     assert not (tmp_path / "clip.vqv").exists()
+
+
+def fields_of(header: VQVHeader) -> dict:
+    return {name: getattr(header, name) for name in header.__dataclass_fields__}
+
+
+def test_version_1_files_are_still_read():
+    old = raw_file(version=1, chunks=CHUNKS[:3], checks=CHECKS[:3])
+    file = read_vqv(old)
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "num_chunks": 3, "writer": "", "version": 1})
+    assert file.chunks == list(CHUNKS[:3]) and file.checks is None and file.complete
+    for size in range(len(old)):  # version 1 has no layers: every cut is refused
+        with pytest.raises(VQVFormatError):
+            read_vqv(old[:size])
+
+
+def test_a_file_cut_after_its_top_layer_holds_the_top_layer():
+    file = read_vqv(VALID[:TOP_LAYER_END])
+    assert file.header == HEADER and file.chunks == list(CHUNKS[:2]) and file.checks == list(CHECKS[:2])
+    assert not file.complete
+    text = describe(file, TOP_LAYER_END)
+    assert "chunks       2 of 4" in text and "the bottom layer is missing" in text
 
 
 @pytest.mark.parametrize(
@@ -148,9 +200,13 @@ def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
     [
         (dict(magic=b"VQV\x00\n\n\x1a\n"), "not a .vqv file: expected magic"),
         (dict(magic=b"RIFF\x00\x00\x00\x00"), "not a .vqv file"),
-        (dict(version=0), "format version: expected 1, found 0"),
-        (dict(version=2), "format version: expected 1, found 2"),
+        (dict(version=0), "format version: expected one of 1, 2, found 0$"),
+        (dict(version=3), r"format version: expected one of 1, 2, found 3 \(a newer vqvid wrote it\)"),
         (dict(mode=2), "mode: expected 0 .fixed. or 1 .prior., found 2"),
+        (dict(levels=0), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 0"),
+        (dict(levels=3), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 3"),
+        (dict(chunks=CHUNKS[:3], checks=CHECKS[:3]), "num_chunks: expected a multiple of the 2 layers"),
+        (dict(writer=b"torch\x1b[2J"), "writer: expected 0 to 255 printable ASCII"),
         (dict(fingerprint=b"", fingerprint_length=0), "fingerprint length: expected 1 to 255 bytes, found 0"),
         (dict(fingerprint=b"\x1b[2Jgotcha"), "fingerprint: expected 1 to 255 printable ASCII"),
         (dict(fingerprint=b"mod\xc3\xa8le"), "fingerprint: expected 1 to 255 printable ASCII"),
@@ -172,10 +228,10 @@ def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
         (dict(top=(2, 33, 6)), r"top_shape\[1\]: expected an integer in \[1, 32\], found 33"),
         (dict(bottom=(4, 8, 0)), r"bottom_shape\[2\]: expected an integer in \[1, 48\], found 0"),
         (dict(bottom=(4, 8, 49)), r"bottom_shape\[2\]: expected an integer in \[1, 48\], found 49"),
-        (dict(num_chunks=0, chunks=()), r"num_chunks: expected an integer in \[1, 4294967295\], found 0"),
-        (dict(lengths=(9, 0, 13)), "chunk table: chunks take 22 bytes but 23 follow the header"),
-        (dict(lengths=(9, 1, 13)), "chunk 1: CRC32 expected"),
-        (dict(lengths=(9, 0, 2**32 - 1)), "chunk 2: length 4294967295 runs past the end of the file"),
+        (dict(num_chunks=0, chunks=(), checks=()), r"num_chunks: expected an integer in \[1, 4294967295\]"),
+        (dict(lengths=(9, 0, 14, 1)), "chunk table: chunks take 24 bytes but 25 follow the header"),
+        (dict(lengths=(9, 1, 14, 1)), "chunk 1: CRC32 expected"),
+        (dict(lengths=(9, 0, 2**32 - 1, 2)), "chunk 2: length 4294967295 runs past the end of the file"),
     ],
 )
 def test_every_field_is_validated(overrides, match):
@@ -184,14 +240,14 @@ def test_every_field_is_validated(overrides, match):
 
 
 def test_trailing_bytes_are_refused():
-    with pytest.raises(VQVFormatError, match="chunks take 23 bytes but 24 follow the header"):
+    with pytest.raises(VQVFormatError, match="chunks take 25 bytes but 26 follow the header"):
         read_vqv(VALID + b"\x00")
 
 
 def test_header_and_chunk_crcs_are_checked():
     header_end = len(VALID) - sum(map(len, CHUNKS))
     damaged = bytearray(VALID)
-    damaged[28] ^= 0x01  # height 32 -> 33: still a valid value, so only the CRC can tell
+    damaged[30] ^= 0x01  # height 32 -> 33: still a valid value, so only the CRC can tell
     with pytest.raises(VQVFormatError, match="header CRC32: expected 0x[0-9a-f]{8} .computed., found"):
         read_vqv(bytes(damaged))
     damaged = bytearray(VALID)
@@ -199,13 +255,15 @@ def test_header_and_chunk_crcs_are_checked():
     with pytest.raises(VQVFormatError, match="chunk 0: CRC32 expected"):
         read_vqv(bytes(damaged))
     damaged = bytearray(VALID)
-    damaged[-1] ^= 0x80  # inside chunk 2; chunk 1 is empty
+    damaged[-3] ^= 0x80  # inside chunk 2; chunk 1 is empty
     with pytest.raises(VQVFormatError, match="chunk 2: CRC32"):
         read_vqv(bytes(damaged))
 
 
-def test_truncation_at_every_offset_is_refused():
+def test_truncation_at_every_offset_but_the_end_of_the_top_layer_is_refused():
     for size in range(len(VALID)):
+        if size == TOP_LAYER_END:
+            continue
         with pytest.raises(VQVFormatError):
             read_vqv(VALID[:size])
 
@@ -224,7 +282,7 @@ def test_any_damage_is_detected(edits):
     for offset, value in edits:
         damaged[offset] = value
     if bytes(damaged) == VALID:
-        assert read_vqv(bytes(damaged)) == (HEADER, list(CHUNKS))
+        assert read_vqv(bytes(damaged)) == (HEADER, list(CHUNKS), list(CHECKS))
     else:  # every byte is under a CRC, so any change is refused
         with pytest.raises(VQVFormatError):
             read_vqv(bytes(damaged))
@@ -235,13 +293,15 @@ def test_any_damage_is_detected(edits):
 def test_arbitrary_bytes_after_the_magic_raise_only_format_errors(tail):
     with pytest.raises(VQVFormatError):
         read_vqv(MAGIC + b"\x01\x00" + tail)
+    with pytest.raises(VQVFormatError):
+        read_vqv(MAGIC + b"\x02\x00" + tail)
 
 
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (dict(lengths=(9, 0, 2**32 - 1)), "chunk 2: length 4294967295 runs past the end"),
-        (dict(num_chunks=2**32 - 1), "num_chunks: 4294967295 chunks need a 34359738360-byte table"),
+        (dict(lengths=(9, 0, 2**32 - 1, 2)), "chunk 2: length 4294967295 runs past the end"),
+        (dict(num_chunks=2**32 - 1), "num_chunks: 4294967295 chunks need a 51539607540-byte table"),
     ],
 )
 def test_huge_claimed_sizes_are_refused_before_allocating(overrides, match):
@@ -270,6 +330,9 @@ def test_fingerprint_mismatch_names_both():
         ("fingerprint", "", "fingerprint"),
         ("fingerprint", "x" * 256, "fingerprint"),
         ("fingerprint", "tab\there", "fingerprint"),
+        ("writer", "x" * 256, "writer"),
+        ("levels", "bottom", "levels: expected one of"),
+        ("version", 3, "version: expected one of"),
         ("num_codes", 512.0, r"num_codes: expected an integer in \[2, 65536\], found 512.0"),
         ("num_codes", True, "num_codes"),
         ("fps", 0.0, "fps: expected a finite number > 0"),
@@ -281,13 +344,13 @@ def test_fingerprint_mismatch_names_both():
     ],
 )
 def test_header_construction_validates_fields(field, value, match):
-    fields = {name: getattr(HEADER, name) for name in HEADER.__dataclass_fields__}
+    fields = fields_of(HEADER)
     with pytest.raises(ValueError, match=match):
         VQVHeader(**{**fields, field: value})
 
 
 def test_header_normalises_numbers():
-    fields = {name: getattr(HEADER, name) for name in HEADER.__dataclass_fields__}
+    fields = fields_of(HEADER)
     header = VQVHeader(**{**fields, "fps": 30000 / 1001, "num_codes": np.int64(512)})
     assert header.fps == Fraction(30000, 1001) and type(header.num_codes) is int
     assert VQVHeader(**{**fields, "fps": 29.97}).fps == Fraction(2997, 100)
@@ -307,10 +370,11 @@ def test_describe_by_hand():
         bottom_shape=(2, 4, 4),
         num_chunks=6,
     )
-    text = describe(header, 1000)
+    text = describe(container.VQVFile(header, [b""] * 6, [0] * 6), 1000)
     # 8000 bits over 10 frames of 256 pixels; over 2 s; over 3 clips of 4 + 32 codes.
     assert "bits/pixel   3.125\n" in text
     assert "kbit/s       4.00\n" in text
     assert "bits/code    74.07 (vs 9 packed)" in text
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
+    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 2" in text

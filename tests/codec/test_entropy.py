@@ -20,10 +20,14 @@ from vqvid.codec.entropy import (
     quantize_pmf,
 )
 
-# Bytes of the .vqv format version 1, from `quantize_pmf` and constriction's range coder. A change here means
-# existing files no longer decode: bump FORMAT_VERSION in vqvid.codec.container together with these.
+# Bytes of the .vqv format (versions 1 and 2 code alike), from `quantize_pmf` and constriction's range coder.
+# A change here means existing files no longer decode: bump FORMAT_VERSION in vqvid.codec.container together
+# with these, or keep constriction within the range pyproject.toml pins.
 GOLDEN_QUANTIZE_SHA256 = "42960dc04869a4d1079f32642703ef7e536d23ab087c81c69f7737f339d66016"
 GOLDEN_ENCODE_HEX = "1c8ebe0020b44218"
+GOLDEN_CHUNK_PMFS_SHA256 = "0be44109613791d723ca25c660557bbde052718ea2345ffbf10841be2fd214e0"
+GOLDEN_CHUNK_SHA256 = "c3515cb832bd6ad1ab5e9012f65899f65df294ed5a6ffcf16b0d48b14badb3a3"
+GOLDEN_CHUNK_BYTES = 708
 
 
 def reference_quantize(row: np.ndarray) -> list[int]:
@@ -282,6 +286,36 @@ def test_encode_all_output_is_pinned():
     pmfs = quantize_pmf(-(np.arange(8 * 5).reshape(8, 5) % 7).astype(np.float32))
     data = encode_all(np.array([0, 1, 2, 3, 4, 4, 3, 2]), pmfs)
     assert data.hex() == GOLDEN_ENCODE_HEX
+
+
+def _mix(*values) -> np.ndarray:
+    """A 64-bit integer hash (splitmix-style) of broadcast integer arrays: the same numbers on every platform
+    and numpy version, unlike a random generator's stream."""
+    x = np.uint64(0x9E3779B97F4A7C15)
+    for value in values:
+        x = (x ^ np.asarray(value, dtype=np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(31))
+    return x
+
+
+def test_a_realistic_chunk_at_512_codes_is_pinned():
+    """A chunk like the bottom codes of one clip: 2048 codes of K = 512 at about 2.8 bits each. The
+    log-probabilities lie on the 1/16-nat grid and the symbols come from integer arithmetic, so the PMFs and
+    bytes are the same on every CPU: a change is a change of `quantize_pmf` or of constriction's coder."""
+    n, num_codes = 2048, 512
+    i, k = np.arange(n, dtype=np.uint64)[:, None], np.arange(num_codes, dtype=np.uint64)[None, :]
+    steps = -(_mix(i, k, 1) % np.uint64(16 * 12)).astype(np.int64)  # (n, K) up to 12 nats below
+    favoured = (_mix(i, k, 2) % np.uint64(16)) == 0  # about 32 likely codes a position, 2-7 nats above the rest
+    steps += favoured * (16 * (2 + (_mix(i, k, 3) % np.uint64(6)).astype(np.int64)))
+    pmfs = quantize_pmf((steps / 16).astype(np.float32))  # exact: multiples of 1/16
+    uniform = (_mix(np.arange(n, dtype=np.uint64), 4) % np.uint64(TOTAL)).astype(np.int64)  # (n,)
+    symbols = (np.cumsum(pmfs, axis=1) <= uniform[:, None]).sum(axis=1)  # drawn from the PMFs, exactly
+    data = encode_all(symbols, pmfs)
+    assert hashlib.sha256(pmfs.astype("<u4").tobytes()).hexdigest() == GOLDEN_CHUNK_PMFS_SHA256
+    assert len(data) == GOLDEN_CHUNK_BYTES
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_CHUNK_SHA256
+    np.testing.assert_array_equal(decode_all(data, pmfs), symbols)
+    assert 2.5 < information_content(symbols, pmfs) / n < 3
 
 
 def test_information_content_by_hand():

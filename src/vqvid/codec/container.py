@@ -1,21 +1,31 @@
 """The .vqv container: a header saying what the codes are and how they were coded, then chunks of coded codes.
 
-Layout, every integer little-endian:
+Layout of format version 2, every integer little-endian:
 
-    offset  bytes  field
-    0       8      magic b"VQV\\x00\\r\\n\\x1a\\n" (\\r\\n and \\x1a expose text-mode transfers, as in PNG)
-    8       2      format version, u16 (= FORMAT_VERSION)
-    10      58     fixed fields, `_FIELDS`: mode u8 (0 fixed, 1 prior), fingerprint length u8, num_codes u32,
-                   frame_count u32, fps numerator u32, fps denominator u32, height u32, width u32,
-                   clip_frames u32, top grid (t, h, w) 3 x u32, bottom grid (t, h, w) 3 x u32, num_chunks u32
-    68      n      model fingerprint, n printable ASCII bytes (1 <= n <= 255)
-    68+n    8c     chunk table: for each of the c chunks, payload length u32 and CRC32 of the payload u32
-    68+n+8c 4      header CRC32 (zlib.crc32) of all bytes before it
-    72+n+8c        the c payloads, back to back, in table order, up to the end of the file
+    offset    bytes  field
+    0         8      magic b"VQV\\x00\\r\\n\\x1a\\n" (\\r\\n and \\x1a expose text-mode transfers, as in PNG)
+    8         2      format version, u16 (= FORMAT_VERSION)
+    10        60     fixed fields, `_FIELDS`: mode u8 (0 fixed, 1 prior), levels u8 (1: top codes only, 2: top and
+                     bottom), fingerprint length u8, writer length u8, num_codes u32, frame_count u32,
+                     fps numerator u32, fps denominator u32, height u32, width u32, clip_frames u32,
+                     top grid (t, h, w) 3 x u32, bottom grid (t, h, w) 3 x u32, num_chunks u32
+    70        n      model fingerprint, n printable ASCII bytes (1 <= n <= 255)
+    70+n      m      writer: m printable ASCII bytes (0 <= m <= 255) naming the software and CPU that wrote the
+                     file (torch version, CPU instruction set, ...), so that a decoder can explain a refusal
+    70+n+m    12c    chunk table: for each of the c chunks, payload length u32, CRC32 of the payload u32 and
+                     CRC32 of what the payload decodes to u32 (`codes_checksum`: the writer computes it, the
+                     decoder checks it; the container only stores it)
+    70+n+m+12c  4    header CRC32 (zlib.crc32) of all bytes before it
+    74+n+m+12c       the c payloads, back to back, in table order, up to the end of the file
+
+Chunks come in layers: first the top layer, one chunk per clip holding that clip's top codes, then (levels 2)
+the bottom layer, one chunk per clip holding its bottom codes. A file that ends exactly where its top layer
+ends is therefore still a whole file of top codes: reading it returns the top layer's chunks alone
+(`VQVFile.complete` False); a file cut anywhere else is refused.
 
 The format version pins everything a decoder must reproduce bit for bit, including the quantisation of
-probabilities in `vqvid.codec.entropy`. How codes are split into chunks (one per clip and level, say) is up to
-the writer; the container only guarantees that each chunk comes back exactly as written.
+probabilities in `vqvid.codec.entropy`. Version 1 (no levels, writer or decoded-code checksums; one chunk per
+clip holding its top then its bottom codes, 8-byte table entries, 58 bytes of fixed fields) is still read.
 
 Reading checks every field before trusting it, and the sizes the file claims against the size it has before
 reading any further, so a damaged or hostile file costs at most its own size in memory and always fails with
@@ -37,10 +47,13 @@ from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 MODES: tuple[str, ...] = ("fixed", "prior")  # index = value of the mode byte
+LEVELS: tuple[str, ...] = ("top", "both")  # index + 1 = value of the levels byte: the layers the file holds
 MAX_FINGERPRINT_BYTES = 255  # the length is one byte
+MAX_WRITER_BYTES = 255
 MAX_NUM_CODES = 1 << 16  # codes are stored as 16-bit integers
 MAX_SIDE = 1 << 14  # pixels per frame side; 16K video is 15360 x 8640
 MAX_CLIP_FRAMES = 1 << 10
@@ -48,8 +61,10 @@ MAX_CLIP_PIXELS = 1 << 28  # frames x height x width of one clip: what a decoder
 _U32_MAX = (1 << 32) - 1
 
 _PREAMBLE = struct.Struct("<8sH")  # magic, version
-_FIELDS = struct.Struct("<BB7I3I3II")
-_CHUNK_ENTRY = struct.Struct("<II")  # payload length, payload CRC32
+_FIELDS = struct.Struct("<BBBB7I3I3II")
+_CHUNK_ENTRY = struct.Struct("<III")  # payload length, payload CRC32, CRC32 of the decoded content
+_FIELDS_V1 = struct.Struct("<BB7I3I3II")  # version 1: no levels, no writer
+_CHUNK_ENTRY_V1 = struct.Struct("<II")  # version 1: no content checksum
 _CRC = struct.Struct("<I")
 
 
@@ -105,22 +120,29 @@ class VQVHeader:
     top_shape: tuple[int, int, int]  # (t, h, w) of the top code grid of one clip
     bottom_shape: tuple[int, int, int]  # (t, h, w) of the bottom code grid of one clip
     num_chunks: int  # payloads that follow the header; must equal len(chunks) when writing
+    levels: Literal["top", "both"] = "both"  # the layers of codes the file holds: top only, or top then bottom
+    writer: str = ""  # software and CPU that wrote the file, e.g. "torch 2.5.1; cpu AVX2; ..."; "" in version 1
+    version: int = FORMAT_VERSION  # the layout the file was read from; files are always written in the newest
 
     def __post_init__(self) -> None:
         """Validates and normalises every field; raises ValueError naming the field."""
-        fingerprint = self.fingerprint
-        if not isinstance(fingerprint, str) or not (
-            fingerprint.isascii()
-            and fingerprint.isprintable()
-            and 1 <= len(fingerprint) <= MAX_FINGERPRINT_BYTES
-        ):
-            # Printable ASCII only: `vqvid info` prints it, so a file cannot smuggle in terminal escapes.
-            raise ValueError(
-                f"header field fingerprint: expected 1 to {MAX_FINGERPRINT_BYTES} printable ASCII "
-                f"characters, found {fingerprint!r}"
-            )
+        # Printable ASCII only: `vqvid info` prints these, so a file cannot smuggle in terminal escapes.
+        for name, low, high in (("fingerprint", 1, MAX_FINGERPRINT_BYTES), ("writer", 0, MAX_WRITER_BYTES)):
+            text = getattr(self, name)
+            if not isinstance(text, str) or not (
+                text.isascii() and (text.isprintable()) and low <= len(text) <= high
+            ):
+                raise ValueError(
+                    f"header field {name}: expected {low} to {high} printable ASCII characters, found {text!r}"
+                )
         if self.mode not in MODES:
             raise ValueError(f"header field mode: expected one of {MODES}, found {self.mode!r}")
+        if self.levels not in LEVELS:
+            raise ValueError(f"header field levels: expected one of {LEVELS}, found {self.levels!r}")
+        if self.version not in READABLE_VERSIONS:
+            raise ValueError(f"header field version: expected one of {READABLE_VERSIONS}, found {self.version!r}")
+        if self.version == 1 and (self.levels != "both" or self.writer):
+            raise ValueError("header fields levels and writer: version 1 files hold both levels and no writer")
         set_ = object.__setattr__  # frozen dataclass: normalise in place once, here
         set_(self, "num_codes", _check_int("num_codes", self.num_codes, 2, MAX_NUM_CODES))
         set_(self, "frame_count", _check_int("frame_count", self.frame_count, 1, _U32_MAX))
@@ -157,6 +179,11 @@ class VQVHeader:
         return -(-self.frame_count // self.clip_frames)
 
     @property
+    def num_levels(self) -> int:
+        """Layers of chunks: 1 (top codes only) or 2 (top, then bottom)."""
+        return LEVELS.index(self.levels) + 1
+
+    @property
     def duration(self) -> float:
         """Seconds of video."""
         return float(self.frame_count / self.fps)
@@ -164,15 +191,24 @@ class VQVHeader:
 
 class VQVFile(NamedTuple):
     header: VQVHeader
-    chunks: list[bytes]
+    chunks: list[bytes]  # all header.num_chunks chunks, or only the top layer's if the file ends there
+    checks: list[int] | None  # per chunk, the writer's CRC32 of what it decodes to; None in version 1
+
+    @property
+    def complete(self) -> bool:
+        """False for a file that ends after its top layer (the bottom layer's chunks are missing)."""
+        return len(self.chunks) == self.header.num_chunks
 
 
-def _encode_prefix(header: VQVHeader, chunks: list[bytes]) -> bytes:
-    """Magic, version, fields, fingerprint, chunk table and header CRC."""
+def _encode_prefix(header: VQVHeader, chunks: list[bytes], checks: list[int]) -> bytes:
+    """Magic, version, fields, fingerprint, writer, chunk table and header CRC."""
     fingerprint = header.fingerprint.encode("ascii")
+    writer = header.writer.encode("ascii")
     fields = _FIELDS.pack(
         MODES.index(header.mode),
+        LEVELS.index(header.levels) + 1,
         len(fingerprint),
+        len(writer),
         header.num_codes,
         header.frame_count,
         header.fps.numerator,
@@ -184,23 +220,37 @@ def _encode_prefix(header: VQVHeader, chunks: list[bytes]) -> bytes:
         *header.bottom_shape,
         header.num_chunks,
     )
-    table = b"".join(_CHUNK_ENTRY.pack(len(chunk), zlib.crc32(chunk)) for chunk in chunks)
-    prefix = _PREAMBLE.pack(MAGIC, FORMAT_VERSION) + fields + fingerprint + table
+    table = b"".join(
+        _CHUNK_ENTRY.pack(len(chunk), zlib.crc32(chunk), check) for chunk, check in zip(chunks, checks, strict=True)
+    )
+    prefix = _PREAMBLE.pack(MAGIC, FORMAT_VERSION) + fields + fingerprint + writer + table
     return prefix + _CRC.pack(zlib.crc32(prefix))
 
 
-def write_vqv(target: str | os.PathLike | BinaryIO, header: VQVHeader, chunks: list[bytes]) -> None:
-    """Writes a .vqv file. For a path, the bytes go to a temporary file in the same folder that then replaces
-    the target in one step: a crash leaves the old file or the complete new one, never a partial one."""
+def write_vqv(
+    target: str | os.PathLike | BinaryIO, header: VQVHeader, chunks: list[bytes], checks: list[int]
+) -> None:
+    """Writes a .vqv file (always the newest format version) with one content checksum per chunk
+    (`codes_checksum` of what the chunk decodes to). For a path, the bytes go to a temporary file in the same
+    folder that then replaces the target in one step: a crash leaves the old file or the complete new one,
+    never a partial one."""
     chunks = [bytes(chunk) for chunk in chunks]
-    if len(chunks) != header.num_chunks:
+    if len(chunks) != header.num_chunks or len(checks) != header.num_chunks:
         raise ValueError(
-            f"write_vqv: header.num_chunks is {header.num_chunks} but {len(chunks)} chunks were given"
+            f"write_vqv: header.num_chunks is {header.num_chunks} but {len(chunks)} chunks and {len(checks)} "
+            "checksums were given"
         )
+    if header.num_chunks % header.num_levels:
+        raise ValueError(
+            f"write_vqv: {header.num_chunks} chunks do not split into {header.num_levels} layers of equal size"
+        )
+    if header.version != FORMAT_VERSION:
+        raise ValueError(f"write_vqv: files are written in format version {FORMAT_VERSION}, not {header.version}")
+    checks = [_check_int("chunk checksum", check, 0, _U32_MAX) for check in checks]
     too_long = [i for i, chunk in enumerate(chunks) if len(chunk) > _U32_MAX]
     if too_long:
         raise ValueError(f"write_vqv: chunk {too_long[0]} is longer than {_U32_MAX} bytes")
-    prefix = _encode_prefix(header, chunks)
+    prefix = _encode_prefix(header, chunks, checks)
     if not isinstance(target, (str, os.PathLike)):
         target.write(prefix)
         for chunk in chunks:
@@ -249,19 +299,31 @@ def _parse(reader: _Reader) -> VQVFile:
     if magic != MAGIC[: len(magic)]:
         raise reader.error(f"not a .vqv file: expected magic {MAGIC!r}, found {magic!r}")
     _, version = _PREAMBLE.unpack(reader.read(0, _PREAMBLE.size, "magic and format version"))
-    if version != FORMAT_VERSION:
-        raise reader.error(f"format version: expected {FORMAT_VERSION}, found {version}")
+    if version not in READABLE_VERSIONS:
+        raise reader.error(
+            f"format version: expected one of {', '.join(map(str, READABLE_VERSIONS))}, found {version}"
+            + (" (a newer vqvid wrote it)" if version > FORMAT_VERSION else "")
+        )
     offset = _PREAMBLE.size
-    fields = _FIELDS.unpack(reader.read(offset, _FIELDS.size, "header fields"))
-    offset += _FIELDS.size
-    mode, fingerprint_length, num_codes, frame_count, fps_num, fps_den, *geometry = fields
-    height, width, clip_frames, *grids, num_chunks = geometry
+    if version == 1:
+        fields = _FIELDS_V1.unpack(reader.read(offset, _FIELDS_V1.size, "header fields"))
+        offset += _FIELDS_V1.size
+        mode, fingerprint_length, *numbers = fields
+        levels, writer_length, entry = LEVELS.index("both") + 1, 0, _CHUNK_ENTRY_V1
+    else:
+        fields = _FIELDS.unpack(reader.read(offset, _FIELDS.size, "header fields"))
+        offset += _FIELDS.size
+        mode, levels, fingerprint_length, writer_length, *numbers = fields
+        entry = _CHUNK_ENTRY
+    num_codes, frame_count, fps_num, fps_den, height, width, clip_frames, *grids, num_chunks = numbers
     top_shape, bottom_shape = grids[:3], grids[3:]
     if fingerprint_length == 0:
         raise reader.error("header field fingerprint length: expected 1 to 255 bytes, found 0")
     fingerprint_bytes = reader.read(offset, fingerprint_length, "fingerprint")
     offset += fingerprint_length
-    table_size = num_chunks * _CHUNK_ENTRY.size
+    writer_bytes = reader.read(offset, writer_length, "writer")
+    offset += writer_length
+    table_size = num_chunks * entry.size
     if offset + table_size + _CRC.size > reader.size:
         raise reader.error(
             f"header field num_chunks: {num_chunks} chunks need a {table_size}-byte table "
@@ -279,11 +341,13 @@ def _parse(reader: _Reader) -> VQVFile:
     offset += _CRC.size
     if mode >= len(MODES):
         raise reader.error(f"header field mode: expected 0 (fixed) or 1 (prior), found {mode}")
+    if not 1 <= levels <= len(LEVELS):
+        raise reader.error(f"header field levels: expected 1 (top) or 2 (top and bottom), found {levels}")
     if fps_den == 0:
         raise reader.error("header field fps: expected a denominator >= 1, found 0")
     try:
         header = VQVHeader(
-            # Non-ASCII bytes become U+FFFD, which the fingerprint check then refuses by name.
+            # Non-ASCII bytes become U+FFFD, which the header's own checks then refuse by name.
             fingerprint=fingerprint_bytes.decode("ascii", errors="replace"),
             mode=MODES[mode],
             num_codes=num_codes,
@@ -295,13 +359,26 @@ def _parse(reader: _Reader) -> VQVFile:
             top_shape=top_shape,
             bottom_shape=bottom_shape,
             num_chunks=num_chunks,
+            levels=LEVELS[levels - 1],
+            writer=writer_bytes.decode("ascii", errors="replace"),
+            version=version,
         )
     except ValueError as error:
         raise reader.error(str(error)) from None
-    entries = list(_CHUNK_ENTRY.iter_unpack(table))  # [(length, crc32)] * num_chunks
+    if version >= 2 and num_chunks % header.num_levels:
+        raise reader.error(
+            f"header field num_chunks: expected a multiple of the {header.num_levels} layers, found {num_chunks}"
+        )
+    entries = list(entry.iter_unpack(table))  # [(length, crc32[, check])] * num_chunks
     remaining = reader.size - offset
+    # A file of both levels that ends exactly after its top layer is a whole file of top codes.
+    top_layer = num_chunks // header.num_levels if version >= 2 and header.levels == "both" else None
+    lengths = [length for length, *_ in entries]
+    present = len(entries)
+    if top_layer is not None and remaining != sum(lengths) and remaining == sum(lengths[:top_layer]):
+        present = top_layer
     declared = 0
-    for index, (length, _) in enumerate(entries):
+    for index, length in enumerate(lengths[:present]):
         declared += length
         if declared > remaining:
             raise reader.error(
@@ -311,7 +388,7 @@ def _parse(reader: _Reader) -> VQVFile:
     if declared != remaining:
         raise reader.error(f"chunk table: chunks take {declared} bytes but {remaining} follow the header")
     chunks = []
-    for index, (length, stored) in enumerate(entries):
+    for index, (length, stored, *_) in enumerate(entries[:present]):
         payload = reader.read(offset, length, f"chunk {index}")
         computed = zlib.crc32(payload)
         if computed != stored:
@@ -320,7 +397,8 @@ def _parse(reader: _Reader) -> VQVFile:
             )
         chunks.append(payload)
         offset += length
-    return VQVFile(header, chunks)
+    checks = None if version == 1 else [check for _, _, check in entries[:present]]
+    return VQVFile(header, chunks, checks)
 
 
 def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview) -> VQVFile:
@@ -350,8 +428,9 @@ def check_fingerprint(header: VQVHeader, expected: str) -> None:
         )
 
 
-def describe(header: VQVHeader, file_size: int) -> str:
+def describe(file: VQVFile, file_size: int) -> str:
     """A human-readable summary for `vqvid info`. Rates count the whole file, container overhead included."""
+    header = file.header
     bits = 8 * file_size
     fps = header.fps
     fps_text = (
@@ -360,25 +439,40 @@ def describe(header: VQVHeader, file_size: int) -> str:
         else f"{fps.numerator}/{fps.denominator} (~{float(fps):.3f})"
     )
     top, bottom = header.top_shape, header.bottom_shape
-    codes = header.num_clips * (math.prod(top) + math.prod(bottom))
+    clips = header.num_clips
+    per_layer = header.num_chunks // header.num_levels  # chunks of one layer: one per clip in vqvid's files
+    layers = len(file.chunks) // per_layer if header.version >= 2 else 2
+    codes = clips * (math.prod(top) + (math.prod(bottom) if layers == 2 else 0))
     fixed_bits = (header.num_codes - 1).bit_length()
     mode = (
         "entropy-coded under the priors"
         if header.mode == "prior"
         else f"packed at {fixed_bits} bits per code"
     )
+    if header.version == 1:
+        levels = "top and bottom, one chunk per clip"
+    else:
+        layer_bytes = [sum(map(len, file.chunks[i * per_layer : (i + 1) * per_layer])) for i in range(layers)]
+        levels = f"top ({layer_bytes[0]} bytes)"
+        if layers == 2:
+            levels += f", bottom ({layer_bytes[1]} bytes)"
+        elif header.levels == "both":
+            levels += "; the file ends after its top layer, the bottom layer is missing"
     rows = [
+        ("format", f"version {header.version}"),
         ("fingerprint", header.fingerprint),
+        ("writer", header.writer or "not recorded (format version 1)"),
         ("mode", f"{header.mode} ({mode})"),
+        ("levels", levels),
         ("codebook", f"{header.num_codes} codes per level"),
         (
             "video",
             f"{header.frame_count} frames of {header.width}x{header.height} at {fps_text} fps, "
             f"{header.duration:.3f} s",
         ),
-        ("clips", f"{header.num_clips} of {header.clip_frames} frames"),
+        ("clips", f"{clips} of {header.clip_frames} frames"),
         ("code grids", f"top {'x'.join(map(str, top))}, bottom {'x'.join(map(str, bottom))} per clip"),
-        ("chunks", str(header.num_chunks)),
+        ("chunks", f"{len(file.chunks)} of {header.num_chunks}" if not file.complete else str(header.num_chunks)),
         ("file size", f"{file_size} bytes"),
         ("bits/pixel", f"{bits / (header.frame_count * header.height * header.width):.4g}"),
         ("kbit/s", f"{bits / header.duration / 1000:.2f}"),

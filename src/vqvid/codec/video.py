@@ -5,41 +5,27 @@
     compress_codes / decompress_codes                             the same, from and to codes
 
 A video of N frames is cut into consecutive clips of the model's clip length L; the last clip is padded by
-repeating its last frame, and the header's frame count trims the padding off again. Each clip is one chunk of
-the container (`vqvid.codec.container`):
+repeating its last frame, and the header's frame count trims the padding off again. Each clip gives one chunk
+of top codes and one of bottom codes (`vqvid.codec.coding` says what a chunk holds and how it is computed);
+the file holds every clip's top chunk before any bottom chunk. So a file can be decoded at two qualities:
+`levels="top"` decodes the top codes alone (the coarse video, from a fraction of the bits), and a file written
+with `levels="top"`, or cut after its top layer, still decodes to that coarse video.
 
-- mode "prior": one range-coded stream (`vqvid.codec.entropy`) holding the clip's top codes in raster order
-  (time, row, column) under the top prior p(top), then its bottom codes under the bottom prior
-  p(bottom | top) given the clip's top codes. Its length is within a few bytes of the information content
-  sum -log2 p of the codes, the rate that the priors' negative log-likelihood promises;
-- mode "fixed" (a model folder without priors, or when asked): top then bottom codes packed at
-  ceil(log2 K) bits each (`vqvid.codec.packing`).
-
-The header records the model folder's fingerprint; a file is decoded only with the folder that wrote it.
-
-Exactness. The decoder rebuilds every distribution from the codes it has decoded so far, and must get exactly
-the PMFs the encoder used, or the rest of the chunk decodes to garbage. Both sides therefore run one fixed
-computation: one clip at a time (batch 1) through an `IncrementalStepper` started from nothing and fed the
-true codes (encoder) or the decoded ones (decoder), on the CPU, in float32, in eval mode, with
-`torch.set_num_threads(1)` while it runs (restored afterwards), so that neither the caller's batch size nor
-its thread count can change a single float; log-probabilities reach the coder only through `quantize_pmf`.
-Files therefore decode exactly on the software and hardware stack that wrote them. Across CPUs with other
-vector units, other BLAS / oneDNN builds or torch versions the same network's floats may differ in the last
-bits, and the rounding to 1/16 nat in `quantize_pmf` absorbs most such differences but not all: exact
-decoding across stacks would need integer networks (Ballé, Johnston and Minnen 2019, "Integer networks for
-data compression with latent-variable models", ICLR), which vqvid does not have. `verify=True` measures how
-robust the PMFs are: it compares, position by position, the stepper's quantised PMFs with those of the
-batched full forward pass of each prior, a different float computation of the same distributions, and reports
-the fraction that agree. Coding always uses the stepper.
+The header records the model folder's fingerprint and the stack that wrote the file; a file is decoded only
+with the folder that wrote it, and a chunk whose decoded codes fail their checksum raises `DesyncError` naming
+the chunk and both stacks instead of returning wrong codes. Encoding, coding and decoding never depend on the
+caller's batch size or thread count (`vqvid.codec.coding`, "Exactness"); `batch_size` only groups the VQ-VAE
+decoder's passes (whose floats may differ in the last bits between batch sizes) and the verification passes.
+`verify=True` measures how robust the PMFs are: it compares, position by position, the stepper's quantised
+PMFs with those of the batched full forward pass of each prior, a different float computation of the same
+distributions, and reports the fraction that agree. Coding always uses the stepper.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -52,17 +38,34 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from vqvid.codec.coding import (
+    CodingPriors,
+    codes_checksum,
+    coding_priors,
+    coding_vqvae,
+    decode_clip_v1,
+    decode_level,
+    encode_clip,
+    encode_level,
+    pack_level,
+    unpack_clip_v1,
+    unpack_level,
+    writer_description,
+)
 from vqvid.codec.container import VQVFormatError, VQVHeader, check_fingerprint, read_vqv, write_vqv
-from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
-from vqvid.codec.packing import bits_per_code, pack_fixed, packed_size, unpack_fixed
+from vqvid.codec.entropy import quantize_pmf
+from vqvid.codec.packing import bits_per_code, packed_size
 from vqvid.modelpack import ModelFolder
-from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE, Codes
-from vqvid.sampling.steppers import IncrementalStepper
 
 Shape3 = tuple[int, int, int]
 Mode = Literal["fixed", "prior"]
-Progress = Callable[[int, int], None]  # called with (clips done, clips in all) after each clip
+Levels = Literal["top", "both"]
+Progress = Callable[[int, int], None]  # called with (chunks done, chunks in all) after each chunk
+
+
+class DesyncError(VQVFormatError):
+    """A chunk whose decoded codes are not the ones the encoder coded: the decoder's priors gave other PMFs."""
 
 
 class ClipGeometry(NamedTuple):
@@ -84,7 +87,7 @@ class ClipGeometry(NamedTuple):
 class Verification(NamedTuple):
     """How often the batched full forward pass of a prior gives the very PMF the stepper gave the coder."""
 
-    matching: int  # positions whose quantised PMFs are equal, both levels
+    matching: int  # positions whose quantised PMFs are equal, all coded levels
     positions: int  # positions compared
 
     @property
@@ -97,10 +100,13 @@ class Compressed:
     """A coded video: the container's header and chunks, and what was coded."""
 
     header: VQVHeader
-    chunks: list[bytes]  # one per clip
-    codes: Codes  # top (C, L/4, H/8, W/8), bottom (C, L/2, H/4, W/4), int64 on the CPU, for C clips
+    chunks: list[bytes]  # the top chunk of every clip, then (levels "both") the bottom chunk of every clip
+    checks: list[int]  # codes_checksum of each chunk's codes
+    # top (C, L/4, H/8, W/8), bottom (C, L/2, H/4, W/4) int64 on the CPU, for C clips; bottom None with
+    # levels "top"
+    codes: Codes
     # sum of -log2 p(code) under each prior, from its float log-probabilities: the rate the model promises.
-    # Mode "fixed": codes × bits_per_code, what packing costs.
+    # Mode "fixed": codes × bits_per_code, what packing costs. 0 for a level not coded.
     top_bits: float
     bottom_bits: float
     verification: Verification | None  # with verify=True in mode "prior"
@@ -109,18 +115,24 @@ class Compressed:
     def data(self) -> bytes:
         """The whole .vqv file."""
         buffer = BytesIO()
-        write_vqv(buffer, self.header, self.chunks)
+        write_vqv(buffer, self.header, self.chunks, self.checks)
         return buffer.getvalue()
 
     def write(self, path: str | os.PathLike) -> Path:
         """Writes the file atomically (a crash leaves the old file or the whole new one); returns the path."""
-        write_vqv(path, self.header, self.chunks)
+        write_vqv(path, self.header, self.chunks, self.checks)
         return Path(path)
 
     @property
     def size(self) -> int:
         """Bytes of the whole file, container included: what every rate below counts."""
         return len(self.data)
+
+    @property
+    def top_layer_size(self) -> int:
+        """Bytes of the file cut after its top layer: the header and the top chunks, what decoding the coarse
+        video needs."""
+        return self.size - sum(map(len, self.chunks[self.header.num_clips:]))
 
     @property
     def bits_per_pixel(self) -> float:
@@ -135,20 +147,22 @@ class Compressed:
     def fixed_width_size(self) -> int:
         """Bytes of the same codes in a mode "fixed" file: the container plus ceil(log2 K) bits a code."""
         header = self.header
-        positions = math.prod(header.top_shape) + math.prod(header.bottom_shape)
-        payload = header.num_chunks * packed_size(positions, header.num_codes)
+        shapes = [header.top_shape, header.bottom_shape][:header.num_levels]
+        payload = header.num_clips * sum(packed_size(math.prod(shape), header.num_codes) for shape in shapes)
         return self.size - sum(map(len, self.chunks)) + payload
 
 
 class CodedVideo(NamedTuple):
     header: VQVHeader
-    codes: Codes  # top (C, L/4, H/8, W/8), bottom (C, L/2, H/4, W/4), int64 on the CPU
+    codes: Codes  # top (C, L/4, H/8, W/8), bottom (C, L/2, H/4, W/4) int64 on the CPU; bottom None if not decoded
+    levels: Levels  # the levels decoded
 
 
 class Decompressed(NamedTuple):
     header: VQVHeader
     codes: Codes  # as in CodedVideo
     video: Tensor  # (3, N, H, W) float32 in [-1, 1] on the CPU, N = header.frame_count
+    levels: Levels  # "top": the coarse video decoded from the top codes alone
 
 
 def clip_geometry(model: ModelFolder) -> ClipGeometry:
@@ -184,48 +198,47 @@ def clip_geometry(model: ModelFolder) -> ClipGeometry:
 
 
 def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | Fraction, *,
-             mode: Mode | None = None, verify: bool = False, batch_size: int = 4,
+             mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
              progress: Progress | None = None) -> Compressed:
     """Encodes a video with the folder's VQ-VAE and codes the codes into a .vqv file (module docstring).
 
     video: frames 3×N×H×W in [-1, 1] at the model's size, or clips B×3×T×H×W played one after another, or an
     iterable of such tensors (consecutive pieces of one video, read as they come). fps: the frame rate the
-    header records. mode: "prior" (the default when the folder has both priors) or "fixed". batch_size: clips
-    per VQ-VAE forward pass (on the VQ-VAE's device) and per verification pass; the coding does not depend
-    on it. verify: also compare the stepper's PMFs with the batched full forward pass
-    (`Compressed.verification`).
+    header records. mode: "prior" (the default when the folder has both priors) or "fixed". levels: "both",
+    or "top" for a file of the top codes alone. Each clip is encoded alone (`vqvid.codec.coding.encode_clip`),
+    on the VQ-VAE's device. batch_size: clips per verification pass; the file does not depend on it. verify:
+    also compare the stepper's PMFs with the batched full forward pass (`Compressed.verification`).
     """
     geometry = clip_geometry(model)
     _check_batch_size(batch_size)
-    _choose_mode(model, mode)
+    _check_levels(levels)
+    _choose_mode(model, mode, levels)
     _check_fps(fps)
-    vqvae = model.vqvae.model
-    parameter = next(vqvae.parameters())
-    tops, bottoms, batch, frame_count = [], [], [], 0
+    vqvae = coding_vqvae(model.vqvae.model)
+    tops, bottoms, frame_count = [], [], 0
     for clip, frames in _clips(video, geometry):
-        batch.append(clip)
+        codes = encode_clip(vqvae, clip)
+        tops.append(codes.top)
+        bottoms.append(codes.bottom)
         frame_count += frames
-        if len(batch) == batch_size:
-            tops, bottoms = _encode_into(vqvae, batch, parameter, tops, bottoms)
-            batch = []
-    if batch:
-        tops, bottoms = _encode_into(vqvae, batch, parameter, tops, bottoms)
     if not frame_count:
         raise ValueError("video: expected at least one frame, got none")
     codes = Codes(top=torch.cat(tops), bottom=torch.cat(bottoms))
-    return compress_codes(model, codes, frame_count, fps, mode=mode, verify=verify, batch_size=batch_size,
-                          progress=progress)
+    return compress_codes(model, codes, frame_count, fps, mode=mode, levels=levels, verify=verify,
+                          batch_size=batch_size, progress=progress)
 
 
 def compress_codes(model: ModelFolder, codes: Codes, frame_count: int, fps: float | Fraction, *,
-                   mode: Mode | None = None, verify: bool = False, batch_size: int = 4,
+                   mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
                    progress: Progress | None = None) -> Compressed:
     """Codes the codes of C consecutive clips, top (C, L/4, H/8, W/8) and bottom (C, L/2, H/4, W/4) integers,
-    of a video of `frame_count` frames (more than (C - 1) L, at most C L) into a .vqv file."""
+    of a video of `frame_count` frames (more than (C - 1) L, at most C L) into a .vqv file. With levels "top"
+    the bottom codes may be None; they are not coded."""
     geometry = clip_geometry(model)
     _check_batch_size(batch_size)
-    mode = _choose_mode(model, mode)
-    top, bottom = _check_codes(codes, geometry)
+    _check_levels(levels)
+    mode = _choose_mode(model, mode, levels)
+    top, bottom = _check_codes(codes, geometry, levels)
     num_clips = top.shape[0]
     length = geometry.clip_frames
     if not (num_clips - 1) * length < frame_count <= num_clips * length:
@@ -234,95 +247,182 @@ def compress_codes(model: ModelFolder, codes: Codes, frame_count: int, fps: floa
     if not model.fingerprint:
         raise ValueError("model folder: model.json has no fingerprint; write the folder again with "
                          "`vqvid export`")
+    layers = [top] if bottom is None else [top, bottom]
     header = VQVHeader(fingerprint=model.fingerprint, mode=mode, num_codes=geometry.num_codes,
                        frame_count=frame_count, fps=fps, height=geometry.height, width=geometry.width,
                        clip_frames=geometry.clip_frames, top_shape=geometry.top_shape,
-                       bottom_shape=geometry.bottom_shape, num_chunks=num_clips)
+                       bottom_shape=geometry.bottom_shape, num_chunks=len(layers) * num_clips, levels=levels,
+                       writer=writer_description())
+    checks = [codes_checksum(level_codes[i]) for level_codes in layers for i in range(num_clips)]
+    total = header.num_chunks
+    chunks, bits = [], [0.0, 0.0]
     if mode == "fixed":
-        chunks = []
+        for level, level_codes in enumerate(layers):
+            for i in range(num_clips):
+                chunks.append(pack_level(level_codes[i], geometry.num_codes))
+                if progress is not None:
+                    progress(len(chunks), total)
+            bits[level] = float(bits_per_code(geometry.num_codes) * level_codes.numel())
+        return Compressed(header, chunks, checks, Codes(top, bottom), *bits, None)
+
+    priors = coding_priors(model.top.model, model.bottom.model if bottom is not None else None)
+    pmfs: list[list[np.ndarray]] = [[], []]  # per level, per clip (n, K), with verify
+    for level, (prior, level_codes) in enumerate(zip(priors[:len(layers)], layers, strict=True)):
         for i in range(num_clips):
-            chunks.append(pack_fixed(torch.cat([top[i].flatten(), bottom[i].flatten()]).numpy(),
-                                     geometry.num_codes))
+            condition = None if level == 0 else top[i:i + 1]
+            coded = encode_level(prior, level_codes[i], condition, keep_pmfs=verify)
+            chunks.append(coded.data)
+            bits[level] += coded.bits
+            if verify:
+                pmfs[level].append(coded.pmfs)
             if progress is not None:
-                progress(i + 1, num_clips)
-        width = bits_per_code(geometry.num_codes)
-        return Compressed(header, chunks, Codes(top, bottom), float(width * top.numel()),
-                          float(width * bottom.numel()), None)
-
-    priors = _coding_priors(model)
-    chunks, top_bits, bottom_bits = [], 0.0, 0.0
-    matching = 0
-    for start in range(0, num_clips, batch_size):
-        indices = range(start, min(start + batch_size, num_clips))
-        coded = []
-        for i in indices:
-            chunk = _encode_chunk(priors, top[i], bottom[i], keep_pmfs=verify)
-            chunks.append(chunk.data)
-            top_bits, bottom_bits = top_bits + chunk.top_bits, bottom_bits + chunk.bottom_bits
-            coded.append(chunk)
-            if progress is not None:
-                progress(i + 1, num_clips)
-        if verify:
-            matching += _verify(priors, top[indices.start:indices.stop], bottom[indices.start:indices.stop],
-                                coded)
-    verification = Verification(matching, num_clips * geometry.positions) if verify else None
-    return Compressed(header, chunks, Codes(top, bottom), top_bits, bottom_bits, verification)
+                progress(len(chunks), total)
+    verification = None
+    if verify:
+        matching = sum(_verify(priors, top[start:start + batch_size],
+                               None if bottom is None else bottom[start:start + batch_size],
+                               [level_pmfs[start:start + batch_size] for level_pmfs in pmfs])
+                       for start in range(0, num_clips, batch_size))
+        verification = Verification(matching, sum(level_codes.numel() for level_codes in layers))
+    return Compressed(header, chunks, checks, Codes(top, bottom), *bits, verification)
 
 
-def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *,
+def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, levels: Levels | None = None,
                      progress: Progress | None = None) -> CodedVideo:
     """The codes of a .vqv file (a path or its bytes) written with this model folder.
 
+    levels: "top" decodes the top codes alone; "both" needs a file that holds both; None (the default) decodes
+    what the file holds: both levels, or the top codes of a file written with levels "top" or cut after its
+    top layer.
     Raises `VQVFormatError` for a file that is damaged, truncated, made with another model
-    (`FingerprintMismatchError`) or does not fit the model; OSError for a file that cannot be read.
+    (`FingerprintMismatchError`), does not fit the model, or whose decoded codes fail their checksums
+    (`DesyncError`); OSError for a file that cannot be read.
     """
     name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+    if levels is not None:
+        _check_levels(levels)
     file = read_vqv(source)
     header = file.header
     check_fingerprint(header, model.fingerprint)
     geometry = clip_geometry(model)
     _check_header(header, geometry, name)
-    if header.mode == "prior" and not model.has_priors:
-        raise ValueError(f"{name}: coded under the priors, but the model folder has "
-                         f"{'no top prior' if model.top is None else 'no bottom prior'}")
-    priors = _coding_priors(model) if header.mode == "prior" else None
-    tops, bottoms = [], []
-    for i, chunk in enumerate(file.chunks):
-        try:
-            if priors is None:
-                top, bottom = _unpack_chunk(chunk, geometry)
-            else:
-                top, bottom = _decode_chunk(priors, chunk)
-        except ValueError as error:
-            raise VQVFormatError(f"{name}: chunk {i} of {len(file.chunks)}: {error}") from error
-        tops.append(top)
-        bottoms.append(bottom)
-        if progress is not None:
-            progress(i + 1, len(file.chunks))
-    return CodedVideo(header, Codes(top=torch.cat(tops), bottom=torch.cat(bottoms)))
+    held: Levels = "both" if file.complete and header.levels == "both" else "top"
+    if levels == "both" and held == "top":
+        raise VQVFormatError(f"{name}: holds only top codes ("
+                             + ("written with levels 'top'" if header.levels == "top" else
+                                "the file ends after its top layer")
+                             + "); decode it with levels 'top'")
+    levels = levels or held
+    if header.mode == "prior":
+        missing = [level for level in ("top", "bottom")[:1 if levels == "top" else 2]
+                   if getattr(model, level) is None]
+        if missing:
+            raise ValueError(f"{name}: coded under the priors, but the model folder has no "
+                             f"{' and no '.join(missing)} prior")
+        priors = coding_priors(model.top.model, model.bottom.model if levels == "both" else None)
+    else:
+        priors = None
+    if header.version == 1:
+        top, bottom = _decode_v1(file.chunks, header, priors, levels, name, progress)
+    else:
+        top, bottom = _decode_layers(file.chunks, file.checks, header, priors, levels, name, progress)
+    return CodedVideo(header, Codes(top=top, bottom=bottom), levels)
 
 
-def decompress(model: ModelFolder, source: str | os.PathLike | bytes, *, batch_size: int = 4,
-               progress: Progress | None = None) -> Decompressed:
-    """Decodes a .vqv file into codes and video; errors as `decompress_codes`. The video is what
-    `vqvae.decode_codes` makes of the codes, clamped to [-1, 1], i.e. what `vqvid reconstruct` shows."""
+def decompress(model: ModelFolder, source: str | os.PathLike | bytes, *, levels: Levels | None = None,
+               batch_size: int = 4, progress: Progress | None = None) -> Decompressed:
+    """Decodes a .vqv file into codes and video; levels and errors as `decompress_codes`. The video is what
+    `vqvae.decode_codes` makes of the codes, clamped to [-1, 1], i.e. what `vqvid reconstruct` shows (with the
+    bottom codes zeroed for levels "top")."""
     _check_batch_size(batch_size)
-    coded = decompress_codes(model, source, progress=progress)
+    coded = decompress_codes(model, source, levels=levels, progress=progress)
     video = decode_video(model.vqvae.model, coded.codes, coded.header.frame_count, batch_size=batch_size)
-    return Decompressed(coded.header, coded.codes, video)
+    return Decompressed(coded.header, coded.codes, video, coded.levels)
 
 
 @torch.no_grad()
 def decode_video(vqvae: VQVAE, codes: Codes, frame_count: int, batch_size: int = 4) -> Tensor:
     """The first `frame_count` frames, (3, N, H, W) in [-1, 1] on the CPU, of the clips decoded from `codes`
-    (C clips), `batch_size` clips at a time on the VQ-VAE's device."""
+    (C clips; bottom None decodes the top codes alone), `batch_size` clips at a time on the VQ-VAE's device."""
     device = next(vqvae.parameters()).device
-    clips = [
-        vqvae.decode_codes(codes.top[start:start + batch_size].to(device),
-                           codes.bottom[start:start + batch_size].to(device)).float().clamp(-1, 1).cpu()
-        for start in range(0, codes.top.shape[0], batch_size)
-    ]  # each (b, 3, L, H, W)
+    clips = []
+    for start in range(0, codes.top.shape[0], batch_size):
+        top = codes.top[start:start + batch_size].to(device)
+        bottom = None if codes.bottom is None else codes.bottom[start:start + batch_size].to(device)
+        clips.append(vqvae.decode_codes(top, bottom).float().clamp(-1, 1).cpu())  # (b, 3, L, H, W)
     return rearrange(torch.cat(clips), "b c t h w -> c (b t) h w")[:, :frame_count]
+
+
+# --- decoding the chunks -------------------------------------------------------------------------------------
+
+
+def _chunk_name(name: str, header: VQVHeader, index: int, level: str, clip: int) -> str:
+    return f"{name}: chunk {index} of {header.num_chunks} ({level} codes of clip {clip})"
+
+
+def _desync(where: str, header: VQVHeader, what: str) -> DesyncError:
+    """The error for a chunk that decodes to other codes than were coded, with what explains it."""
+    here = writer_description()
+    if header.writer == here:
+        stacks = (f"the file was written on this same stack ({here}), so the model folder's priors or the "
+                  "file must have changed after writing")
+    else:
+        stacks = (f"the file was written on [{header.writer}], this decoder runs on [{here}]: the priors' "
+                  "floats differ between these stacks; decode the file on a stack like the writer's")
+    return DesyncError(f"{where}: {what}: this decoder's priors give other probabilities than the encoder's "
+                       f"did; {stacks}")
+
+
+def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, priors: CodingPriors | None,
+                   levels: Levels, name: str, progress: Progress | None) -> tuple[Tensor, Tensor | None]:
+    """Format version 2: the top layer's chunks, then, for levels "both", the bottom layer's."""
+    num_clips = header.num_clips
+    shapes = {"top": header.top_shape, "bottom": header.bottom_shape}
+    decoded: dict[str, list[Tensor]] = {"top": [], "bottom": []}
+    wanted = ("top",) if levels == "top" else ("top", "bottom")
+    total = num_clips * len(wanted)
+    for layer, level in enumerate(wanted):
+        for clip in range(num_clips):
+            index = layer * num_clips + clip
+            where = _chunk_name(name, header, index, level, clip)
+            try:
+                if priors is None:
+                    codes = unpack_level(chunks[index], shapes[level], header.num_codes)
+                else:
+                    condition = None if level == "top" else decoded["top"][clip]
+                    codes = decode_level(getattr(priors, level), chunks[index], condition)
+            except ValueError as error:
+                if priors is None:
+                    raise VQVFormatError(f"{where}: {error}") from error
+                raise _desync(where, header, f"the stream does not decode ({error})") from error
+            found = codes_checksum(codes)
+            if found != checks[index]:
+                raise _desync(where, header, f"the decoded codes' checksum is {found:#010x}, the encoder "
+                                             f"recorded {checks[index]:#010x}")
+            decoded[level].append(codes)
+            if progress is not None:
+                progress(layer * num_clips + clip + 1, total)
+    top = torch.cat(decoded["top"])
+    return top, torch.cat(decoded["bottom"]) if levels == "both" else None
+
+
+def _decode_v1(chunks: list[bytes], header: VQVHeader, priors: CodingPriors | None, levels: Levels, name: str,
+               progress: Progress | None) -> tuple[Tensor, Tensor | None]:
+    """Format version 1: one chunk per clip, its top then bottom codes; no checksums to check."""
+    tops, bottoms = [], []
+    for clip, chunk in enumerate(chunks):
+        try:
+            if priors is None:
+                top, bottom = unpack_clip_v1(chunk, header.top_shape, header.bottom_shape, header.num_codes)
+            else:
+                top, bottom = decode_clip_v1(priors, chunk, bottom=levels == "both")
+        except ValueError as error:
+            raise VQVFormatError(f"{name}: chunk {clip} of {len(chunks)}: {error}") from error
+        tops.append(top)
+        bottoms.append(bottom)
+        if progress is not None:
+            progress(clip + 1, len(chunks))
+    return torch.cat(tops), torch.cat(bottoms) if levels == "both" else None
 
 
 # --- clips and codes in -----------------------------------------------------------------------------------
@@ -386,17 +486,17 @@ def _clips(video: Tensor | Iterable[Tensor], geometry: ClipGeometry) -> Iterator
         yield torch.cat([frames, hold], dim=1), held
 
 
-def _encode_into(vqvae: VQVAE, batch: list[Tensor], parameter: Tensor, tops: list[Tensor],
-                 bottoms: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    clips = torch.stack(batch).to(parameter.device, parameter.dtype)  # (b, 3, L, H, W) in [-1, 1]
-    codes = vqvae.encode(clips)
-    return tops + [codes.top.cpu()], bottoms + [codes.bottom.cpu()]
+def _check_levels(levels: object) -> None:
+    if levels not in ("top", "both"):
+        raise ValueError(f"levels: expected 'top' or 'both', got {levels!r}")
 
 
-def _check_codes(codes: Codes, geometry: ClipGeometry) -> tuple[Tensor, Tensor]:
-    """top (C, L/4, H/8, W/8) and bottom (C, L/2, H/4, W/4) as int64 on the CPU, or ValueError."""
+def _check_codes(codes: Codes, geometry: ClipGeometry, levels: Levels) -> tuple[Tensor, Tensor | None]:
+    """top (C, L/4, H/8, W/8) and bottom (C, L/2, H/4, W/4) as int64 on the CPU (bottom None for levels "top"),
+    or ValueError."""
     checked = []
-    for level, grid in (("top", geometry.top_shape), ("bottom", geometry.bottom_shape)):
+    for level, grid in (("top", geometry.top_shape), ("bottom", geometry.bottom_shape))[:2 if levels == "both"
+                                                                                        else 1]:
         level_codes = getattr(codes, level)
         if not (isinstance(level_codes, Tensor) and not level_codes.is_floating_point()
                 and not level_codes.is_complex() and level_codes.dtype != torch.bool
@@ -411,21 +511,25 @@ def _check_codes(codes: Codes, geometry: ClipGeometry) -> tuple[Tensor, Tensor]:
             raise ValueError(f"codes.{level}: expected values in [0, {geometry.num_codes}), got "
                              f"[{int(level_codes.min())}, {int(level_codes.max())}]")
         checked.append(level_codes)
+    if len(checked) == 1:
+        return checked[0], None
     top, bottom = checked
     if top.shape[0] != bottom.shape[0]:
         raise ValueError(f"codes: {top.shape[0]} clips of top codes but {bottom.shape[0]} of bottom codes")
     return top, bottom
 
 
-def _choose_mode(model: ModelFolder, mode: Mode | None) -> Mode:
+def _choose_mode(model: ModelFolder, mode: Mode | None, levels: Levels) -> Mode:
+    """The mode asked for, or "prior" where the folder has the priors of the levels coded, else "fixed"."""
+    missing = [level for level in ("top", "bottom")[:2 if levels == "both" else 1]
+               if getattr(model, level) is None]
     if mode is None:
-        return "prior" if model.has_priors else "fixed"
+        return "fixed" if missing else "prior"
     if mode not in ("fixed", "prior"):
         raise ValueError(f"mode: expected 'prior' or 'fixed', got {mode!r}")
-    if mode == "prior" and not model.has_priors:
-        missing = " and ".join(level for level in ("top", "bottom") if getattr(model, level) is None)
-        raise ValueError(f"mode 'prior': the model folder has no {missing} prior; export it with --top and "
-                         "--bottom, or use mode 'fixed'")
+    if mode == "prior" and missing:
+        raise ValueError(f"mode 'prior': the model folder has no {' and '.join(missing)} prior; export it with "
+                         "--top and --bottom, or use mode 'fixed'")
     return mode
 
 
@@ -436,116 +540,23 @@ def _check_header(header: VQVHeader, geometry: ClipGeometry, name: str) -> None:
     if found != geometry:
         raise VQVFormatError(f"{name}: the header describes clips {found}, but the model codes clips "
                              f"{geometry}")
-    if header.num_chunks != header.num_clips:
-        raise VQVFormatError(f"{name}: header field num_chunks: expected one chunk per clip, "
-                             f"{header.num_clips}, found {header.num_chunks}")
-
-
-# --- the coding path ----------------------------------------------------------------------------------------
-
-
-class _Priors(NamedTuple):
-    top: PixelSNAIL  # on the CPU, float32, eval mode
-    bottom: PixelSNAIL
-
-
-class _Chunk(NamedTuple):
-    data: bytes
-    top_bits: float  # -log2 p of the clip's top codes under the top prior, float
-    bottom_bits: float
-    pmfs: tuple[np.ndarray, np.ndarray] | None  # the PMFs coded, top (n_top, K) and bottom, for verification
-
-
-def _coding_priors(model: ModelFolder) -> _Priors:
-    """The folder's priors as the coder runs them: on the CPU, in float32 and eval mode. A prior elsewhere is
-    copied, so that the caller's module stays where the caller put it."""
-
-    def fixed(prior: PixelSNAIL) -> PixelSNAIL:
-        parameter = next(prior.parameters())
-        if parameter.device.type == "cpu" and parameter.dtype == torch.float32 and not prior.training:
-            return prior
-        return copy.deepcopy(prior).to("cpu", torch.float32).eval()
-
-    return _Priors(fixed(model.top.model), fixed(model.bottom.model))
-
-
-@contextmanager
-def _fixed_computation() -> Iterator[None]:
-    """One intra-op thread, no autograd: how a float reduction is split then depends on tensor shapes alone,
-    never on how many threads the caller allows. The previous thread count is restored on the way out.
-    Inference mode rather than no_grad: it drops autograd's per-op bookkeeping, about a quarter of a step's time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _encode_level(prior: PixelSNAIL, codes: Tensor, condition: Tensor | None, encoder: SequentialEncoder,
-                  keep_pmfs: bool) -> tuple[float, np.ndarray | None]:
-    """Encodes codes (t, h, w) position by position; returns their -log2 p in bits and, if asked, the PMFs
-    (t h w, K) used. Mirrors `_decode_level` step for step: a stepper started from nothing, fed the codes."""
-    stepper = IncrementalStepper(prior, 1, condition=condition)
-    symbols = codes.reshape(-1)  # (n,) int64, raster order
-    nats = 0.0
-    pmfs = []
-    for position, symbol in enumerate(symbols.tolist()):
-        log_probs = stepper.step_log_probs()  # (1, K)
-        pmf = quantize_pmf(log_probs)[0]  # (K,) uint32, sums to 2**24
-        encoder.encode(symbol, pmf)
-        nats -= float(log_probs[0, symbol])
-        if keep_pmfs:
-            pmfs.append(pmf)
-        stepper.feed(symbols[position:position + 1])
-    return nats / math.log(2), np.stack(pmfs) if keep_pmfs else None
-
-
-def _decode_level(prior: PixelSNAIL, decoder: SequentialDecoder, condition: Tensor | None) -> Tensor:
-    """Decodes one grid of codes, (1, t, h, w) int64, feeding each code back into the stepper."""
-    stepper = IncrementalStepper(prior, 1, condition=condition)
-    for _ in range(math.prod(prior.config.shape)):
-        pmf = quantize_pmf(stepper.step_log_probs())[0]  # (K,)
-        stepper.feed(torch.tensor([decoder.decode(pmf)], dtype=torch.int64))
-    return stepper.codes
-
-
-def _encode_chunk(priors: _Priors, top: Tensor, bottom: Tensor, keep_pmfs: bool) -> _Chunk:
-    """One clip's top (t, h, w) then bottom codes (t', h', w') into one range-coded stream."""
-    encoder = SequentialEncoder()
-    with _fixed_computation():
-        top_bits, top_pmfs = _encode_level(priors.top, top, None, encoder, keep_pmfs)
-        bottom_bits, bottom_pmfs = _encode_level(priors.bottom, bottom, top[None], encoder, keep_pmfs)
-    return _Chunk(encoder.finish(), top_bits, bottom_bits, (top_pmfs, bottom_pmfs) if keep_pmfs else None)
-
-
-def _decode_chunk(priors: _Priors, data: bytes) -> tuple[Tensor, Tensor]:
-    """Inverse of `_encode_chunk`: top (1, t, h, w) and bottom (1, t', h', w') int64."""
-    decoder = SequentialDecoder(data)
-    with _fixed_computation():
-        top = _decode_level(priors.top, decoder, None)
-        bottom = _decode_level(priors.bottom, decoder, top)
-    return top, bottom
-
-
-def _unpack_chunk(data: bytes, geometry: ClipGeometry) -> tuple[Tensor, Tensor]:
-    """A fixed-width chunk: top (1, t, h, w) and bottom (1, t', h', w') int64."""
-    flat = torch.from_numpy(unpack_fixed(data, geometry.positions, geometry.num_codes))  # (n_top + n_bottom,)
-    top, bottom = flat.split([math.prod(geometry.top_shape), math.prod(geometry.bottom_shape)])
-    return top.reshape(1, *geometry.top_shape), bottom.reshape(1, *geometry.bottom_shape)
+    per_clip = header.num_levels if header.version >= 2 else 1
+    if header.num_chunks != per_clip * header.num_clips:
+        raise VQVFormatError(f"{name}: header field num_chunks: expected {per_clip} chunk(s) per clip, "
+                             f"{per_clip * header.num_clips}, found {header.num_chunks}")
 
 
 @torch.no_grad()
-def _verify(priors: _Priors, top: Tensor, bottom: Tensor, coded: list[_Chunk]) -> int:
+def _verify(priors: CodingPriors, top: Tensor, bottom: Tensor | None, pmfs: list[list[np.ndarray]]) -> int:
     """Positions where the batched full forward pass over clips top (b, t, h, w), bottom (b, t', h', w') gives
-    the PMFs the stepper coded with."""
+    the PMFs the stepper coded with (`pmfs`: per level, per clip (n, K))."""
     matching = 0
-    for level, prior, codes, condition in (("top", priors.top, top, None),
-                                           ("bottom", priors.bottom, bottom, top)):
+    for prior, codes, condition, stepped in ((priors.top, top, None, pmfs[0]),
+                                             (priors.bottom, bottom, top, pmfs[1])):
+        if codes is None:
+            continue
         log_probs = prior.log_probs(codes, condition)  # (b, K, t, h, w)
         rows = rearrange(log_probs, "b k t h w -> (b t h w) k")
         full = quantize_pmf(rows).reshape(codes.shape[0], -1, prior.config.num_codes)  # (b, n, K)
-        stepped = np.stack([chunk.pmfs[0 if level == "top" else 1] for chunk in coded])  # (b, n, K)
-        matching += int((full == stepped).all(axis=2).sum())
+        matching += int((full == np.stack(stepped)).all(axis=2).sum())
     return matching

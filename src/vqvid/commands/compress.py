@@ -5,12 +5,15 @@
 INPUT is one video file or one folder of numbered frame images, read whole (resampled to the model's frame
 rate if it was trained on one; resized and centre-cropped to its size), or a prepared store or
 'synthetic[:N]', whose clips are coded one after another. The video is cut into clips of the model's clip
-length, the last one padded; `vqvid decompress` gives back exactly the frames `vqvid reconstruct` shows.
+length, the last one padded; `vqvid decompress` gives back the VQ-VAE's decoding of the file's codes, what
+`vqvid reconstruct` shows (reconstruct encodes clips in batches, which can assign the rare near-tie code
+differently).
 Without priors in the folder, or with --fixed, codes are packed at ceil(log2 K) bits each.
 
 Prints the frames, the file size, bits per pixel, kbit/s, and the size against the same codes at fixed width.
 The priors always run on the CPU, one thread, one clip at a time, so that the file decodes exactly (see
-`vqvid.codec.video`); --device moves only the VQ-VAE.
+`vqvid.codec.coding`); --device moves only the VQ-VAE, which also encodes one clip at a time under the same
+settings, so the file does not depend on --batch-size (clips per --verify pass) or the machine's threads.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, help="compress at most this many frames of INPUT")
     parser.add_argument("--fps", type=float,
                         help="frame rate to record (default: the model's, else the source's, else 10)")
-    parser.add_argument("--batch-size", type=int, default=4, help="clips per VQ-VAE pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="clips per --verify pass (default 4); the file does not depend on it")
     parser.add_argument("--device", default="cpu", help="torch device of the VQ-VAE (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
@@ -105,12 +109,12 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
-    """A `progress` callback for the codec that prints `coding clip i/n` on stderr, or None."""
+    """A `progress` callback for the codec that prints `coding chunk i/n` on stderr, or None."""
     if not enabled:
         return None
 
     def report(done: int, total: int) -> None:
-        print(f"\rcoding clip {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        print(f"\rcoding chunk {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     return report
 

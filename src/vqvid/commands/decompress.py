@@ -2,9 +2,11 @@
 
     vqvid decompress clip.vqv --model MODEL_DIR -o out.mp4|out.gif
 
-The model folder must be the one that wrote the file (its fingerprint is in the header). The frames are what
-`vqvid reconstruct` shows for the same video, written at the frame rate the file records. A damaged,
-truncated or foreign file is refused with a message and no output.
+The model folder must be the one that wrote the file (its fingerprint is in the header). The frames are the
+VQ-VAE's decoding of the file's codes, what `vqvid reconstruct` shows for the same video, written at the frame
+rate the file records. A damaged, truncated or foreign file, or one whose decoded codes fail their checksums
+(a decoder whose priors compute other probabilities than the writer's), is refused with a message naming the
+chunk, and no output.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
     vqvid info clip.vqv
 
-Prints the model fingerprint, the coding mode, the video's geometry and timing, and the rates (bits per
-pixel, kbit/s, bits per code) of the whole file. The file is fully validated first (CRCs included).
+Prints the format version, the model fingerprint, the software and CPU that wrote the file, the coding mode,
+the levels it holds (top and bottom, or top only: written with `--levels top` or cut after its top layer) with
+the bytes of each, the video's geometry and timing, and the rates (bits per pixel, kbit/s, bits per code) of the
+whole file. The file is fully validated first (CRCs included).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.codec.container import describe, read_vqv
 
     try:
-        header = read_vqv(args.input).header
+        file = read_vqv(args.input)
         size = os.path.getsize(args.input)
     except (ValueError, OSError) as error:
         print(f"vqvid info: {error}", file=sys.stderr)
         return 2
-    print(describe(header, size))
+    print(describe(file, size))
     return 0

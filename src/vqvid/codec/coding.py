@@ -1,0 +1,218 @@
+"""The coding path of .vqv files: what each chunk holds, and the one fixed computation that makes it.
+
+Everything here decides the bytes of a file, so a change here that changes them must bump
+`vqvid.codec.container.FORMAT_VERSION` (and the golden tests with it). How a video is cut into clips, the
+`compress` / `decompress` API and what they return live in `vqvid.codec.video`.
+
+A chunk (format version 2) holds one level of one clip:
+- mode "prior": one range-coded stream (`vqvid.codec.entropy`) of the clip's codes of that level in raster
+  order (time, row, column): top codes under the top prior p(top), bottom codes under the bottom prior
+  p(bottom | top) given the clip's top codes. Its length is within a few bytes of the information content
+  sum -log2 p of the codes, the rate that the priors' negative log-likelihood promises;
+- mode "fixed": the codes packed at ceil(log2 K) bits each (`vqvid.codec.packing`).
+Its entry in the chunk table carries `codes_checksum` of the codes it holds, which the decoder recomputes
+from what it decoded (version 1 chunks held a clip's top then bottom codes in one stream, with no checksum).
+
+Exactness. The decoder rebuilds every distribution from the codes it has decoded so far, and must get exactly
+the PMFs the encoder used, or the rest of the chunk decodes to garbage. Both sides therefore run one fixed
+computation (`pinned_computation`): one clip at a time (batch 1) through an `IncrementalStepper` started from
+nothing and fed the true codes (encoder) or the decoded ones (decoder), on the CPU, in float32, in eval mode,
+with one intra-op thread, full-precision float32 matmuls and no autocast while it runs (the caller's settings
+are restored afterwards); log-probabilities reach the coder only through `quantize_pmf`. The VQ-VAE's encode
+step runs under the same settings, one clip at a time, from a float32 eval copy: so neither the caller's batch
+size, thread count, float precision nor TF32 setting can change a single code or byte.
+
+Files therefore decode exactly on the software and hardware stack that wrote them. Across CPUs with other
+vector units, other BLAS / oneDNN builds or torch versions the same network's floats may differ in the last
+bits; the rounding to 1/16 nat in `quantize_pmf` absorbs most such differences but not all. Exact decoding
+across stacks would need integer networks (Ballé, Johnston and Minnen 2019, "Integer networks for data
+compression with latent-variable models", ICLR), which vqvid does not have. What vqvid guarantees instead is
+that a decoder whose PMFs differ never returns wrong codes silently: the codes checksum of each chunk fails,
+and the error names the chunk and both stacks (the header's `writer`, `writer_description` here).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
+from vqvid.codec.packing import pack_fixed, unpack_fixed
+from vqvid.models.pixelsnail import PixelSNAIL
+from vqvid.models.vqvae import VQVAE, Codes
+from vqvid.sampling.steppers import IncrementalStepper
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def writer_description() -> str:
+    """What a decoder needs to explain a refusal: the software and CPU whose floats made the PMFs.
+    Printable ASCII, at most 255 characters (the header's `writer` field)."""
+    text = (f"vqvid {_version('vqvid')}; torch {torch.__version__}; cpu {platform.machine()} "
+            f"{torch.backends.cpu.get_cpu_capability()}; numpy {np.__version__}; "
+            f"constriction {_version('constriction')}")
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text)[:255]
+
+
+def codes_checksum(codes: Tensor) -> int:
+    """CRC32 of integer codes in [0, 65536) (any shape, C order) as little-endian 16-bit words."""
+    return zlib.crc32(codes.detach().cpu().numpy().astype("<u2").tobytes())
+
+
+@contextmanager
+def pinned_computation() -> Iterator[None]:
+    """The settings every float of the coding path is computed under; the caller's are restored on the way out.
+
+    One intra-op thread: how a float reduction is split then depends on tensor shapes alone, never on how many
+    threads the caller allows. Full-precision float32 matmuls and convolutions (no TF32, no bfloat16 matmuls
+    on CPUs that offer them), deterministic cuDNN algorithms, no autocast. Inference mode rather than no_grad:
+    it drops autograd's per-op bookkeeping, about a quarter of a prior step's time.
+    """
+    threads = torch.get_num_threads()
+    matmul_precision = torch.get_float32_matmul_precision()
+    cudnn = torch.backends.cudnn
+    flags = (cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("highest")
+    cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, True, False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False), torch.inference_mode():
+            yield
+    finally:
+        cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = flags
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.set_num_threads(threads)
+
+
+def _float32_eval(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """The module in float32 and eval mode on `device`: itself if it already is, else a copy, so that the
+    caller's module stays as the caller left it."""
+    parameter = next(module.parameters())
+    if parameter.device == torch.device(device) and parameter.dtype == torch.float32 and not module.training:
+        return module
+    return copy.deepcopy(module).to(device, torch.float32).eval()
+
+
+# --- the VQ-VAE's step ----------------------------------------------------------------------------------------
+
+
+def coding_vqvae(vqvae: VQVAE) -> VQVAE:
+    """The VQ-VAE as the encode step runs it: float32, eval mode, on the device the caller put it on."""
+    return _float32_eval(vqvae, next(vqvae.parameters()).device)
+
+
+def encode_clip(vqvae: VQVAE, clip: Tensor) -> Codes:
+    """Codes of one clip (3, L, H, W) in [-1, 1]: top (1, L/4, H/8, W/8), bottom (1, L/2, H/4, W/4), int64 on
+    the CPU. Always batch 1 under `pinned_computation`: a nearest-code assignment is a comparison of floats,
+    and a batch of several clips, or another thread count, computes the same convolutions with other
+    reduction orders, which flips codes whose two nearest codebook vectors are almost equally near.
+    `vqvae` from `coding_vqvae`."""
+    parameter = next(vqvae.parameters())
+    with pinned_computation():
+        codes = vqvae.encode(clip[None].to(parameter.device, torch.float32))
+    return Codes(top=codes.top.cpu(), bottom=codes.bottom.cpu())
+
+
+# --- the priors' step ----------------------------------------------------------------------------------------
+
+
+class CodingPriors(NamedTuple):
+    top: PixelSNAIL | None  # on the CPU, float32, eval mode; None where the folder has no such prior
+    bottom: PixelSNAIL | None
+
+
+def coding_priors(top: PixelSNAIL | None, bottom: PixelSNAIL | None) -> CodingPriors:
+    """The priors as the coder runs them: on the CPU, in float32 and eval mode (`_float32_eval`)."""
+    return CodingPriors(*(None if prior is None else _float32_eval(prior, "cpu") for prior in (top, bottom)))
+
+
+class EncodedLevel(NamedTuple):
+    data: bytes  # the range-coded stream
+    bits: float  # -log2 p of the codes under the prior, from its float log-probabilities
+    pmfs: np.ndarray | None  # (n, K) the quantised PMFs coded, in raster order, if asked for (verification)
+
+
+def encode_level(prior: PixelSNAIL, codes: Tensor, condition: Tensor | None, keep_pmfs: bool = False
+                 ) -> EncodedLevel:
+    """One chunk of mode "prior": codes (t, h, w) of one clip under `prior`, given the clip's top codes
+    `condition` (1, t', h', w') for the bottom prior. Mirrors `decode_level` step for step: a stepper started
+    from nothing, fed the codes."""
+    encoder = SequentialEncoder()
+    symbols = codes.reshape(-1)  # (n,) int64, raster order
+    nats = 0.0
+    pmfs = []
+    with pinned_computation():
+        stepper = IncrementalStepper(prior, 1, condition=condition)
+        for position, symbol in enumerate(symbols.tolist()):
+            log_probs = stepper.step_log_probs()  # (1, K)
+            pmf = quantize_pmf(log_probs)[0]  # (K,) uint32, sums to 2**24
+            encoder.encode(symbol, pmf)
+            nats -= float(log_probs[0, symbol])
+            if keep_pmfs:
+                pmfs.append(pmf)
+            stepper.feed(symbols[position:position + 1])
+    return EncodedLevel(encoder.finish(), nats / math.log(2), np.stack(pmfs) if keep_pmfs else None)
+
+
+def _decode_codes(prior: PixelSNAIL, decoder: SequentialDecoder, condition: Tensor | None) -> Tensor:
+    """Decodes one grid of codes, (1, t, h, w) int64, feeding each code back into the stepper."""
+    stepper = IncrementalStepper(prior, 1, condition=condition)
+    for _ in range(math.prod(prior.config.shape)):
+        pmf = quantize_pmf(stepper.step_log_probs())[0]  # (K,)
+        stepper.feed(torch.tensor([decoder.decode(pmf)], dtype=torch.int64))
+    return stepper.codes
+
+
+def decode_level(prior: PixelSNAIL, data: bytes, condition: Tensor | None) -> Tensor:
+    """Inverse of `encode_level`: codes (1, t, h, w) int64. ValueError for a stream that is invalid under the
+    PMFs this decoder computes."""
+    decoder = SequentialDecoder(data)
+    with pinned_computation():
+        return _decode_codes(prior, decoder, condition)
+
+
+def decode_clip_v1(priors: CodingPriors, data: bytes, bottom: bool = True) -> tuple[Tensor, Tensor | None]:
+    """A format version 1 chunk of mode "prior": one stream of a clip's top then bottom codes. Returns top
+    (1, t, h, w) and bottom (1, t', h', w') int64, or top and None without `bottom` (the rest is not read)."""
+    decoder = SequentialDecoder(data)
+    with pinned_computation():
+        top = _decode_codes(priors.top, decoder, None)
+        return top, _decode_codes(priors.bottom, decoder, top) if bottom else None
+
+
+# --- mode "fixed" --------------------------------------------------------------------------------------------
+
+
+def pack_level(codes: Tensor, num_codes: int) -> bytes:
+    """One chunk of mode "fixed": codes of any shape, in C order, at ceil(log2 K) bits each."""
+    return pack_fixed(codes.reshape(-1).numpy(), num_codes)
+
+
+def unpack_level(data: bytes, shape: tuple[int, ...], num_codes: int) -> Tensor:
+    """Inverse of `pack_level`: codes (1, *shape) int64. ValueError for a payload that cannot be these codes."""
+    return torch.from_numpy(unpack_fixed(data, math.prod(shape), num_codes)).reshape(1, *shape)
+
+
+def unpack_clip_v1(data: bytes, top_shape: tuple[int, int, int], bottom_shape: tuple[int, int, int],
+                   num_codes: int) -> tuple[Tensor, Tensor]:
+    """A format version 1 chunk of mode "fixed": a clip's top then bottom codes, (1, t, h, w) each."""
+    sizes = [math.prod(top_shape), math.prod(bottom_shape)]
+    flat = torch.from_numpy(unpack_fixed(data, sum(sizes), num_codes))  # (n_top + n_bottom,)
+    top, bottom = flat.split(sizes)
+    return top.reshape(1, *top_shape), bottom.reshape(1, *bottom_shape)
