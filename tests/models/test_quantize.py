@@ -149,3 +149,66 @@ def test_bad_input_is_rejected():
         quantizer.embed_codes(torch.zeros(1, 2, 2, 2))
     with pytest.raises(ValueError, match="decay"):
         EMAQuantizer(dim=4, num_codes=8, decay=1.0)
+
+
+def _matmul_precision() -> str:
+    """The float32 matrix-product precision in force: per backend where torch has the per-backend setting."""
+    backends = [getattr(getattr(torch.backends, name, None), "matmul", None) for name in ("cuda", "mkldnn")]
+    per_backend = [backend.fp32_precision for backend in backends if hasattr(backend, "fp32_precision")]
+    return ",".join(per_backend) if per_backend else torch.get_float32_matmul_precision()
+
+
+class _MatmulPrecisionSpy(torch.overrides.TorchFunctionMode):
+    """Records the matmul precision in force at every matrix product run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
+                    torch.addmm, torch.cdist):
+            self.seen.append(_matmul_precision())
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def tf32_enabled():
+    """A user's `torch.set_float32_matmul_precision("high")` (TF32 on CUDA, reduced precision in oneDNN);
+    yields (the user's setting, the full-precision setting) as `_matmul_precision` reads them."""
+    torch.set_float32_matmul_precision("highest")
+    full = _matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield _matmul_precision(), full
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_nearest_code_search_runs_in_full_float32_when_the_user_enables_tf32(tf32_enabled):
+    users, full = tf32_enabled
+    assert users != full
+    torch.manual_seed(0)
+    quantizer = EMAQuantizer(dim=8, num_codes=64, restart_threshold=0.0)  # no restarts: no duplicate codes
+    initial = quantizer.codebook.double()
+    x = torch.randn(2, 8, 2, 3, 3)
+    spy = _MatmulPrecisionSpy()
+    with spy:
+        codes = quantizer.nearest_codes(x)
+        eval_codes = quantizer.eval()(x).codes
+        quantizer.train()(x)  # updates the codebook
+    assert len(spy.seen) == 3 and set(spy.seen) == {full}, spy.seen
+    assert _matmul_precision() == users  # the user's setting is back
+
+    flat = rearrange(x, "b c t h w -> (b t h w) c").double()
+    assert torch.equal(codes.flatten(), torch.cdist(flat, initial).argmin(1))  # float64 brute force
+    assert torch.equal(eval_codes, codes)
+    assert torch.equal(quantizer.nearest_codes(x).flatten(), torch.cdist(flat, quantizer.codebook.double()).argmin(1))
+
+
+def test_the_users_matmul_precision_is_restored_when_the_search_fails(tf32_enabled):
+    users, _ = tf32_enabled
+    quantizer = EMAQuantizer(dim=4, num_codes=8)
+    with pytest.raises(RuntimeError):
+        quantizer._nearest(torch.randn(3, 5))  # wrong width: the product itself fails
+    assert _matmul_precision() == users

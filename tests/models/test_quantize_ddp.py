@@ -36,13 +36,15 @@ def _worker(rank: int, port: int, batches: list[list[torch.Tensor]], out_dir: st
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
     try:
-        states = {}
+        states, statistics = {}, []
         for name, threshold in THRESHOLDS.items():
             quantizer = _quantizer(threshold)
             for step in batches:
-                quantizer(step[rank])
+                out = quantizer(step[rank])
+                if name == "plain":
+                    statistics.append(torch.stack([out.perplexity, out.usage]))
             states[name] = quantizer.state_dict()
-        torch.save(states, Path(out_dir) / f"rank{rank}.pt")
+        torch.save({"states": states, "statistics": torch.stack(statistics)}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -53,24 +55,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs the gloo backend")
-def test_ranks_agree_and_match_one_process_fed_all_data(tmp_path):
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """The batches, and what each of the two ranks saved after training on them."""
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("needs the gloo backend")
+    folder = tmp_path_factory.mktemp("ranks")
     batches = _batches()
-    mp.spawn(_worker, args=(_free_port(), batches, str(tmp_path)), nprocs=WORLD_SIZE, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
+    mp.spawn(_worker, args=(_free_port(), batches, str(folder)), nprocs=WORLD_SIZE, join=True)
+    return batches, [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
+
+
+def test_ranks_agree_and_match_one_process_fed_all_data(two_ranks):
+    batches, saved = two_ranks
+    ranks = [rank["states"] for rank in saved]
 
     for name in THRESHOLDS:
         for key, value in ranks[0][name].items():
             assert torch.equal(value, ranks[1][name][key]), f"{name}: ranks disagree on {key}"
 
     reference = _quantizer(THRESHOLDS["plain"])
+    statistics = []
     for step in batches:
-        reference(torch.cat(step))
+        out = reference(torch.cat(step))
+        statistics.append(torch.stack([out.perplexity, out.usage]))
     for key, value in reference.state_dict().items():
         assert torch.allclose(ranks[0]["plain"][key], value, rtol=1e-5, atol=1e-5), key
+    # Codebook usage and perplexity describe all ranks' batches, as one process fed them all would report.
+    for rank in saved:
+        assert torch.allclose(rank["statistics"], torch.stack(statistics), rtol=1e-5), rank["statistics"]
 
-    # Codes restarted at the last step were copied from rank 0's batch, broadcast to every rank.
-    last = rearrange(batches[-1][0], "b c t h w -> (b t h w) c")
-    codebook = ranks[0]["restart"]["embed"]
-    restarted = [code for code in codebook if any(torch.equal(code, v) for v in last)]
-    assert restarted
+
+def test_restarts_draw_from_every_ranks_encoder_outputs(two_ranks):
+    batches, saved = two_ranks
+    codebook = saved[0]["states"]["restart"]["embed"]
+    # Codes restarted at the last step are copies of encoder outputs of that step; with most codes restarted,
+    # both ranks' outputs are among them (rank 1's data lies around 3, rank 0's around 0).
+    sources = []
+    for code in codebook:
+        for rank in range(WORLD_SIZE):
+            last = rearrange(batches[-1][rank], "b c t h w -> (b t h w) c")
+            if any(torch.equal(code, vector) for vector in last):
+                sources.append(rank)
+    assert set(sources) == {0, 1}, sources

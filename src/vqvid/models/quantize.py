@@ -10,17 +10,22 @@ Two additions keep a 512-code codebook alive and make the module safe to train a
 - Dead-code restart: a code whose moving-average count falls below `restart_threshold` is moved onto a random
   encoder output of the current batch (as Jukebox does, Dhariwal et al. 2020, arXiv 2005.00341), so the
   codebook does not collapse onto the few codes that won the first steps.
-- Under `torch.distributed` (Lightning DDP) the batch statistics are summed over all ranks before the update
-  and restart vectors are broadcast from rank 0: every rank holds the same codebook, the one a single process
-  fed all ranks' batches would hold.
+- Under `torch.distributed` (Lightning DDP) the batch statistics are summed over all ranks before the update,
+  and restart vectors are drawn from the encoder outputs of all ranks alike: every rank holds the same
+  codebook, the one a single process fed all ranks' batches would hold. This all-reduce is what keeps the ranks
+  in agreement; the trainer does not broadcast rank 0's buffers over them (see `training.runner`).
 
 Codebook and statistics are float32 buffers, and distances and updates run in float32 with autocast off:
 under bf16-mixed precision, bf16 distances pick wrong codes and bf16 moving averages lose most of each
-(1 - decay)-sized update to rounding.
+(1 - decay)-sized update to rounding. The distance product also runs in full float32 when a user allows TF32
+(`torch.set_float32_matmul_precision("high")`): TF32 keeps 10 bits of mantissa, enough to pick a farther code
+when two codes are nearly as close.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -36,12 +41,43 @@ class QuantizerOutput(NamedTuple):
     quantized: Tensor  # (B, C, T, H, W) codebook vectors, float32; the gradient passes straight to the input
     codes: Tensor  # (B, T, H, W) int64 in [0, num_codes)
     commitment_loss: Tensor  # beta * mean of (x - sg(e))², the third term of Eq. 3
-    perplexity: Tensor  # exp(entropy of this batch's code histogram): num_codes when all are used equally
-    usage: Tensor  # fraction of the codebook used at least once in this batch
+    # Both statistics describe this batch, or in training under DDP all ranks' batches of this step.
+    perplexity: Tensor  # exp(entropy of the code histogram): num_codes when all are used equally
+    usage: Tensor  # fraction of the codebook used at least once
 
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _matmul_backends() -> list:
+    """The per-backend float32 matmul settings (CUDA, oneDNN) of newer torch versions; empty on older ones."""
+    backends = [getattr(getattr(torch.backends, name, None), "matmul", None) for name in ("cuda", "mkldnn")]
+    return [backend for backend in backends if hasattr(backend, "fp32_precision")]
+
+
+@contextmanager
+def full_fp32_matmul() -> Iterator[None]:
+    """Float32 matrix products in full float32 inside the block, whatever the user's TF32 setting; the setting
+    is restored on leaving. (The setting is process-wide, so a product run meanwhile by another thread is
+    exact too.)"""
+    backends = _matmul_backends()
+    if backends:  # the per-backend API: reading the legacy global would fail once a user mixed the two
+        previous = [backend.fp32_precision for backend in backends]
+        for backend in backends:
+            backend.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for backend, precision in zip(backends, previous, strict=True):
+                backend.fp32_precision = precision
+        return
+    previous_global = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous_global)
 
 
 class EMAQuantizer(nn.Module):
@@ -113,7 +149,7 @@ class EMAQuantizer(nn.Module):
             commitment_loss = self.beta * F.mse_loss(flat, chosen)
             counts = torch.bincount(codes, minlength=self.num_codes).float()  # (K,)
             if self.training:
-                self._update(flat.detach(), codes, counts)
+                counts = self._update(flat.detach(), codes, counts)  # (K,) summed over ranks under DDP
         chosen = rearrange(chosen, "(b t h w) c -> b c t h w", b=b, t=t, h=h, w=w)  # (B, C, T, H, W)
         # Straight-through estimator written so that the value is exactly the codebook vector (x - x is
         # exactly 0), which makes forward's output identical to embed_codes(codes); the gradient is the
@@ -156,12 +192,14 @@ class EMAQuantizer(nn.Module):
         """Index (N,) of the nearest code to each row of `flat` (N, C) float32."""
         # ||x - e||² = ||x||² - 2 x·e + ||e||²; ||x||² is the same for every code, so it cannot move the
         # argmin and is left out.
-        distances = self.embed.pow(2).sum(1) - 2 * flat @ self.embed.t()  # (N, K)
+        with full_fp32_matmul():
+            distances = self.embed.pow(2).sum(1) - 2 * flat @ self.embed.t()  # (N, K)
         return distances.argmin(1)
 
     @torch.no_grad()
-    def _update(self, flat: Tensor, codes: Tensor, counts: Tensor) -> None:
-        """One EMA step (App. A.1) from this batch's vectors `flat` (N, C), codes (N,) and counts (K,)."""
+    def _update(self, flat: Tensor, codes: Tensor, counts: Tensor) -> Tensor:
+        """One EMA step (App. A.1) from this batch's vectors `flat` (N, C), codes (N,) and counts (K,); returns
+        the counts (K,) the step used, those of all ranks under DDP."""
         sums = torch.zeros_like(self.embed).index_add_(0, codes, flat)  # (K, C)
         if _distributed():
             stats = torch.cat([counts[:, None], sums], dim=1)  # (K, 1 + C): both statistics in one all-reduce
@@ -173,18 +211,37 @@ class EMAQuantizer(nn.Module):
         smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total  # (K,)
         self.embed.copy_(self.embed_sum / smoothed[:, None])  # Eq. 8
         self._restart_dead_codes(flat)
+        return counts
 
     def _restart_dead_codes(self, flat: Tensor) -> None:
-        """Move codes used less than `restart_threshold` times per step onto random rows of `flat` (N, C)."""
+        """Move codes used less than `restart_threshold` times per step onto random rows of `flat` (N, C),
+        under DDP onto random rows of all ranks' `flat`."""
         dead = self.cluster_size < self.restart_threshold  # (K,), the same on every rank after the all-reduce
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
-        fresh = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]  # (D, C)
-        if _distributed():
-            dist.broadcast(fresh, src=0)
+        fresh = _random_rows(flat, n_dead)  # (D, C)
         self.embed[dead] = fresh
         # A restarted code counts as `restart_threshold` copies of its new vector: it survives the next step
         # only if it wins at least that many vectors, otherwise it is moved again.
         self.cluster_size[dead] = self.restart_threshold
         self.embed_sum[dead] = fresh * self.restart_threshold
+
+
+def _random_rows(flat: Tensor, n: int) -> Tensor:
+    """`n` rows (n, C) drawn uniformly, with replacement, from the rows of `flat` (N, C); under DDP from the
+    rows of every rank's `flat` (ranks may hold different N), the same rows on every rank."""
+    if not _distributed():
+        return flat[torch.randint(len(flat), (n,), device=flat.device)]
+    rank, world = dist.get_rank(), dist.get_world_size()
+    sizes = torch.zeros(world, dtype=torch.long, device=flat.device)
+    sizes[rank] = len(flat)
+    dist.all_reduce(sizes)  # (W,) rows held by each rank
+    picks = torch.randint(int(sizes.sum()), (n,), device=flat.device)  # indices into all ranks' rows in order
+    dist.broadcast(picks, src=0)  # rank 0's draw, so that every rank moves the same codes to the same rows
+    start = int(sizes[:rank].sum())
+    mine = (picks >= start) & (picks < start + len(flat))  # (n,) the picks that fall on this rank's rows
+    rows = torch.zeros(n, flat.shape[1], dtype=flat.dtype, device=flat.device)
+    rows[mine] = flat[picks[mine] - start]
+    dist.all_reduce(rows)  # each row is one rank's vector plus exact zeros from the others
+    return rows
