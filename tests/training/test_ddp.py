@@ -8,16 +8,17 @@ import torch
 
 from vqvid.checkpoints import load_vqvae
 
+TRAIN = [
+    "train", "vqvae", "--data", "synthetic:24", "--preset", "tiny", "--accelerator", "cpu", "--devices", "2",
+    "--strategy", "ddp", "--max-steps", "4", "--batch-size", "2", "--no-progress", "train.val_every=2",
+    "train.val_batches=1", "train.num_workers=0", "train.logger=csv", "train.gif_clips=0", "model.channels=8",
+    "model.res_channels=4", "model.embed_dim=4", "data.size=32",
+]
+
 
 def test_ddp_on_two_cpu_processes_keeps_codebooks_identical(tmp_path):
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "vqvid", "train", "vqvae", "--data", "synthetic:24", "--preset", "tiny",
-        "--out", str(out), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max-steps", "4",
-        "--batch-size", "2", "--no-progress", "train.val_every=2", "train.val_batches=1", "train.num_workers=0",
-        "train.logger=csv", "train.gif_clips=0", "model.channels=8", "model.res_channels=4", "model.embed_dim=4",
-        "data.size=32",
-    ]
+    command = [sys.executable, "-m", "vqvid", *TRAIN, "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     # each validation all-gathers codebook checksums and fails the run if the ranks differ
     assert result.returncode == 0, result.stderr[-3000:]
@@ -26,3 +27,53 @@ def test_ddp_on_two_cpu_processes_keeps_codebooks_identical(tmp_path):
     assert len([row for row in rows if row.get("val/codebook_usage_top")]) == 2
     assert load_vqvae(out / "checkpoints" / "last.ckpt").model.encode(torch.zeros(1, 3, 16, 32, 32)).top.shape \
         == (1, 4, 4, 4)
+
+
+# vqvid with the quantiser's all-reduce taken out: each rank updates its codebooks from its own batches alone.
+# Lightning starts the second rank by running this same script again.
+WITHOUT_ALL_REDUCE = """
+import sys
+
+import vqvid.models.quantize
+
+vqvid.models.quantize._distributed = lambda: False
+
+from vqvid.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_codebook_check_catches_ranks_that_drift_apart(tmp_path):
+    # Only the quantiser's all-reduce keeps the ranks' codebooks equal: without it they drift, and the check
+    # at the first validation, before any validation forward, stops the run.
+    script = tmp_path / "vqvid_without_all_reduce.py"
+    script.write_text(WITHOUT_ALL_REDUCE)
+    command = [sys.executable, str(script), *TRAIN, "--out", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "codebooks differ across DDP ranks" in result.stderr, result.stderr[-3000:]
+
+
+def test_ddp_does_not_broadcast_rank_0s_buffers_before_each_forward():
+    import socket
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from vqvid.models.quantize import EMAQuantizer
+    from vqvid.training.runner import CodebooksSyncedByAllReduce
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        wrapper = DistributedDataParallel(torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), EMAQuantizer(4, 8)))
+        assert wrapper.will_sync_module_buffers()  # DDP's default: rank 0's codebooks over all, every forward
+        trainer = SimpleNamespace(strategy=SimpleNamespace(model=wrapper))
+        CodebooksSyncedByAllReduce().on_fit_start(trainer, None)
+        assert not wrapper.will_sync_module_buffers()
+    finally:
+        dist.destroy_process_group()

@@ -14,7 +14,9 @@ class ReconstructionGIFs(L.Callback):
     """Writes `gifs/step_XXXXXXX.gif` (input | reconstruction, one row per clip) after each validation.
 
     The same first `num_clips` validation clips every time, so GIFs of successive steps can be compared.
-    On TensorBoard the middle frame of each panel is logged as an image too.
+    On TensorBoard the middle frame of each panel is logged as an image too. It runs on rank 0 alone, so it
+    reconstructs through `encode` and `decode_codes` in eval mode: a training-mode forward would update the
+    codebooks on one rank and wait forever in the all-reduce the other ranks never join.
     """
 
     def __init__(self, folder: str | Path, num_clips: int = 2, fps: float = 10.0):
@@ -29,8 +31,15 @@ class ReconstructionGIFs(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.num_clips == 0 or not trainer.is_global_zero or trainer.sanity_checking:
             return
-        clips = self._clips(trainer).to(module.device)
-        reconstruction = module.model(clips).reconstruction.float().clamp(-1, 1)
+        clips = self._clips(trainer).to(module.device)  # (N, 3, T, H, W)
+        model = module.model
+        was_training = model.training
+        model.eval()
+        try:
+            codes = model.encode(clips)
+            reconstruction = model.decode_codes(codes.top, codes.bottom).float().clamp(-1, 1)
+        finally:
+            model.train(was_training)
         rows = [side_by_side([c.cpu(), r.cpu()]) for c, r in zip(clips, reconstruction, strict=True)]
         grid = for_display(stack_rows(rows), min_height=128 * len(rows))
         save_video(self.folder / f"step_{trainer.global_step:07d}.gif", grid, self.fps)

@@ -21,6 +21,24 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from vqvid.training.config import TrainConfig
 
 
+class CodebooksSyncedByAllReduce(Callback):
+    """Stops DDP from broadcasting rank 0's buffers over every rank before each forward (its default).
+
+    The EMA codebooks are buffers that every rank updates from all-reduced statistics (`EMAQuantizer`), which
+    keeps them equal; broadcasting them on top would cost a copy of every codebook per step and, worse, hide a
+    rank that drifted: the cross-rank codebook check would compare copies of rank 0's. DDP's initial
+    broadcast, when it wraps the model, still starts every rank from rank 0's buffers.
+    """
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapper = trainer.strategy.model
+        if isinstance(wrapper, DistributedDataParallel):
+            wrapper.forward_sync_buffers = False  # the name since torch 2.13
+            wrapper.broadcast_buffers = False  # the name before
+
+
 class StepSeed(Callback):
     """Seeds torch's generator from (seed, step, rank) before every training step.
 
@@ -90,7 +108,7 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
         save_top_k=-1,
         save_last=True,
     )
-    all_callbacks = [checkpoints, StepSeed(config.seed), *callbacks]
+    all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)))
     if config.warmup_steps or config.lr_schedule != "constant":

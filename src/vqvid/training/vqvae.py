@@ -58,6 +58,7 @@ class VQVAEModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        self._check_codebooks_in_sync()  # before any validation forward
         self._val_counts.zero_()
 
     def validation_step(self, video: torch.Tensor, batch_idx: int) -> None:
@@ -77,7 +78,6 @@ class VQVAEModule(L.LightningModule):
             self._val_counts[i] += torch.bincount(codes.flatten(), minlength=self.model_config.num_codes)
 
     def on_validation_epoch_end(self) -> None:
-        self._check_codebooks_in_sync()
         counts = self.trainer.strategy.reduce(self._val_counts.clone(), reduce_op="sum")
         for i, level in enumerate(LEVELS):
             used = (counts[i] > 0).float().mean()
@@ -87,8 +87,9 @@ class VQVAEModule(L.LightningModule):
             self.log(f"val/perplexity_{level}", perplexity, rank_zero_only=True)
 
     def _check_codebooks_in_sync(self) -> None:
-        """Under DDP every rank must hold the same codebooks (their EMA statistics are all-reduced); a rank that
-        drifted would encode the same clip differently. Costs one all-gather of two numbers."""
+        """Under DDP every rank must hold the same codebooks (their EMA statistics are all-reduced; buffers are not
+        broadcast, see `runner.CodebooksSyncedByAllReduce`); a rank that drifted would encode the same clip
+        differently. Costs one all-gather of two numbers."""
         if self.trainer.world_size == 1:
             return
         weights = torch.arange(1, self.model_config.embed_dim + 1, device=self.device, dtype=torch.float64)
