@@ -522,3 +522,67 @@ def test_the_store_format_stands_apart_from_the_dataset_and_the_extraction():
     assert not store & {"vqvid.data.codes.dataset", "vqvid.data.codes.extract", "torch.utils.data", "tqdm.auto"}
     assert "vqvid.data.codes.store" in dataset and "vqvid.data.codes.extract" not in dataset
     assert "vqvid.data.codes.store" in extract and "vqvid.data.codes.dataset" not in extract
+
+
+def test_sharded_extraction_writes_the_records_of_one_process(tmp_path):
+    from vqvid.data.codes import encode_shard, merge_shards, start_extraction
+
+    _, job = load_job(tmp_path)
+    encode = lambda x: job.slow_encode(x, 0.0)
+    extract_codes(encode, job.Clips(), tmp_path / "reference", job.META, batch_size=2, progress=False)
+
+    path = tmp_path / "sharded"
+    assert start_extraction(path, job.META, 24) == 0
+    written = [encode_shard(encode, job.Clips(), path, job.META, rank, 3, batch_size=2, progress=False)
+               for rank in range(3)]
+    assert written == [8, 8, 8]  # clip by clip over the ranks: equal shares
+    with CodeStore.open(path / "shards" / "rank-00001") as shard:
+        assert shard.keys() == list(range(1, 24, 3))
+    assert merge_shards(path) == 24
+    assert not (path / "shards").exists()
+    assert store_contents(path) == store_contents(tmp_path / "reference")
+
+
+def test_an_interrupted_sharded_extraction_resumes_with_another_number_of_processes(tmp_path):
+    from vqvid.data.codes import encode_shard, start_extraction
+
+    _, job = load_job(tmp_path)
+    encode = lambda x: job.slow_encode(x, 0.0)
+    extract_codes(encode, job.Clips(), tmp_path / "reference", job.META, batch_size=2, progress=False)
+
+    path = tmp_path / "interrupted"
+    start_extraction(path, job.META, 24)
+    with CodeStore.create_or_open(path, job.META) as store:  # a first, single-process run got 4 clips in
+        store.append(*encode(torch.stack([job.Clips()[i] for i in range(4)])), ["dummy clip 0", "dummy clip 1",
+                     "dummy clip 2", "dummy clip 3"], [0, 1, 2, 3])
+    # then a 2-process run was killed: rank 1 finished its share, rank 0 had begun its shard, nothing merged
+    assert encode_shard(encode, job.Clips(), path, job.META, 1, 2, batch_size=2, progress=False) == 10
+    (path / "shards" / "rank-00000").mkdir()  # rank 0 killed before its shard's first write
+    with CodeStore.create_or_open(path, job.META):
+        pass
+
+    # resumed by one process: the shard's clips are merged, not encoded again
+    encoded = []
+
+    def counting_encode(clips):
+        encoded.append(len(clips))
+        return encode(clips)
+
+    assert extract_codes(counting_encode, job.Clips(), path, job.META, batch_size=2, progress=False) == 10
+    assert sum(encoded) == 10
+    assert not (path / "shards").exists()
+    assert store_contents(path) == store_contents(tmp_path / "reference")
+
+
+def test_a_shard_of_other_codes_is_refused(tmp_path):
+    from dataclasses import replace
+
+    from vqvid.data.codes import start_extraction
+
+    _, job = load_job(tmp_path)
+    path = tmp_path / "codes"
+    start_extraction(path, job.META, 24)
+    with CodeStore.create_or_open(path / "shards" / "rank-00000", replace(job.META, fingerprint="vqvae-other")):
+        pass
+    with pytest.raises(CodeStoreError, match="refusing to merge .*rank-00000.*vqvae-other"):
+        extract_codes(lambda x: job.slow_encode(x, 0.0), job.Clips(), path, job.META, progress=False)

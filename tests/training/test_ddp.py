@@ -77,3 +77,18 @@ def test_ddp_does_not_broadcast_rank_0s_buffers_before_each_forward():
         assert not wrapper.will_sync_module_buffers()
     finally:
         dist.destroy_process_group()
+
+
+def test_num_nodes_reaches_lightning(tmp_path):
+    from vqvid.commands import train
+    from vqvid.presets import VQVAERun, get_preset
+    from vqvid.training.runner import build_trainer
+
+    args = train.build_parser().parse_args(
+        ["vqvae", "--data", "synthetic", "--out", str(tmp_path / "run"), "--num-nodes", "3", "--devices", "1",
+         "--accelerator", "cpu", "--strategy", "ddp"])
+    run = train._resolve(VQVAERun, get_preset("tiny").vqvae, args)
+    assert run.train.num_nodes == 3
+    trainer = build_trainer(run.train, tmp_path / "run", progress=False)
+    assert trainer.num_nodes == 3 and trainer.world_size == 3
+    assert train.main(["vqvae", "--data", "synthetic", "--out", str(tmp_path / "bad"), "--num-nodes", "0"]) == 2

@@ -4,6 +4,7 @@
     vqvid train prior --level top|bottom --codes CODES --preset tiny --out RUN [key=value ...]
     ... --resume                 continue RUN from RUN/checkpoints/last.ckpt, exactly
     ... --devices 2 --strategy ddp --precision bf16-mixed     passed through to Lightning
+    ... --num-nodes 2 --devices 4 --strategy ddp              several machines (torchrun or SLURM; see README)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
                         help="continue training: from CKPT, or from OUT/checkpoints/last.ckpt if no CKPT is given")
     parser.add_argument("--devices", help="Lightning devices, e.g. 1, 4, 0,1 (train.devices)")
+    parser.add_argument("--num-nodes", type=int, help="machines, each with --devices devices (train.num_nodes)")
     parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp (train.strategy)")
     parser.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed (train.precision)")
     parser.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto (train.accelerator)")
@@ -52,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
-    flags = {"devices": "train.devices", "strategy": "train.strategy", "precision": "train.precision",
-             "accelerator": "train.accelerator", "max_steps": "train.max_steps", "batch_size": "train.batch_size"}
+    flags = {"devices": "train.devices", "num_nodes": "train.num_nodes", "strategy": "train.strategy",
+             "precision": "train.precision", "accelerator": "train.accelerator", "max_steps": "train.max_steps",
+             "batch_size": "train.batch_size"}
     # quoted, so that YAML keeps a device list like 0,1 or a count like 2 as the string train.devices expects
     quote = {"devices"}
     return [f"{key}='{value}'" if name in quote else f"{key}={value}"

@@ -23,6 +23,7 @@ class TrainConfig:
     seed: int = 0  # seeds weights, data order and augmentation: same seed, same run
     accelerator: str = "auto"  # Lightning accelerator: auto, cpu, gpu, ...
     devices: str = "auto"  # Lightning devices: "auto", "1", "4", "0,1"
+    num_nodes: int = 1  # machines, each running `devices` processes (launched by torchrun or SLURM)
     strategy: str = "auto"  # Lightning strategy: auto, ddp, ...
     precision: str = "32-true"  # "bf16-mixed" on GPUs; EMA codebooks stay fp32 either way
     logger: Literal["tensorboard", "csv", "wandb"] = "tensorboard"
@@ -30,7 +31,7 @@ class TrainConfig:
     deterministic: bool = False  # torch deterministic algorithms: slower, needed for bit-exact repeats
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_steps", "val_every", "val_batches", "log_every"):
+        for name in ("batch_size", "max_steps", "val_every", "val_batches", "log_every", "num_nodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -125,6 +125,7 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
         gradient_clip_val=config.grad_clip,
         accelerator=config.accelerator,
         devices=_devices(config.devices),
+        num_nodes=config.num_nodes,
         strategy=config.strategy,
         precision=config.precision,
         logger=_logger(config, out),

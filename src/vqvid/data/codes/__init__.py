@@ -10,7 +10,7 @@ times. Three modules, one job each:
 """
 
 from vqvid.data.codes.dataset import CodeDataset
-from vqvid.data.codes.extract import DescribedClips, extract_codes
+from vqvid.data.codes.extract import DescribedClips, encode_shard, extract_codes, merge_shards, start_extraction
 from vqvid.data.codes.store import (
     DEFAULT_MAP_SIZE,
     FORMAT_VERSION,
@@ -35,5 +35,8 @@ __all__ = [
     "CodeStoreMeta",
     "Codebooks",
     "DescribedClips",
+    "encode_shard",
     "extract_codes",
+    "merge_shards",
+    "start_extraction",
 ]

@@ -1,9 +1,22 @@
-"""Extraction: encode every clip of a dataset into a code store, resumably."""
+"""Extraction: encode every clip of a dataset into a code store, resumably, in one process or several.
+
+One process (`extract_codes`) writes straight into the store. Several processes (one per GPU, on one machine
+or many) each encode a share of the clips into a shard of their own, a code store at
+``STORE/shards/rank-R``, and one of them merges the shards into the store at the end:
+    1. `start_extraction` (one process): create or check the store, merge shards an interrupted run left;
+    2. `encode_shard` (every process): encode this rank's share of the clips the store lacks;
+    3. `merge_shards` (one process, after all have finished): copy the shards into the store, delete them.
+No two processes ever write to one LMDB environment, so the store may live on a shared network folder as long
+as each shard is written from one machine. Killed at any moment and started again, with any number of
+processes, an extraction ends with the records of an uninterrupted run.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -12,6 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vqvid.data.codes.store import CodeStore, CodeStoreError, CodeStoreMeta
+
+SHARDS = "shards"  # the folder inside a store that holds the shards of a sharded extraction
 
 
 class DescribedClips(Protocol):
@@ -62,36 +77,121 @@ def extract_codes(
     moment and started again ends with exactly the records of an uninterrupted run. `codebooks` (the VQ-VAE's
     top and bottom codebooks, (K, D) each) are stored with the codes.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    _check_batch_size(batch_size)
+    start_extraction(path, meta, len(dataset), codebooks)
+    with CodeStore.create_or_open(path, meta) as store:
+        return _encode_into(store, encode, dataset, _pending(store, len(dataset)), batch_size, num_workers,
+                            device, progress, already=len(store))
+
+
+def start_extraction(path: str | os.PathLike, meta: CodeStoreMeta, num_clips: int,
+                  codebooks: tuple[Tensor, Tensor] | None = None) -> int:
+    """Create the store at `path` or check that it holds codes of the same VQ-VAE and data, store the
+    `codebooks`, and merge any shards an interrupted sharded run left; returns how many clips it holds."""
     with CodeStore.create_or_open(path, meta) as store:
         if codebooks is not None:
             store.put_codebooks(*codebooks)
-        done = set(store.keys())
-        stray = [key for key in done if key >= len(dataset)]
+        _merge_shards_into(store)
+        stray = [key for key in store.keys() if key >= num_clips]
         if stray:
             raise CodeStoreError(
-                f"{store.path} holds codes of clip {stray[0]} but the dataset has only {len(dataset)} clips; "
+                f"{store.path} holds codes of clip {stray[0]} but the dataset has only {num_clips} clips; "
                 "it was extracted from other data"
             )
-        pending = [index for index in range(len(dataset)) if index not in done]
-        loader = DataLoader(
-            _PendingClips(dataset, pending),
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        written = 0
-        with tqdm(
-            total=len(dataset), initial=len(done), unit="clip", desc="extract codes", disable=not progress
-        ) as bar:
-            for indices, clips, sources in loader:
-                with torch.inference_mode():
-                    # (B, 3, T, H, W) -> (B, T/4, H/8, W/8), (B, T/2, H/4, W/4)
-                    top, bottom = encode(clips.to(device, non_blocking=True))
-                store.append(top, bottom, list(sources), indices.tolist())
-                written += len(indices)
-                bar.update(len(indices))
+        return len(store)
+
+
+def encode_shard(
+    encode: Callable[[Tensor], tuple[Tensor, Tensor]],
+    dataset: DescribedClips,
+    path: str | os.PathLike,
+    meta: CodeStoreMeta,
+    rank: int,
+    world_size: int,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> int:
+    """Encode rank `rank`'s share (every `world_size`-th) of the clips the store at `path` lacks into the shard
+    ``path/shards/rank-R``; returns how many records it wrote. Run on every rank after `start_extraction` has
+    finished, while nothing writes to the store."""
+    _check_batch_size(batch_size)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+    with CodeStore.open(path) as store:
+        mine = _pending(store, len(dataset))[rank::world_size]
+    with CodeStore.create_or_open(Path(path) / SHARDS / f"rank-{rank:05d}", meta) as shard:
+        done = set(shard.keys())
+        return _encode_into(shard, encode, dataset, [index for index in mine if index not in done], batch_size,
+                            num_workers, device, progress, already=0)
+
+
+def merge_shards(path: str | os.PathLike) -> int:
+    """Merge the shards of a sharded extraction into the store at `path` and delete them; returns how many
+    records they added. Run once every rank's `encode_shard` has finished."""
+    with CodeStore.create_or_open(path, _stored_meta(path)) as store:
+        return _merge_shards_into(store)
+
+
+def _stored_meta(path: str | os.PathLike) -> CodeStoreMeta:
+    with CodeStore.open(path) as reader:  # let go of on return, so that the store can be opened for writing
+        return reader.meta
+
+
+def _merge_shards_into(store: CodeStore) -> int:
+    folder = store.path / SHARDS
+    added = 0
+    for shard_path in sorted(folder.glob("rank-*")) if folder.is_dir() else []:
+        if not (shard_path / "data.mdb").is_file():  # killed before its first write: nothing to merge
+            shutil.rmtree(shard_path)
+            continue
+        with CodeStore.open(shard_path) as shard:
+            added += store.merge_from(shard)
+        shutil.rmtree(shard_path)  # only once every record is in the store; killed before, it merges again
+    if folder.is_dir():
+        folder.rmdir()
+    return added
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def _pending(store: CodeStore, num_clips: int) -> list[int]:
+    done = set(store.keys())
+    return [index for index in range(num_clips) if index not in done]
+
+
+def _encode_into(
+    store: CodeStore,
+    encode: Callable[[Tensor], tuple[Tensor, Tensor]],
+    dataset: DescribedClips,
+    pending: list[int],
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str | None,
+    progress: bool,
+    already: int,
+) -> int:
+    """Encode the clips `pending` of `dataset` into `store`, one transaction per batch; returns how many."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    loader = DataLoader(
+        _PendingClips(dataset, pending),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    written = 0
+    with tqdm(total=already + len(pending), initial=already, unit="clip", desc="extract codes",
+              disable=not progress) as bar:
+        for indices, clips, sources in loader:
+            with torch.inference_mode():
+                # (B, 3, T, H, W) -> (B, T/4, H/8, W/8), (B, T/2, H/4, W/4)
+                top, bottom = encode(clips.to(device, non_blocking=True))
+            store.append(top, bottom, list(sources), indices.tolist())
+            written += len(indices)
+            bar.update(len(indices))
     return written

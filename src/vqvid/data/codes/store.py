@@ -253,6 +253,33 @@ class CodeStore:
         self._write(values)
         self._keys = None
 
+    def merge_from(self, other: CodeStore, chunk: int = 1024) -> int:
+        """Copy into this store every record of `other` (a store of the same VQ-VAE and data) that it lacks;
+        returns how many. Records are checked as they are read and written `chunk` to a transaction, so a merge
+        killed midway leaves whole records behind and, run again, copies the rest."""
+        if not self.writable:
+            raise CodeStoreError(f"{self.path} was opened read-only; use CodeStore.create_or_open to merge")
+        if other.meta != self.meta:
+            raise CodeStoreError(
+                f"refusing to merge {other.path} (codes of VQ-VAE {other.meta.fingerprint!r} for "
+                f"{other.meta.source!r}) into {self.path} (codes of VQ-VAE {self.meta.fingerprint!r} for "
+                f"{self.meta.source!r})"
+            )
+        copied = 0
+        keys = other.keys()
+        for start in range(0, len(keys), chunk):
+            wanted = [key for key in keys[start:start + chunk] if key not in self]
+            values = []
+            with other._begin() as txn:
+                for key in wanted:
+                    value = txn.get(_KEY.pack(key), db=other._records_db)
+                    other._decode(key, value)  # a damaged record stops the merge, naming the store and clip
+                    values.append((_KEY.pack(key), value))
+            self._write(values)
+            copied += len(values)
+        self._keys = None
+        return copied
+
     def codebooks(self) -> Codebooks | None:
         """The VQ-VAE's codebooks, or None if the store was written without them."""
         with self._begin() as txn:
