@@ -168,14 +168,13 @@ def test_clips_equal_a_full_decode_in_every_container(tmp_path, name, codec, opt
         assert torch.equal(clips[i], from_uint8_frames(reference[start : start + 8]))
 
 
-def test_a_stated_frame_count_is_used_without_demuxing(tmp_path, monkeypatch):
+def test_frames_are_indexed_by_a_full_decode_without_trusting_the_header(tmp_path, monkeypatch):
     path = write_test_video(tmp_path / "a.mp4", 20)
-
-    def refuse(*args):
-        raise AssertionError("demuxed every packet although the header states the frame count")
-
-    monkeypatch.setattr(video_module, "_packet_times", refuse)
+    seen = []
+    real_open = video_module.av.open
+    monkeypatch.setattr(video_module.av, "open", lambda *a, **k: seen.append(a[0]) or real_open(*a, **k))
     clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
+    assert len(seen) == 1  # the probe decodes once; nothing is read until a clip is asked for
     assert len(clips) == 5
     assert [frame_index(f) for f in clips.frames(4)] == [16, 17, 18, 19]
 
@@ -251,23 +250,116 @@ def test_every_frame_of_a_variable_frame_rate_video_is_kept_in_order(tmp_path):
         [0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
 
 
-def test_corrupt_payload_fails_the_read_with_the_file_name(tmp_path):
-    path = write_test_video(tmp_path / "c.mp4", 40, options={"crf": "20"}, size=(64, 64))
+def corrupt(path: Path) -> bytes:
+    """`path`'s bytes with the second half of the frames flipped (the index at the end stays intact)."""
     data = bytearray(path.read_bytes())
-    # the frames come first in the file; the index at the end stays intact
     for k in range(len(data) // 3, len(data) - 2000, 5):
         data[k] ^= 0xFF
-    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_a_corrupt_payload_is_cut_at_probe_with_a_warning_naming_file_and_time(tmp_path):
+    path = write_test_video(tmp_path / "c.mp4", 40, options={"crf": "20"}, size=(64, 64))
+    path.write_bytes(corrupt(path))
+    with pytest.warns(DataWarning, match=r"c\.mp4: decoding stopped after \d+\.\d+ s .*using the \d+ frames"):
+        clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
+    assert 0 < len(clips) < 10
+    for i in range(len(clips)):  # every clip of the frames kept reads
+        assert clips.frames(i).shape == (4, 32, 32, 3)
+
+
+def test_a_read_that_fails_names_the_file_and_time(tmp_path):
+    path = write_test_video(tmp_path / "c.mp4", 40, options={"crf": "20"}, size=(64, 64))
     clips = open_clips(path, ClipSpec(frames=8, stride=8, size=32))
-    with pytest.raises(DataError, match=r"c\.mp4"):
+    path.write_bytes(corrupt(path))  # damaged after the probe, e.g. while training runs
+    with pytest.raises(DataError, match=r"c\.mp4: .* \d+\.\d+ s"):
         for i in range(len(clips)):
             clips.frames(i)
 
 
-def test_probe_reports_exact_times_only_when_it_read_them(tmp_path):
-    mp4 = write_test_video(tmp_path / "a.mp4", 10)
-    mkv = write_test_video(tmp_path / "a.mkv", 10)
-    assert not VideoFile.probe(mp4, "a.mp4", 32, need_exact_times=False).exact_times
-    assert VideoFile.probe(mp4, "a.mp4", 32, need_exact_times=True).exact_times
-    assert VideoFile.probe(mkv, "a.mkv", 32, need_exact_times=False).exact_times  # no count in the header
-    np.testing.assert_allclose(VideoFile.probe(mkv, "a.mkv", 32, False).times, np.arange(10) / 10)
+def test_probe_times_are_the_decoded_frames_times(tmp_path):
+    mkv = write_test_video(tmp_path / "a.mkv", 10)  # no frame count in the header
+    np.testing.assert_allclose(VideoFile.probe(mkv, "a.mkv", 32).times, np.arange(10) / 10)
+
+
+# --- files whose headers or packets do not tell what decodes (each failed with the reader before) -----------
+
+
+def remux_with_decode_times(source: Path, path: Path) -> Path:
+    """Copy the packets of `source` into `path` with every presentation time replaced by the decode time, as
+    in MP4 files written without composition offsets: B-frames then come out of the decoder tagged with
+    timestamps out of display order, and the muxer's edit list drops the frames stamped before zero."""
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        stream_in = inp.streams.video[0]
+        stream_out = out.add_stream_from_template(stream_in)
+        for packet in inp.demux(stream_in):
+            if packet.dts is None:  # the empty packet that ends the stream
+                continue
+            packet.pts, packet.stream = packet.dts, stream_out
+            out.mux(packet)
+    return path
+
+
+def clip_contents(clips) -> list[list[int]]:
+    return [[frame_index(f) for f in clips.frames(i)] for i in range(len(clips))]
+
+
+def test_b_frames_stamped_with_decode_times_under_an_edit_list(tmp_path):
+    b_frames = {"crf": "10", "bf": "3", "g": "12", "x264-params": "b-adapt=0"}  # B-frames whatever the content
+    source = write_test_video(tmp_path / "src.mp4", 40, options=b_frames)
+    path = remux_with_decode_times(source, tmp_path / "b.mp4")
+    with av.open(str(path)) as container:
+        stated = container.streams.video[0].frames
+    clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
+    decoded = [frame_index(f) for f in decode_all(path, 32, 32)]
+    assert stated == 40 and len(decoded) < stated  # the header counts frames the edit list drops
+    assert decoded == list(range(40 - len(decoded), 40))  # the rest decode in display order
+    assert clip_contents(clips) == [decoded[i : i + 4] for i in range(0, len(decoded) - 3, 4)]
+
+
+def test_b_frames_at_a_variable_frame_rate(tmp_path):
+    times_ms = [0, 40, 80, 200, 240, 250, 260, 500, 540, 580, 620, 900, 1000, 1100, 1110, 1120, 1400, 1450]
+    b_frames = {"crf": "10", "bf": "2", "g": "8", "x264-params": "b-adapt=0"}
+    path = write_test_video(tmp_path / "vfr.mkv", len(times_ms), times_ms=times_ms, options=b_frames)
+    source = VideoFile.probe(path, "vfr.mkv", 32)
+    np.testing.assert_allclose(source.times, np.array(times_ms) / 1000)
+    clips = open_clips(path, ClipSpec(frames=6, stride=3, size=32))
+    assert clip_contents(clips) == [list(range(s, s + 6)) for s in range(0, len(times_ms) - 5, 3)]
+
+
+def write_avi_with_dropped_frames(path: Path, kept: list[int], fps: int = 15) -> Path:
+    """An MPEG-4 AVI at `fps` holding only the indexed frames `kept`, each at its tick: the muxer fills the
+    gaps with empty chunks, which the header counts as frames (as capture software that drops frames does)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.bit_rate = "yuv420p", 20_000_000  # near-lossless: frames stay recognisable
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in kept:
+            frame = av.VideoFrame.from_ndarray(indexed_frame(i, 32, 32), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_an_avi_with_dropped_frames_is_indexed_by_the_frames_it_holds(tmp_path):
+    kept = [0, 1, 2, 5, 6, 9, 10, 11, 12, 20, 21, 22, 23, 24, 30, 31, 32, 33, 34, 35]
+    path = write_avi_with_dropped_frames(tmp_path / "d.avi", kept)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 36  # the header counts the dropped frames too
+    source = VideoFile.probe(path, "d.avi", 32)
+    np.testing.assert_allclose(source.times, np.array(kept) / 15, atol=1e-3)
+    clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
+    assert clip_contents(clips) == [kept[i : i + 4] for i in range(0, 20, 4)]
+    resampled = open_clips(path, ClipSpec(frames=4, stride=4, size=32, fps=5))  # ticks every 3 source frames
+    expected = nearest_reference([i / 15 for i in kept], 5)
+    assert [k for clip in clip_contents(resampled) for k in clip] == [kept[i] for i in expected][:4 * len(resampled)]
+
+
+def test_a_file_too_short_after_indexing_is_rejected_at_probe_with_one_warning(tmp_path):
+    path = write_avi_with_dropped_frames(tmp_path / "short.avi", [0, 15, 30, 45, 60, 75])  # the header: 76
+    with pytest.warns(DataWarning, match=r"short\.avi: 6 frames, fewer than one clip of 8") as caught:
+        with pytest.raises(DataError, match="no usable clip"):
+            open_clips(path, ClipSpec(frames=8, stride=8, size=32))
+    assert len([w for w in caught if issubclass(w.category, DataWarning)]) == 1

@@ -86,8 +86,30 @@ def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int 
     # Whole clips decode in one pass each; only the frames of the last, partial clip are read one by one.
     whole = Clips(single.sources, ClipSpec(frames=length, stride=length, size=size, **rates))
     full = frames // length
-    pieces = chain((whole[i] for i in range(full)), (single[j] for j in range(full * length, frames)))
-    return VideoInput(pieces, frames, model_fps or _source_fps(single.sources[0].times))
+    pieces = chain((lambda i=i: whole[i] for i in range(full)),
+                   (lambda j=j: single[j] for j in range(full * length, frames)))
+    return VideoInput(_skipping_unreadable(pieces), frames, model_fps or _source_fps(single.sources[0].times))
+
+
+def _skipping_unreadable(pieces: Iterator[Callable[[], Tensor]]) -> Iterator[Tensor]:
+    """The pieces that can be read; one that raises DataError is left out of the file with one DataWarning
+    naming the file and time, and one more at the end counts them."""
+    import warnings
+
+    from vqvid.data import DataError, DataWarning
+
+    total, skipped = 0, []
+    for read in pieces:
+        total += 1
+        try:
+            yield read()
+        except DataError as error:
+            skipped.append(str(error))
+            warnings.warn(f"compress: leaving out frames that cannot be read: {error}", DataWarning,
+                          stacklevel=2)
+    if skipped:
+        warnings.warn(f"compress: {len(skipped)} of {total} pieces could not be read and are not in the file "
+                      f"(first: {skipped[0]})", DataWarning, stacklevel=2)
 
 
 def _source_fps(times) -> Fraction:

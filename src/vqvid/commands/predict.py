@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.data import ClipSpec
+    from vqvid.data.sources import read_clips
     from vqvid.modelpack import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
     from vqvid.viz import for_display, save_video, side_by_side, stack_rows
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = {k: data[k] for k in ("fps", "source_fps") if data.get(k) is not None}
         spec = ClipSpec(frames=args.frames, stride=args.frames, size=geometry.height, **rates)
         dataset, spec = _open_input(args.input, spec, geometry.clip_frames)
-        clips = torch.stack([dataset[i] for i in range(min(args.clips, len(dataset)))])  # (B, 3, T, H, W)
+        clips = torch.stack(read_clips(dataset, args.clips, "predict"))  # (B, 3, T, H, W)
         for part in (folder.vqvae, folder.top, folder.bottom):
             part.model.to(device)
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,

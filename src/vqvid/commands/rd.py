@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.codec.baseline import format_rd_table, plot_rd
     from vqvid.codec.video import clip_geometry
     from vqvid.data import DataError, open_clips
+    from vqvid.data.sources import read_clips
     from vqvid.modelpack import load_model_folder
 
     try:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = []
         for source in args.inputs:
             dataset = open_clips(source, spec)
-            clips = [dataset[i] for i in range(min(len(dataset), args.max_clips))]
+            clips = read_clips(dataset, args.max_clips, f"rd {source}")
             video = torch.cat(clips, dim=1)  # (3, N, H, W): the clips one after another
             n, h, w = video.shape[1:]
             for point in measure(folder, video, fps, args.crf, args.codecs):

@@ -64,18 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid import metrics
     from vqvid.checkpoints import load_vqvae
     from vqvid.data import DataError, open_clips
+    from vqvid.data.sources import read_clips
     from vqvid.viz import for_display, save_video, side_by_side
 
     try:
         loaded = load_vqvae(args.vqvae)
         spec = loaded.clip_spec(whole_clips=True)
         dataset = open_clips(args.input, spec)
+        clips = torch.stack(read_clips(dataset, args.max_clips, "reconstruct"))  # (N, 3, T, H, W)
     except (ValueError, FileNotFoundError, DataError) as error:
         print(f"vqvid reconstruct: {error}", file=sys.stderr)
         return 2
     model = loaded.model.to(args.device)
-    n = min(len(dataset), args.max_clips)
-    clips = torch.stack([dataset[i] for i in range(n)])  # (N, 3, T, H, W)
+    n = len(clips)
     full, panels, used = reconstruct(model, clips, args.levels, args.batch_size, args.device)
     _, _, t, h, w = clips.shape
     top_shape, bottom_shape = model.grid_shapes(t, h, w)

@@ -90,8 +90,9 @@ def _resume_path(args: argparse.Namespace) -> Path | None:
 def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     import lightning as L
 
+    from vqvid.data.sources import SkipUnreadable
     from vqvid.presets import VQVAERun, get_preset
-    from vqvid.training.callbacks import ReconstructionGIFs
+    from vqvid.training.callbacks import ReconstructionGIFs, UnreadableClips
     from vqvid.training.data import TrainValData
     from vqvid.training.runner import fit
     from vqvid.training.vqvae import VQVAEModule
@@ -99,13 +100,15 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
     resume = _resume_path(args)
     train_set, val_set = _clip_sets(args.data, args.val_data, run)
+    train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
     args.out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, args.out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)
     module = VQVAEModule.from_configs(run.model, run.train, run.data)
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
     gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
-    return fit(module, data, run.train, args.out, resume, [gifs], progress=not args.no_progress)
+    unreadable = UnreadableClips([train_set, val_set], run.train.max_unreadable)
+    return fit(module, data, run.train, args.out, resume, [gifs, unreadable], progress=not args.no_progress)
 
 
 def _clip_sets(source: str, val_source: str | None, run):

@@ -7,6 +7,7 @@ are gaps in time and resampling to another rate works as it does for video files
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,11 @@ class FrameFolder:
         """Frames `indices` (T,), upright (EXIF orientation applied), resized and centre-cropped:
         uint8 (T, size, size, 3)."""
         return np.stack([self._load(self.path / self.files[i]) for i in indices])
+
+    def frames_in_order(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every frame as (index, uint8 (size, size, 3)), in order, each image read once."""
+        for index, name in enumerate(self.files):
+            yield index, self._load(self.path / name)
 
     def _load(self, file: Path) -> np.ndarray:
         try:

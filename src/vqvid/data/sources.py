@@ -4,17 +4,23 @@ A source is `"synthetic"` / `"synthetic:N"`, a prepared store folder, a video fi
 video files and/or folders of numbered frame images. A source whose top level holds `train/`, `val/` or
 `test/` folders is split: `split` picks one, and leaving it out is an error rather than a silent mix of
 training and held-out data. Files that cannot give a clip are skipped with one `DataWarning` each.
+
+A clip can still fail when it is read (a file damaged or changed after it was probed, a decoder that gives
+up after a seek). Stages that read many clips never stop for one: `SkipUnreadable` (training) and
+`read_clips` (prediction, RD) skip it with one warning naming the file and time, count it and report the
+count when the stage ends.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from vqvid.data.frames import FrameFolder, numbered_images
 from vqvid.data.store import STORE_DATA, STORE_META, ClipStore, is_store
@@ -67,6 +73,116 @@ class Clips(Dataset):
     def source_index(self, index: int) -> int:
         """Which of `sources` clip `index` is cut from."""
         return int(self._starts[index][0])
+
+    def clips_in_order(self, k: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, uint8 (T, size, size, 3)) for every clip cut from source `k`, in order, from one pass over
+        the source that never seeks. A DataError naming the file and time ends it if the source breaks
+        part-way; the clips given before are whole."""
+        chosen, length = self._chosen[k], self.spec.frames  # (K,) source frames picked, in order
+        mine = np.flatnonzero(self._starts[:, 0] == k)  # (M,) this source's clips, ascending
+        positions: dict[int, list[int]] = {}  # source frame -> positions in `chosen` (several if resampled up)
+        for position, frame in enumerate(chosen.tolist()):
+            positions.setdefault(frame, []).append(position)
+        held: dict[int, np.ndarray] = {}  # position in `chosen` -> frame, only while an unfinished clip needs it
+        done = 0
+        source = self.sources[k]
+        for frame, image in source.frames_in_order():
+            if done == len(mine):
+                break
+            for position in positions.get(frame, ()):
+                held[position] = image
+            while done < len(mine):
+                start = int(self._starts[mine[done], 1])
+                if any(p not in held for p in range(start, start + length)):
+                    break
+                yield int(mine[done]), np.stack([held[p] for p in range(start, start + length)])
+                done += 1
+                following = int(self._starts[mine[done], 1]) if done < len(mine) else len(chosen)
+                held = {p: image for p, image in held.items() if p >= following}
+        if done < len(mine):
+            start = int(self._starts[mine[done], 1])
+            missing = next(p for p in range(start, start + length) if p not in held)
+            raise DataError(f"{source.describe_frame(int(chosen[missing]))}: frame did not decode "
+                            f"({len(mine) - done} clips of it left out)")
+
+
+class SkipUnreadable(Dataset):
+    """The clips of `dataset`, where a clip whose read raises DataError is skipped: one DataWarning names the
+    file and time, the clip is marked failed, and the next readable clip (in index order, wrapping) takes
+    its place, so batches keep their size and the batch order stays a function of the step.
+
+    The failure marks live in shared memory: DataLoader worker processes mark the same tensor that the main
+    process counts (`failed`), so a run can stop when too many clips fail and report how many did.
+    """
+
+    def __init__(self, dataset: Dataset, stage: str) -> None:
+        self.dataset, self.stage = dataset, stage
+        self._failed = torch.zeros(len(dataset), dtype=torch.bool).share_memory_()  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        n = len(self)
+        for offset in range(n):
+            i = (index + offset) % n
+            if self._failed[i]:
+                continue
+            try:
+                return self.dataset[i]
+            except DataError as error:
+                self._failed[i] = True
+                warnings.warn(f"{self.stage}: skipping a clip that cannot be read: {error}", DataWarning,
+                              stacklevel=2)
+        raise DataError(f"{self.stage}: none of the {n} clips can be read")
+
+    def describe(self, index: int) -> str:
+        return _describe(self.dataset, index)
+
+    @property
+    def failed(self) -> list[int]:
+        """Indices of the clips found unreadable so far, in any process."""
+        return torch.nonzero(self._failed).flatten().tolist()
+
+    def report(self) -> str | None:
+        """One line on the clips skipped, or None when every clip read."""
+        return _skip_report(self.stage, [self.describe(i) for i in self.failed], len(self))
+
+
+def read_clips(dataset: Dataset, count: int, stage: str) -> list[torch.Tensor]:
+    """The first `count` clips of `dataset` that can be read, each 3×T×H×W in [-1, 1]; a clip that raises
+    DataError is skipped with one DataWarning naming the file and time, and one more DataWarning at the end
+    counts them. DataError when none can be read."""
+    clips, skipped = [], []
+    for index in range(len(dataset)):
+        if len(clips) == count:
+            break
+        try:
+            clips.append(dataset[index])
+        except DataError as error:
+            skipped.append(_describe(dataset, index))
+            warnings.warn(f"{stage}: skipping a clip that cannot be read: {error}", DataWarning, stacklevel=2)
+    report = _skip_report(stage, skipped, len(clips) + len(skipped))
+    if report:
+        warnings.warn(report, DataWarning, stacklevel=2)
+    if not clips:
+        raise DataError(f"{stage}: none of the clips could be read ({report})")
+    return clips
+
+
+def _describe(dataset: Dataset, index: int) -> str:
+    describe = getattr(dataset, "describe", None)
+    if describe is None and isinstance(dataset, Subset):
+        return _describe(dataset.dataset, dataset.indices[index])
+    return describe(index) if describe is not None else f"clip {index}"
+
+
+def _skip_report(stage: str, skipped: Sequence[str], total: int) -> str | None:
+    if not skipped:
+        return None
+    shown = ", ".join(skipped[:3]) + (", …" if len(skipped) > 3 else "")
+    return (f"{stage}: {len(skipped)} of {total} clips ({100 * len(skipped) / max(1, total):.1f}%) could not "
+            f"be read and were skipped: {shown}")
 
 
 def select_frames(times: np.ndarray, fps: float | None) -> np.ndarray:
@@ -150,7 +266,7 @@ def _usable_sources(root: Path, spec: ClipSpec) -> list[FrameSource]:
             if path.is_dir():
                 source = FrameFolder.probe(path, name, spec.size, spec.source_fps)
             else:
-                source = VideoFile.probe(path, name, spec.size, need_exact_times=spec.fps is not None)
+                source = VideoFile.probe(path, name, spec.size)
         except DataError as error:
             warnings.warn(f"skipping {error}", DataWarning, stacklevel=3)
             continue

@@ -13,16 +13,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vqvid.data.video import ClipSpec, DataError, DataWarning, from_uint8_frames, to_uint8_frames
+
+if TYPE_CHECKING:
+    from vqvid.data.sources import Clips
 
 FORMAT = "vqvid-clip-store"
 VERSION = 1
@@ -89,8 +93,10 @@ def prepare_store(
 ) -> Path:
     """Decode every clip of `source` (see `open_clips`) once into a store at `out_dir`; returns `out_dir`.
 
-    A file that turns out broken while its clips are decoded gets one DataWarning, and its remaining clips are
-    left out. An existing store at `out_dir` is replaced. `workers` decode in parallel processes.
+    Video files and frame folders are read sequentially, each once from start to end, with no seeking, so
+    that anything that decodes can be prepared; `workers` processes read different files at once. A file that
+    turns out broken part-way gets one DataWarning, and its remaining clips are left out. An existing store
+    at `out_dir` is replaced.
     """
     from vqvid.data.sources import open_clips  # imported here: open_clips itself opens stores
 
@@ -131,7 +137,67 @@ def _partial(name: str) -> str:
 
 
 def _write_clips(clips: Dataset, path: Path, workers: int, progress: bool) -> list[str]:
-    """Append every decodable clip's uint8 bytes to `path`, in order; returns their descriptions."""
+    """Write every decodable clip's uint8 bytes to `path`, in order; returns their descriptions."""
+    from vqvid.data.sources import Clips
+
+    if isinstance(clips, Clips):
+        return _write_sources(clips, path, workers, progress)
+    return _write_each_clip(clips, path, workers, progress)
+
+
+def _write_sources(clips: Clips, path: Path, workers: int, progress: bool) -> list[str]:
+    """`_write_clips` for clips cut from files: each source decoded in one sequential pass, by one process,
+    into its own part file; the parts are then joined in source order."""
+    descriptions: list[str] = []
+    parts = [path.with_name(f"{path.name}.{k}") for k in range(len(clips.sources))]
+    try:
+        with open(path, "wb") as file:
+            loader = DataLoader(_SourcePass(clips, parts), batch_size=None, num_workers=workers)
+            done = 0
+            for k, (indices, error) in enumerate(loader):
+                if error:
+                    warnings.warn(f"skipping the rest of {error}", DataWarning, stacklevel=4)
+                with open(parts[k], "rb") as part:
+                    shutil.copyfileobj(part, file)
+                parts[k].unlink()
+                descriptions += [clips.describe(i) for i in indices]
+                done += sum(1 for i in range(len(clips)) if clips.source_index(i) == k)
+                if progress:
+                    print(f"\rprepare: {done}/{len(clips)} clips", end="", file=sys.stderr, flush=True)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the renames publish the store, even if the machine crashes
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
+    if progress:
+        print(file=sys.stderr)
+    return descriptions
+
+
+class _SourcePass(Dataset):
+    """Item k: source k of `clips` decoded in one pass, its clips written to `parts[k]`; returns the indices
+    of the clips written and "" — or, with them, the error that ended the pass early."""
+
+    def __init__(self, clips: Clips, parts: list[Path]) -> None:
+        self.clips, self.parts = clips, parts
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __getitem__(self, k: int) -> tuple[list[int], str]:
+        written = []
+        with open(self.parts[k], "wb") as part:
+            try:
+                for index, frames in self.clips.clips_in_order(k):
+                    part.write(np.ascontiguousarray(frames).tobytes())
+                    written.append(index)
+            except DataError as error:
+                return written, str(error)
+        return written, ""
+
+
+def _write_each_clip(clips: Dataset, path: Path, workers: int, progress: bool) -> list[str]:
+    """`_write_clips` for any dataset of clips (synthetic, a store): clip by clip."""
     descriptions = []
     broken: set[int] = set()  # sources found broken; only clips cut from files have any
     source_of = getattr(clips, "source_index", lambda index: 0)

@@ -5,14 +5,17 @@ A frame source (a video file here, a folder of numbered images in `frames.py`) t
 is shown (`times`, seconds) and reads any set of them, resized and centre-cropped, as uint8; `sources.py`
 cuts the clips out of those times.
 
-Decoding follows the container rather than assuming a constant rate: frames are chosen by presentation time,
-a clip is decoded by seeking to the keyframe before it, and the frame count is taken from the container header
-when it states one and the stream has a constant rate, else from the packet timestamps (demuxed, not decoded).
+Frames are indexed by what decodes, not by what the container claims: a file is decoded once when it is
+probed, and its index lists every frame that came out of the decoder with the time it is shown. Headers count
+frames that were dropped (AVI), edit lists discard packets (MP4), and packets without composition offsets carry
+decode times, not presentation times; none of that reaches the index. A clip is then decoded by seeking to the
+keyframe before it, and its frames are recognised by the timestamps the decoder gave them at probe time.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -71,6 +74,10 @@ class FrameSource(Protocol):
         """Where frame `index` lives, e.g. `"a/b.mp4@frame=24"`."""
         ...
 
+    def frames_in_order(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every frame as (index, uint8 (size, size, 3)), in order, from one pass that never seeks."""
+        ...
+
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """A clip 3×T×H×W in [-1, 1] (values outside are clipped) -> uint8 frames (T, H, W, 3)."""
@@ -104,24 +111,31 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VideoFile:
-    """One video file as a frame source. Built by `probe`, which rejects files that cannot give clips."""
+    """One video file as a frame source. Built by `probe`, which decodes the file once and indexes the frames
+    that actually decode; files that cannot give clips are rejected there."""
 
     path: Path
     name: str  # shown by describe_frame: the path relative to the source root
     size: int  # output frames are size×size
-    times: np.ndarray  # (N,) presentation time of every frame, seconds, ascending
-    exact_times: bool  # times read from packet timestamps; else estimated as start + index / rate
+    times: np.ndarray  # (N,) presentation time of every decodable frame, seconds, ascending
+    stamps: np.ndarray  # (N,) int64: the timestamp the decoder gives frame n (stream time base); identifies it
+    time_base: float  # seconds per stamp unit
     rotation: int  # counterclockwise degrees to display the frame upright (container display matrix)
-    tolerance: float  # seconds a decoded frame may lie from the time asked for; farther means a broken file
+    seekable: bool  # stamps are unique, so a read may seek; else every read decodes from the start
 
     @classmethod
-    def probe(cls, path: Path, name: str, size: int, need_exact_times: bool) -> VideoFile:
-        """Check that `path` holds a decodable video stream and index its frames.
+    def probe(cls, path: Path, name: str, size: int) -> VideoFile:
+        """Check that `path` holds a decodable video stream and index every frame that decodes.
+
+        The index is what a full decode gives, not what the header or the packets claim: headers count dropped
+        frames (AVI), and edit lists discard packets (MP4). Decoders emit frames in display order, but files
+        whose packets carry decode times only (MP4 without composition offsets, AVI with packed B-frames) tag
+        them with timestamps out of order; so frame n of the output is shown at the n-th smallest timestamp,
+        and the timestamp the decoder tags it with is kept to recognise it after a seek.
 
         Raises `DataError` with the reason when the file is unreadable, has no video stream, is truncated,
-        cannot be decoded or is rotated by an angle that is not a multiple of 90°. Exact times are needed to
-        resample by presentation time; without them a constant-rate stream whose header states its frame count
-        is indexed from the header alone.
+        decodes no frame or is rotated by an angle that is not a multiple of 90°. A decode error part-way keeps
+        the frames decoded before it, with a `DataWarning`.
         """
         try:
             with av.open(str(path)) as container:
@@ -130,70 +144,80 @@ class VideoFile:
                     raise DataError(f"{path}: no video stream ({kind})")
                 stream = container.streams.video[0]
                 _check_complete(path, stream)
-                first = next(container.decode(stream), None)
-                if first is None or first.time is None:
-                    raise DataError(f"{path}: no decodable frame with a timestamp")
-                rotation = _upright_rotation(path, first.rotation)
-                count, rate = stream.frames, stream.average_rate
-                constant_rate = rate is not None and stream.base_rate is not None and rate == stream.base_rate
-                if need_exact_times or count <= 0 or not constant_rate:
-                    times = _packet_times(container, stream)
-                    exact = True
-                else:
-                    times = first.time + np.arange(count) / float(rate)
-                    exact = False
+                stamps, rotation = _decoded_stamps(path, container, stream)
+                time_base = float(stream.time_base)
         except av.FFmpegError as error:
             raise DataError(f"{path}: cannot read it as video ({error})") from error
         except (OSError, UnicodeDecodeError) as error:
             raise DataError(f"{path}: cannot read it ({error})") from error
-        if len(times) == 0:
-            raise DataError(f"{path}: no video frames")
-        gaps = np.diff(times)
-        interval = float(np.median(gaps)) if len(gaps) else 1.0
-        # Exact times are met exactly; estimated ones (constant rate) within a frame interval.
-        tolerance = 0.5 * float(gaps[gaps > 0].min(initial=interval)) if exact else interval
-        return cls(path, name, size, times, exact, rotation, tolerance)
+        times = np.sort(stamps) * time_base  # (N,) display order: the n-th frame out is the n-th shown
+        return cls(path, name, size, times, stamps, time_base, rotation, len(np.unique(stamps)) == len(stamps))
 
     def describe_frame(self, index: int) -> str:
         return f"{self.name}@frame={index}"
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        """Decode frames `indices`: seek to the keyframe before the first, decode forward and keep, for each
-        wanted time, the nearest decoded frame. Returns uint8 (T, size, size, 3); DataError if the file
-        turns out broken."""
-        wanted = self.times[indices]  # (T,) seconds
+        """Decode frames `indices` (T,), ascending: seek to the keyframe before the first, decode forward and
+        keep the wanted frames, recognised by their decoder timestamps. Returns uint8 (T, size, size, 3);
+        DataError naming the file and time if one of them does not decode."""
+        indices = np.asarray(indices, dtype=np.int64)
+        first = int(indices.min())
         # Seeking is only as exact as the container's index: the keyframe found can be shown after the first
-        # frame wanted (open GOPs; MPEG-TS, which has no index) or past the end. Then seek further back, and
-        # in the end read from the start of the file.
-        seek_to, step = float(wanted.min()), max(1.0, 8 * self.tolerance)
+        # frame wanted (open GOPs; MPEG-TS, which has no index; stamps that are decode times). Then seek
+        # further back, and in the end decode from the start of the file, which gives every indexed frame.
+        seek_to = min(self.times[first], self.stamps[first] * self.time_base) if self.seekable else -math.inf
+        step = 1.0
         try:
             while True:
+                from_start = seek_to <= self.times[0]
                 with av.open(str(self.path)) as container:
-                    frames = self._decode_after(container, seek_to, wanted)
-                if frames is not None:
-                    return np.stack(frames)
+                    found = self._decode_after(container, None if from_start else seek_to, indices)
+                if found is not None:
+                    break
                 seek_to, step = seek_to - step, 2 * step
         except av.FFmpegError as error:
-            raise DataError(f"{self.path}: cannot decode frames near {wanted[0]:.3f} s ({error})") from error
+            at = self.times[first]
+            raise DataError(f"{self.path}: cannot decode frames near {at:.3f} s ({error})") from error
+        missing = [int(i) for i in indices if int(i) not in found]
+        if missing:
+            at = self.times[missing[0]]
+            raise DataError(f"{self.path}: frame {missing[0]} at {at:.3f} s did not decode again "
+                            "(corrupt stream?)")
+        return np.stack([found[int(i)] for i in indices])
 
     def _decode_after(
-        self, container: av.container.InputContainer, seek_to: float, wanted: np.ndarray
-    ) -> list[np.ndarray] | None:
-        """The wanted frames decoded from the keyframe before `seek_to`, or None if that seek landed late."""
+        self, container: av.container.InputContainer, seek_to: float | None, indices: np.ndarray
+    ) -> dict[int, np.ndarray] | None:
+        """Frames `indices` decoded from the keyframe before `seek_to` (None: from the start), as
+        {index: uint8 (size, size, 3)}; None if that seek landed after the first frame wanted."""
         stream = container.streams.video[0]
-        from_start = seek_to <= self.times[0]
-        if not from_start:  # a freshly opened file reads from its start
+        if seek_to is not None:
             container.seek(math.floor(seek_to / stream.time_base), stream=stream, backward=True)
-        found = _nearest_frames(container.decode(stream), wanted, late=float(stream.time_base) + 1e-9,
-                                stop_if_late=not from_start)
-        if found is None:
+        position = {int(stamp): n for n, stamp in enumerate(self.stamps)} if self.seekable else None
+        wanted, first, last = set(indices.tolist()), int(indices.min()), int(indices.max())
+        found: dict[int, np.ndarray] = {}
+        started = seek_to is None
+        for ordinal, frame in enumerate(container.decode(stream)):
+            stamp = _stamp(frame)
+            n = ordinal if position is None else position.get(stamp) if stamp is not None else None
+            if n is None:
+                continue
+            if not started:
+                # Frames shown before the first keyframe after a seek may refer to frames before it.
+                if not frame.key_frame:
+                    continue
+                if n > first:
+                    return None
+                started = True
+            if n in wanted:
+                found[n] = self._to_rgb(frame)
+            if n >= last:
+                break
+        if not started:
             return None
-        frames, distance = found
-        missing = np.flatnonzero(distance > self.tolerance + 1e-6)
-        if len(missing):
-            at = wanted[missing[0]]
-            raise DataError(f"{self.path}: no frame decoded near {at:.3f} s (truncated or corrupt stream?)")
-        return [self._to_rgb(frame) for frame in frames]
+        if seek_to is not None and len(found) < len(wanted):
+            return None  # a frame may have been dropped after the seek only: try further back
+        return found
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = resized_shape(frame.width, frame.height, self.size)
@@ -203,29 +227,54 @@ class VideoFile:
         image = np.rot90(image, k=self.rotation // 90)  # (H, W, 3) upright
         return centre_crop(image, self.size)
 
+    def frames_in_order(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every indexed frame as (index, uint8 (size, size, 3)), in display order, from one pass over the
+        file without seeking. A decode error ends the iteration with a DataError naming the file and time."""
+        position = {int(stamp): n for n, stamp in enumerate(self.stamps)} if self.seekable else None
+        n = -1
+        try:
+            with av.open(str(self.path)) as container:
+                for ordinal, frame in enumerate(container.decode(container.streams.video[0])):
+                    stamp = _stamp(frame)
+                    n = ordinal if position is None else position.get(stamp, -1) if stamp is not None else -1
+                    if 0 <= n < len(self.times):
+                        yield n, self._to_rgb(frame)
+                    if n == len(self.times) - 1:
+                        return  # past the index lies only what did not decode at probe time
+        except av.FFmpegError as error:
+            at = self.times[min(max(n, 0), len(self.times) - 1)]
+            raise DataError(f"{self.path}: cannot decode frames after {at:.3f} s ({error})") from error
 
-def _nearest_frames(
-    decoded: Iterator[av.VideoFrame], wanted: np.ndarray, late: float, stop_if_late: bool
-) -> tuple[list[av.VideoFrame], np.ndarray] | None:
-    """For each wanted time (T,) the nearest of the frames decoded in presentation order, and its distance in
-    seconds. None when `stop_if_late` and no frame comes, or the first comes more than `late` seconds after
-    the first wanted time, since an earlier frame could then be nearer."""
-    nearest: list[av.VideoFrame | None] = [None] * len(wanted)
-    distance = np.full(len(wanted), np.inf)  # (T,)
-    first, last = wanted.min(), wanted.max()
-    for frame in decoded:
-        if frame.time is None:
-            continue
-        if stop_if_late and np.isinf(distance).all() and frame.time > first + late:
-            return None
-        gap = np.abs(wanted - frame.time)  # (T,)
-        for j in np.flatnonzero(gap < distance):
-            nearest[j], distance[j] = frame, gap[j]
-        if frame.time >= last:
-            break
-    if stop_if_late and np.isinf(distance).all():
-        return None
-    return nearest, distance
+
+def _stamp(frame: av.VideoFrame) -> int | None:
+    """The timestamp a decoder gives `frame`: its presentation time, else its packet's decode time."""
+    return frame.pts if frame.pts is not None else frame.dts
+
+
+def _decoded_stamps(
+    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[np.ndarray, int]:
+    """Decode the whole stream once: the timestamp of every frame in output order (N,) int64, and the upright
+    rotation. A decode error part-way keeps what decoded before it, with a DataWarning."""
+    stamps: list[int] = []
+    rotation = 0
+    try:
+        for frame in container.decode(stream):
+            stamp = _stamp(frame)
+            if stamp is None:
+                continue  # cannot be recognised after a seek, nor placed in time
+            if not stamps:
+                rotation = _upright_rotation(path, frame.rotation)
+            stamps.append(stamp)
+    except av.FFmpegError as error:
+        if not stamps:
+            raise
+        at = max(stamps) * float(stream.time_base)
+        warnings.warn(f"{path}: decoding stopped after {at:.3f} s ({error}); using the {len(stamps)} frames "
+                      "before it", DataWarning, stacklevel=4)
+    if not stamps:
+        raise DataError(f"{path}: no decodable frame with a timestamp")
+    return np.asarray(stamps, dtype=np.int64), rotation
 
 
 def _check_complete(path: Path, stream: av.video.stream.VideoStream) -> None:
@@ -243,20 +292,6 @@ def _upright_rotation(path: Path, rotation: float) -> int:
     if abs(rotation - 90 * quarter) > 1e-3:
         raise DataError(f"{path}: rotated by {rotation}°; only multiples of 90° are supported")
     return (90 * quarter) % 360
-
-
-def _packet_times(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> np.ndarray:
-    """Presentation times of all frames from the demuxed packets; nothing is decoded."""
-    container.seek(0)
-    stamps = []
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the empty packet that ends the stream
-            continue
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if stamp is None:
-            raise DataError(f"{container.name}: packets without timestamps")
-        stamps.append(stamp)
-    return np.sort(np.asarray(stamps, dtype=np.float64)) * float(stream.time_base)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> Path:

@@ -1,12 +1,16 @@
-"""Callbacks: reconstruction GIFs of fixed validation clips at every validation."""
+"""Callbacks: reconstruction GIFs of fixed validation clips at every validation; a stop when too many clips
+cannot be read."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from vqvid.data.sources import SkipUnreadable
+from vqvid.data.video import DataError
 from vqvid.viz import for_display, save_video, side_by_side, stack_rows
 
 
@@ -47,3 +51,32 @@ class ReconstructionGIFs(L.Callback):
         if hasattr(experiment, "add_image"):
             middle = (grid[:, grid.shape[1] // 2] + 1) / 2  # (3, H, W) in [0, 1]
             experiment.add_image("val/reconstruction", middle, trainer.global_step)
+
+
+class UnreadableClips(L.Callback):
+    """Stops training with a DataError once more than `max_share` of the clips of one of `datasets` could not
+    be read, and prints how many were skipped when training ends. The datasets count the failures themselves
+    (see `SkipUnreadable`), in whichever process read the clip."""
+
+    def __init__(self, datasets: list[SkipUnreadable], max_share: float):
+        self.datasets, self.max_share = datasets, max_share
+
+    def _check(self) -> None:
+        for dataset in self.datasets:
+            failed = len(dataset.failed)
+            if failed > self.max_share * len(dataset):
+                raise DataError(f"{dataset.report()}; that is more than train.max_unreadable = "
+                                f"{self.max_share:g} of the clips, so training stops (raise the option to "
+                                "train on the rest)")
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
+        self._check()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._check()
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            for dataset in self.datasets:
+                if dataset.report():
+                    print(dataset.report(), file=sys.stderr)

@@ -29,6 +29,9 @@ class TrainConfig:
     logger: Literal["tensorboard", "csv", "wandb"] = "tensorboard"
     gif_clips: int = 2  # validation clips written as reconstruction GIFs at each validation
     deterministic: bool = False  # torch deterministic algorithms: slower, needed for bit-exact repeats
+    # Share of the training (or validation) clips that may turn out unreadable while a VQ-VAE trains on video;
+    # each is skipped with a warning, and the run stops with an error once more than this share has failed.
+    max_unreadable: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "val_every", "val_batches", "log_every", "num_nodes"):
@@ -36,5 +39,7 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.max_unreadable <= 1.0:
+            raise ValueError(f"train.max_unreadable must be in [0, 1], got {self.max_unreadable}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")

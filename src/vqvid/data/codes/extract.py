@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from vqvid.data.codes.store import CodeStore, CodeStoreError, CodeStoreMeta
+from vqvid.data.video import DataError, DataWarning
 
 SHARDS = "shards"  # the folder inside a store that holds the shards of a sharded extraction
 
@@ -53,9 +55,24 @@ class _PendingClips(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[int, Tensor, str]:
+    def __getitem__(self, position: int) -> tuple[int, Tensor | None, str, str]:
+        """(index, clip, description, "") — or (index, None, description, error) for a clip that cannot be
+        read, so that one bad clip does not stop the loader."""
         index = self.indices[position]
-        return index, self.dataset[index], self.dataset.describe(index)
+        try:
+            return index, self.dataset[index], self.dataset.describe(index), ""
+        except DataError as error:
+            return index, None, self.dataset.describe(index), str(error)
+
+
+def _collate_readable(items: list[tuple[int, Tensor | None, str, str]]):
+    """Batch the readable clips: (indices (B,), clips (B, 3, T, H, W) or None, descriptions, errors)."""
+    readable = [item for item in items if item[1] is not None]
+    errors = [error for *_, error in items if error]
+    if not readable:
+        return torch.empty(0, dtype=torch.int64), None, [], errors
+    indices, clips, sources, _ = default_collate([item[:3] + ("",) for item in readable])
+    return indices, clips, list(sources), errors
 
 
 def extract_codes(
@@ -175,7 +192,9 @@ def _encode_into(
     progress: bool,
     already: int,
 ) -> int:
-    """Encode the clips `pending` of `dataset` into `store`, one transaction per batch; returns how many."""
+    """Encode the clips `pending` of `dataset` into `store`, one transaction per batch; returns how many.
+    A clip that cannot be read (DataError) gets no record: one DataWarning names it, and one more at the end
+    counts them (a later run tries again)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     loader = DataLoader(
         _PendingClips(dataset, pending),
@@ -183,15 +202,25 @@ def _encode_into(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        collate_fn=_collate_readable,
     )
-    written = 0
+    written, skipped = 0, []
     with tqdm(total=already + len(pending), initial=already, unit="clip", desc="extract codes",
               disable=not progress) as bar:
-        for indices, clips, sources in loader:
+        for indices, clips, sources, errors in loader:
+            for error in errors:
+                warnings.warn(f"extract: skipping a clip that cannot be read: {error}", DataWarning, stacklevel=3)
+            skipped += errors
+            bar.update(len(errors))
+            if clips is None:
+                continue
             with torch.inference_mode():
                 # (B, 3, T, H, W) -> (B, T/4, H/8, W/8), (B, T/2, H/4, W/4)
                 top, bottom = encode(clips.to(device, non_blocking=True))
             store.append(top, bottom, list(sources), indices.tolist())
             written += len(indices)
             bar.update(len(indices))
+    if skipped:
+        warnings.warn(f"extract: {len(skipped)} of {len(pending)} clips could not be read and have no codes "
+                      f"(first: {skipped[0]})", DataWarning, stacklevel=3)
     return written
