@@ -184,3 +184,24 @@ def test_the_module_writes_metadata_last(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.os, "replace", lambda a, b: (renamed.append(b.name), real_replace(a, b)))
     prepare_store("synthetic:2", tmp_path / "s", ClipSpec(frames=2, size=8), progress=False)
     assert renamed == [STORE_DATA, STORE_META]
+
+
+def test_prepare_reads_each_file_once_in_order_without_seeking(tmp_path, videos, monkeypatch):
+    from tests.data.test_video import remux_with_decode_times, write_avi_with_dropped_frames
+    from vqvid.data import video as video_module
+
+    b_frames = {"crf": "10", "bf": "3", "g": "12", "x264-params": "b-adapt=0"}
+    remux_with_decode_times(write_test_video(tmp_path / "src.mp4", 30, options=b_frames), videos / "c.mp4")
+    write_avi_with_dropped_frames(videos / "d.avi", [0, 1, 4, 5, 6, 9, 13, 14, 15, 20])
+    direct = open_clips(videos, SPEC)
+    expected = [direct.frames(i) for i in range(len(direct))]
+    passes = []
+    real_pass = video_module.VideoFile.frames_in_order
+    monkeypatch.setattr(video_module.VideoFile, "frames_in_order",
+                        lambda self: passes.append(self.name) or real_pass(self))
+    monkeypatch.setattr(video_module.VideoFile, "read", lambda *args: pytest.fail("prepare read a clip by seeking"))
+    store = ClipStore(prepare_store(videos, tmp_path / "store", SPEC, progress=False))
+    assert passes == ["a.mp4", "b.mkv", "c.mp4", "d.avi"]  # one pass per file
+    assert [store.describe(i) for i in range(len(store))] == [direct.describe(i) for i in range(len(direct))]
+    for i, frames in enumerate(expected):
+        np.testing.assert_array_equal(store.frames(i), frames)
