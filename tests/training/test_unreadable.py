@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from tests.data.test_unreadable_clips import FlakyClips
 from tests.tiny import quick_train_config
 from vqvid.data import DataError, DataWarning
 from vqvid.data.sources import SkipUnreadable
@@ -20,25 +21,6 @@ from vqvid.training.runner import fit
 from vqvid.training.vqvae import VQVAEModule
 
 MODEL = VQVAEConfig(channels=8, res_channels=4, n_res_blocks=1, embed_dim=4, num_codes=16)
-
-
-class FlakyClips(Dataset):
-    """n random clips (3, 4, 16, 16); reading those in `broken` raises DataError as a damaged file does."""
-
-    def __init__(self, n: int, broken: set[int]) -> None:
-        self.clips = torch.rand(n, 3, 4, 16, 16, generator=torch.Generator().manual_seed(n)) * 2 - 1
-        self.broken = broken
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        if index in self.broken:
-            raise DataError(f"v.mp4: frame {index} at {index / 10:.3f} s did not decode again")
-        return self.clips[index]
-
-    def describe(self, index: int) -> str:
-        return f"v.mp4@frame={index}"
 
 
 def test_a_clip_that_fails_is_replaced_by_the_next_readable_one_with_one_warning():
