@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -156,6 +157,12 @@ class VideoFile:
     def describe_frame(self, index: int) -> str:
         return f"{self.name}@frame={index}"
 
+    @cached_property
+    def _positions(self) -> dict[int, int] | None:
+        """Decoder timestamp -> frame index, or None when the timestamps are not unique (frames are then
+        counted from the start of the file)."""
+        return {int(stamp): n for n, stamp in enumerate(self.stamps)} if self.seekable else None
+
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Decode frames `indices` (T,), ascending: seek to the keyframe before the first, decode forward and
         keep the wanted frames, recognised by their decoder timestamps. Returns uint8 (T, size, size, 3);
@@ -193,7 +200,7 @@ class VideoFile:
         stream = container.streams.video[0]
         if seek_to is not None:
             container.seek(math.floor(seek_to / stream.time_base), stream=stream, backward=True)
-        position = {int(stamp): n for n, stamp in enumerate(self.stamps)} if self.seekable else None
+        position = self._positions
         wanted, first, last = set(indices.tolist()), int(indices.min()), int(indices.max())
         found: dict[int, np.ndarray] = {}
         started = seek_to is None
@@ -230,7 +237,7 @@ class VideoFile:
     def frames_in_order(self) -> Iterator[tuple[int, np.ndarray]]:
         """Every indexed frame as (index, uint8 (size, size, 3)), in display order, from one pass over the
         file without seeking. A decode error ends the iteration with a DataError naming the file and time."""
-        position = {int(stamp): n for n, stamp in enumerate(self.stamps)} if self.seekable else None
+        position = self._positions
         n = -1
         try:
             with av.open(str(self.path)) as container:
