@@ -1,8 +1,9 @@
 """Speed and rate of the .vqv codec at the `tiny` preset (16×64×64 clips, top 4×8×8, bottom 8×16×16, K = 512).
 
 Speed: `compress` and `decompress` of a synthetic video, in frames per second, split into the VQ-VAE's part
-(encoding video to codes, decoding codes to video, batched, all threads) and the priors' part (coding codes
-position by position through `IncrementalStepper`, one thread, batch 1, as the codec always runs them).
+(encoding video to codes one clip at a time on one thread, as `compress` does; decoding codes to video, batched,
+all threads) and the priors' part (coding codes position by position through `IncrementalStepper`, one thread,
+batch 1, as the codec always runs them).
 Random weights: speed does not depend on training.
 
 Rate: bits written (the chunks' payloads; the whole file adds its header) against the information content
@@ -31,6 +32,7 @@ from typing import TypeVar
 import torch
 
 from vqvid.checkpoints import LoadedVQVAE
+from vqvid.codec.coding import coding_vqvae, encode_clip
 from vqvid.codec.video import Compressed, compress_codes, decode_video, decompress_codes
 from vqvid.data import MovingShapes
 from vqvid.modelpack import LoadedPrior, ModelFolder
@@ -85,9 +87,10 @@ def speed(folder: ModelFolder, clips: int, seed: int) -> tuple[dict, Compressed]
     return row, compressed
 
 
-@torch.no_grad()
-def _encode(vqvae: VQVAE, video: torch.Tensor, batch_size: int = 4) -> Codes:
-    codes = [vqvae.encode(batch) for batch in video.split(batch_size)]
+def _encode(vqvae: VQVAE, video: torch.Tensor) -> Codes:
+    """As `compress` encodes: one clip at a time, under the coding path's pinned settings."""
+    vqvae = coding_vqvae(vqvae)
+    codes = [encode_clip(vqvae, clip) for clip in video]
     return Codes(torch.cat([c.top for c in codes]), torch.cat([c.bottom for c in codes]))
 
 

@@ -9,7 +9,12 @@ coded under the wrong context, would then show as wrong codes or a wrong rate.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,16 +24,15 @@ from einops import rearrange
 from tests.codec.test_container import raw_file
 from vqvid.checkpoints import LoadedVQVAE
 from vqvid.codec import FingerprintMismatchError, VQVFormatError, coding, encode_all, quantize_pmf, read_vqv
-from vqvid.codec.coding import codes_checksum, encode_level, writer_description
+from vqvid.codec.coding import DesyncError, codes_checksum, encode_level, writer_description
 from vqvid.codec.packing import pack_fixed, packed_size
 from vqvid.codec.video import (
-    DesyncError,
-    clip_geometry,
     compress,
     compress_codes,
     decompress,
     decompress_codes,
 )
+from vqvid.geometry import clip_geometry
 from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, Codes, VQVAEConfig
@@ -391,7 +395,7 @@ def test_a_decoder_with_other_pmfs_fails_naming_the_chunk(folder, monkeypatch, a
 
 def test_the_error_names_both_stacks_when_they_differ(folder, monkeypatch):
     data = compress_codes(folder, random_codes(1, seed=14), frame_count=4, fps=10).data
-    monkeypatch.setattr("vqvid.codec.video.writer_description", lambda: "torch 0.0; cpu elsewhere")
+    monkeypatch.setattr("vqvid.codec.coding.writer_description", lambda: "torch 0.0; cpu elsewhere")
     perturbed_pmfs(monkeypatch, 1)
     with pytest.raises(DesyncError, match=r"written on \[vqvid .*torch .*\], this decoder runs on \[torch 0.0; "
                                           r"cpu elsewhere\]"):
@@ -478,3 +482,32 @@ def test_version_1_files_still_decode(folder, mode):
     assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
     top_only = decompress(folder, data, levels="top")
     assert torch.equal(top_only.codes.top, codes.top) and top_only.codes.bottom is None
+
+
+NEW_PRECISION_API = textwrap.dedent(
+    """
+    import torch
+    from tests.codec.test_video_codec import random_video, tiny_folder
+    from vqvid.codec.video import compress
+
+    folder, video = tiny_folder(seed=3), random_video(4, seed=3)
+    reference = compress(folder, video, fps=10).data
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # the per-backend API, which torch will not mix
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    assert compress(folder, video, fps=10).data == reference
+    assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"  # the caller's settings are back
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    print("same bytes")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch without per-backend precisions")
+def test_a_caller_on_the_per_backend_precision_api_gets_the_same_bytes():
+    # In its own process: once a process sets precisions through this API, torch's global getter refuses.
+    root = Path(__file__).parents[2]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    result = subprocess.run([sys.executable, "-c", NEW_PRECISION_API], capture_output=True, text=True,
+                            env=environment, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "same bytes" in result.stdout

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from einops import rearrange
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from tests.codec.test_video_codec import CLIP_FRAMES, NUM_CODES, SIZE, tiny_priors, tiny_vqvae
 from tests.tiny import write_checkpoint
@@ -146,3 +146,63 @@ def test_damaged_or_unusable_input_fails_with_a_message(models, frame_folder, tm
     assert compress.main(["--model", str(models["fixed"]), str(frame_folder[0]), "-o",
                           str(tmp_path / "no" / "y.vqv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_survives(models, frame_folder, tmp_path, capsys):
+    videos = write_synthetic_videos(tmp_path / "videos", 1, frames=4, size=SIZE)
+    source = videos[0]
+    original = source.read_bytes()
+    link = tmp_path / "link.mp4"
+    link.hardlink_to(source)
+    for output in (source, tmp_path / "videos" / ".." / "videos" / source.name, link):
+        assert compress.main(["--model", str(models["fixed"]), str(source), "-o", str(output),
+                              "--no-progress"]) == 2
+        assert "this is the input" in capsys.readouterr().err
+    folder, _ = frame_folder
+    assert compress.main(["--model", str(models["fixed"]), str(folder), "-o", str(folder / "clip.vqv")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert not (folder / "clip.vqv").exists() and source.read_bytes() == original
+    coded = tmp_path / "clip.vqv"
+    assert compress.main(["--model", str(models["fixed"]), str(source), "-o", str(coded), "--no-progress"]) == 0
+    renamed = coded.rename(tmp_path / "clip.mp4")  # a .vqv under a video's name: decompress must not replace it
+    assert decompress.main([str(renamed), "--model", str(models["fixed"]), "-o", str(renamed)]) == 2
+    assert "this is the input" in capsys.readouterr().err and read_vqv(renamed).header.mode == "fixed"
+
+
+def test_the_top_level_alone_from_the_command_line(models, frame_folder, tmp_path, capsys):
+    folder, _ = frame_folder
+    model = ["--model", str(models["priors"])]
+    full, top_only, cut = tmp_path / "full.vqv", tmp_path / "top.vqv", tmp_path / "cut.vqv"
+    assert compress.main([*model, str(folder), "-o", str(full), "--no-progress"]) == 0
+    assert "top layer: " in capsys.readouterr().out
+    assert compress.main([*model, str(folder), "-o", str(top_only), "--levels", "top", "--no-progress"]) == 0
+    assert "top codes only" in capsys.readouterr().out
+    file = read_vqv(full)
+    top_layer_size = full.stat().st_size - sum(map(len, file.chunks[2:]))  # 2 clips: chunks 2, 3 are bottom
+    cut.write_bytes(full.read_bytes()[:top_layer_size])
+    assert top_only.stat().st_size < top_layer_size + 8 < full.stat().st_size
+
+    assert info.main([str(full)]) == 0
+    assert re.search(r"levels\s+top \(\d+ bytes\), bottom \(\d+ bytes\)", capsys.readouterr().out)
+    assert info.main([str(top_only)]) == 0
+    described = capsys.readouterr().out
+    assert re.search(r"levels\s+top \(\d+ bytes\)\n", described)
+    assert info.main([str(cut)]) == 0
+    assert "the bottom layer is missing" in capsys.readouterr().out
+
+    # The coarse video: the same frames from the full file with --levels top, the top-only file and the cut one.
+    decoded = {}
+    for name, source, levels in (("full", full, ["--levels", "top"]), ("top", top_only, []), ("cut", cut, [])):
+        out = tmp_path / f"{name}.gif"
+        assert decompress.main([str(source), *model, "-o", str(out), *levels, "--no-progress"]) == 0
+        assert "top codes only: the coarse video" in capsys.readouterr().out
+        with Image.open(out) as gif:
+            decoded[name] = [np.array(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
+    assert len(decoded["full"]) == FRAMES
+    assert all(np.array_equal(a, b) for a, b in zip(decoded["full"], decoded["top"], strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(decoded["full"], decoded["cut"], strict=True))
+    both = tmp_path / "both.gif"
+    assert decompress.main([str(full), *model, "-o", str(both), "--no-progress"]) == 0
+    assert "both levels" in capsys.readouterr().out
+    assert decompress.main([str(cut), *model, "-o", str(tmp_path / "x.gif"), "--levels", "both"]) == 2
+    assert "holds only top codes (the file ends after its top layer)" in capsys.readouterr().err

@@ -28,10 +28,15 @@ def test_rd_measures_vqvid_fixed_codes_and_x264_on_the_same_frames(model_dir, tm
         runs[name] = _rows(out)
 
     rows = runs["a"]
-    assert set(rows) == {("vqvid", "priors"), ("vqvid 9-bit", "fixed"), ("x264 medium", "crf=30"),
-                         ("x264 medium", "crf=51")}
-    # the codes are the same, so both vqvid rows decode to the same frames
-    assert rows[("vqvid", "priors")]["psnr"] == rows[("vqvid 9-bit", "fixed")]["psnr"]
+    assert set(rows) == {("vqvid", "priors"), ("vqvid", "priors, top only"), ("vqvid 9-bit", "fixed"),
+                         ("vqvid 9-bit", "fixed, top only"), ("x264 medium", "crf=30"), ("x264 medium", "crf=51")}
+    # the codes are the same, so both vqvid rows decode to the same frames, at both points
+    for part in ("", ", top only"):
+        assert rows[("vqvid", "priors" + part)]["psnr"] == rows[("vqvid 9-bit", "fixed" + part)]["psnr"]
+    # the top-only point is the same file cut after its top layer: fewer bytes, and other frames
+    full, top = rows[("vqvid", "priors")], rows[("vqvid", "priors, top only")]
+    assert top["bytes"] < full["bytes"] and top["psnr"] != full["psnr"]
+    assert rows[("vqvid 9-bit", "fixed, top only")]["bytes"] < rows[("vqvid 9-bit", "fixed")]["bytes"]
     assert rows[("x264 medium", "crf=30")]["bytes"] > rows[("x264 medium", "crf=51")]["bytes"]
     pixels = CLIP_FRAMES * SIZE * SIZE
     for row in rows.values():

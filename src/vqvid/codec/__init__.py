@@ -1,8 +1,11 @@
-"""Compression of code grids into .vqv files: the container, the range coder and fixed-width packing.
+"""Compression of code grids into .vqv files: the container, the range coder and fixed-width packing here;
+the coding path (`coding`), clip cutting (`clips`) and the video API (`video`) in their modules.
 
-Nothing here knows about the priors: distributions come in as arrays, one row per coded position.
+The container, coder and packing know nothing about the priors: distributions come in as arrays, one row per
+coded position.
 """
 
+from vqvid.codec.coding import DesyncError
 from vqvid.codec.container import (
     FingerprintMismatchError,
     VQVFile,
@@ -24,6 +27,7 @@ from vqvid.codec.entropy import (
 from vqvid.codec.packing import bits_per_code, pack_fixed, packed_size, unpack_fixed
 
 __all__ = [
+    "DesyncError",
     "FingerprintMismatchError",
     "SequentialDecoder",
     "SequentialEncoder",

@@ -1,10 +1,11 @@
 """The coding path of .vqv files: what each chunk holds, and the one fixed computation that makes it.
 
 Everything here decides the bytes of a file, so a change here that changes them must bump
-`vqvid.codec.container.FORMAT_VERSION` (and the golden tests with it). How a video is cut into clips, the
-`compress` / `decompress` API and what they return live in `vqvid.codec.video`.
+`vqvid.codec.container.FORMAT_VERSION` (and the golden tests with it). How a video is cut into clips lives in
+`vqvid.codec.clips`; the `compress` / `decompress` API and what it returns in `vqvid.codec.video`.
 
-A chunk (format version 2) holds one level of one clip:
+A file holds the top chunk of every clip, then (levels "both") the bottom chunk of every clip (`encode_chunks`,
+`decode_chunks`). A chunk (format version 2) holds one level of one clip:
 - mode "prior": one range-coded stream (`vqvid.codec.entropy`) of the clip's codes of that level in raster
   order (time, row, column): top codes under the top prior p(top), bottom codes under the bottom prior
   p(bottom | top) given the clip's top codes. Its length is within a few bytes of the information content
@@ -37,20 +38,27 @@ import copy
 import math
 import platform
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vqvid.codec.container import VQVFile, VQVFormatError, VQVHeader
 from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
-from vqvid.codec.packing import pack_fixed, unpack_fixed
+from vqvid.codec.packing import bits_per_code, pack_fixed, unpack_fixed
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import VQVAE, Codes
 from vqvid.sampling.steppers import IncrementalStepper
+
+Progress = Callable[[int, int], None]  # called with (chunks done, chunks in all) after each chunk
+
+
+class DesyncError(VQVFormatError):
+    """A chunk whose decoded codes are not the ones the encoder coded: the decoder's priors gave other PMFs."""
 
 
 def _version(package: str) -> str:
@@ -75,6 +83,38 @@ def codes_checksum(codes: Tensor) -> int:
 
 
 @contextmanager
+def _full_precision_float32() -> Iterator[None]:
+    """IEEE float32 matmuls and convolutions on every backend (no TF32, no bfloat16 in float32 matmuls),
+    through whichever of torch's two precision APIs the caller uses: torch refuses to mix them."""
+    backends = torch.backends
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:  # the caller set precisions through the per-backend `fp32_precision` API
+        legacy = None
+    if legacy is not None or not hasattr(backends, "fp32_precision"):
+        flags = (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32)
+        torch.set_float32_matmul_precision("highest")
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = flags
+            torch.set_float32_matmul_precision(legacy or "highest")
+        return
+    settings = [backends, backends.cuda.matmul, backends.cudnn, backends.cudnn.conv, backends.cudnn.rnn,
+                backends.mkldnn, backends.mkldnn.matmul, backends.mkldnn.conv, backends.mkldnn.rnn]
+    settings = [setting for setting in settings if hasattr(setting, "fp32_precision")]
+    saved = [setting.fp32_precision for setting in settings]
+    for setting in settings:
+        setting.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for setting, value in zip(settings, saved, strict=True):
+            setting.fp32_precision = value
+
+
+@contextmanager
 def pinned_computation() -> Iterator[None]:
     """The settings every float of the coding path is computed under; the caller's are restored on the way out.
 
@@ -84,19 +124,16 @@ def pinned_computation() -> Iterator[None]:
     it drops autograd's per-op bookkeeping, about a quarter of a prior step's time.
     """
     threads = torch.get_num_threads()
-    matmul_precision = torch.get_float32_matmul_precision()
     cudnn = torch.backends.cudnn
-    flags = (cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    flags = (cudnn.deterministic, cudnn.benchmark)
     torch.set_num_threads(1)
-    torch.set_float32_matmul_precision("highest")
-    cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, True, False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn.deterministic, cudnn.benchmark = True, False
     try:
-        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False), torch.inference_mode():
+        with (_full_precision_float32(), torch.autocast("cpu", enabled=False),
+              torch.autocast("cuda", enabled=False), torch.inference_mode()):
             yield
     finally:
-        cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = flags
-        torch.set_float32_matmul_precision(matmul_precision)
+        cudnn.deterministic, cudnn.benchmark = flags
         torch.set_num_threads(threads)
 
 
@@ -216,3 +253,120 @@ def unpack_clip_v1(data: bytes, top_shape: tuple[int, int, int], bottom_shape: t
     flat = torch.from_numpy(unpack_fixed(data, sum(sizes), num_codes))  # (n_top + n_bottom,)
     top, bottom = flat.split(sizes)
     return top.reshape(1, *top_shape), bottom.reshape(1, *bottom_shape)
+
+
+# --- the chunks of a file ---------------------------------------------------------------------------------------
+
+
+class EncodedChunks(NamedTuple):
+    chunks: list[bytes]  # the top chunk of every clip, then (with bottom codes) the bottom chunk of every clip
+    checks: list[int]  # codes_checksum of each chunk's codes
+    top_bits: float  # mode "prior": -log2 p of the top codes under the top prior; mode "fixed": packed bits
+    bottom_bits: float  # the same for the bottom codes; 0 without them
+    pmfs: list[list[np.ndarray]]  # per level, per clip, the PMFs coded (n, K), if asked for; else empty lists
+
+
+def encode_chunks(priors: CodingPriors | None, top: Tensor, bottom: Tensor | None, num_codes: int, *,
+                  keep_pmfs: bool = False, progress: Progress | None = None) -> EncodedChunks:
+    """The chunks of C clips' codes, top (C, t, h, w) and bottom (C, t', h', w') or None (levels "top"), in
+    file order: under the priors (mode "prior"), or packed without them (priors None, mode "fixed")."""
+    layers = [top] if bottom is None else [top, bottom]
+    num_clips = top.shape[0]
+    total = len(layers) * num_clips
+    chunks, bits, pmfs = [], [0.0, 0.0], [[], []]
+    checks = [codes_checksum(level_codes[i]) for level_codes in layers for i in range(num_clips)]
+    for level, level_codes in enumerate(layers):
+        for i in range(num_clips):
+            if priors is None:
+                chunks.append(pack_level(level_codes[i], num_codes))
+                bits[level] += float(bits_per_code(num_codes) * level_codes[i].numel())
+            else:
+                condition = None if level == 0 else top[i:i + 1]
+                coded = encode_level(priors[level], level_codes[i], condition, keep_pmfs=keep_pmfs)
+                chunks.append(coded.data)
+                bits[level] += coded.bits
+                if keep_pmfs:
+                    pmfs[level].append(coded.pmfs)
+            if progress is not None:
+                progress(len(chunks), total)
+    return EncodedChunks(chunks, checks, bits[0], bits[1], pmfs)
+
+
+def decode_chunks(file: VQVFile, priors: CodingPriors | None, levels: Literal["top", "both"], name: str,
+                  progress: Progress | None = None) -> tuple[Tensor, Tensor | None]:
+    """Codes top (C, t, h, w) and, for levels "both", bottom (C, t', h', w') int64 of the file's chunks:
+    under the priors (mode "prior") or unpacked (priors None). The file must hold the levels asked for.
+    Raises VQVFormatError naming the chunk, `DesyncError` where the decoded codes fail their checksum."""
+    if file.header.version == 1:
+        return _decode_v1(file.chunks, file.header, priors, levels, name, progress)
+    return _decode_layers(file.chunks, file.checks, file.header, priors, levels, name, progress)
+
+
+
+def _chunk_name(name: str, header: VQVHeader, index: int, level: str, clip: int) -> str:
+    return f"{name}: chunk {index} of {header.num_chunks} ({level} codes of clip {clip})"
+
+
+def _desync(where: str, header: VQVHeader, what: str) -> DesyncError:
+    """The error for a chunk that decodes to other codes than were coded, with what explains it."""
+    here = writer_description()
+    if header.writer == here:
+        stacks = (f"the file was written on this same stack ({here}), so the model folder's priors or the "
+                  "file must have changed after writing")
+    else:
+        stacks = (f"the file was written on [{header.writer}], this decoder runs on [{here}]: the priors' "
+                  "floats differ between these stacks; decode the file on a stack like the writer's")
+    return DesyncError(f"{where}: {what}: this decoder's priors give other probabilities than the encoder's "
+                       f"did; {stacks}")
+
+
+def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, priors: CodingPriors | None,
+                   levels: str, name: str, progress: Progress | None) -> tuple[Tensor, Tensor | None]:
+    """Format version 2: the top layer's chunks, then, for levels "both", the bottom layer's."""
+    num_clips = header.num_clips
+    shapes = {"top": header.top_shape, "bottom": header.bottom_shape}
+    decoded: dict[str, list[Tensor]] = {"top": [], "bottom": []}
+    wanted = ("top",) if levels == "top" else ("top", "bottom")
+    total = num_clips * len(wanted)
+    for layer, level in enumerate(wanted):
+        for clip in range(num_clips):
+            index = layer * num_clips + clip
+            where = _chunk_name(name, header, index, level, clip)
+            try:
+                if priors is None:
+                    codes = unpack_level(chunks[index], shapes[level], header.num_codes)
+                else:
+                    condition = None if level == "top" else decoded["top"][clip]
+                    codes = decode_level(getattr(priors, level), chunks[index], condition)
+            except ValueError as error:
+                if priors is None:
+                    raise VQVFormatError(f"{where}: {error}") from error
+                raise _desync(where, header, f"the stream does not decode ({error})") from error
+            found = codes_checksum(codes)
+            if found != checks[index]:
+                raise _desync(where, header, f"the decoded codes' checksum is {found:#010x}, the encoder "
+                                             f"recorded {checks[index]:#010x}")
+            decoded[level].append(codes)
+            if progress is not None:
+                progress(layer * num_clips + clip + 1, total)
+    top = torch.cat(decoded["top"])
+    return top, torch.cat(decoded["bottom"]) if levels == "both" else None
+
+
+def _decode_v1(chunks: list[bytes], header: VQVHeader, priors: CodingPriors | None, levels: str, name: str,
+               progress: Progress | None) -> tuple[Tensor, Tensor | None]:
+    """Format version 1: one chunk per clip, its top then bottom codes; no checksums to check."""
+    tops, bottoms = [], []
+    for clip, chunk in enumerate(chunks):
+        try:
+            if priors is None:
+                top, bottom = unpack_clip_v1(chunk, header.top_shape, header.bottom_shape, header.num_codes)
+            else:
+                top, bottom = decode_clip_v1(priors, chunk, bottom=levels == "both")
+        except ValueError as error:
+            raise VQVFormatError(f"{name}: chunk {clip} of {len(chunks)}: {error}") from error
+        tops.append(top)
+        bottoms.append(bottom)
+        if progress is not None:
+            progress(clip + 1, len(chunks))
+    return torch.cat(tops), torch.cat(bottoms) if levels == "both" else None

@@ -4,12 +4,13 @@
     decompress(model, file)          .vqv path or bytes        -> Decompressed (header, codes, video)
     compress_codes / decompress_codes                             the same, from and to codes
 
-A video of N frames is cut into consecutive clips of the model's clip length L; the last clip is padded by
-repeating its last frame, and the header's frame count trims the padding off again. Each clip gives one chunk
-of top codes and one of bottom codes (`vqvid.codec.coding` says what a chunk holds and how it is computed);
-the file holds every clip's top chunk before any bottom chunk. So a file can be decoded at two qualities:
-`levels="top"` decodes the top codes alone (the coarse video, from a fraction of the bits), and a file written
-with `levels="top"`, or cut after its top layer, still decodes to that coarse video.
+A video of N frames is cut into consecutive clips of the model's clip length L (`vqvid.codec.clips`); the last
+clip is padded by repeating its last frame, and the header's frame count trims the padding off again. Each clip
+gives one chunk of top codes and one of bottom codes (`vqvid.codec.coding`, the coding path, says what a chunk
+holds and how it is computed); the file holds every clip's top chunk before any bottom chunk. So a file can
+be decoded at two qualities: `levels="top"` decodes the top codes alone (the coarse video, from a fraction of
+the bits), and a file written with `levels="top"`, or cut after its top layer, still decodes to that coarse
+video.
 
 The header records the model folder's fingerprint and the stack that wrote the file; a file is decoded only
 with the folder that wrote it, and a chunk whose decoded codes fail their checksum raises `DesyncError` naming
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -38,50 +39,26 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from vqvid.codec.clips import cut_clips
 from vqvid.codec.coding import (
     CodingPriors,
-    codes_checksum,
+    Progress,
     coding_priors,
     coding_vqvae,
-    decode_clip_v1,
-    decode_level,
+    decode_chunks,
+    encode_chunks,
     encode_clip,
-    encode_level,
-    pack_level,
-    unpack_clip_v1,
-    unpack_level,
     writer_description,
 )
 from vqvid.codec.container import VQVFormatError, VQVHeader, check_fingerprint, read_vqv, write_vqv
 from vqvid.codec.entropy import quantize_pmf
-from vqvid.codec.packing import bits_per_code, packed_size
+from vqvid.codec.packing import packed_size
+from vqvid.geometry import ClipGeometry, clip_geometry
 from vqvid.modelpack import ModelFolder
-from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE, Codes
+from vqvid.models.vqvae import VQVAE, Codes
 
-Shape3 = tuple[int, int, int]
 Mode = Literal["fixed", "prior"]
 Levels = Literal["top", "both"]
-Progress = Callable[[int, int], None]  # called with (chunks done, chunks in all) after each chunk
-
-
-class DesyncError(VQVFormatError):
-    """A chunk whose decoded codes are not the ones the encoder coded: the decoder's priors gave other PMFs."""
-
-
-class ClipGeometry(NamedTuple):
-    """What a model folder codes: clips of clip_frames × height × width pixels, and their code grids."""
-
-    clip_frames: int  # L
-    height: int
-    width: int
-    top_shape: Shape3  # (L/4, H/8, W/8)
-    bottom_shape: Shape3  # (L/2, H/4, W/4)
-    num_codes: int  # K of both levels
-
-    @property
-    def positions(self) -> int:
-        """Codes of one clip, both levels."""
-        return math.prod(self.top_shape) + math.prod(self.bottom_shape)
 
 
 class Verification(NamedTuple):
@@ -165,38 +142,6 @@ class Decompressed(NamedTuple):
     levels: Levels  # "top": the coarse video decoded from the top codes alone
 
 
-def clip_geometry(model: ModelFolder) -> ClipGeometry:
-    """The clip size and code grids of a model folder: from the VQ-VAE's clip spec (`data.frames`,
-    `data.size`), else from the top prior's grid. Raises ValueError if the priors do not fit that clip."""
-    data = model.vqvae.data
-    if data.get("frames") and data.get("size"):
-        frames, height, width = int(data["frames"]), int(data["size"]), int(data["size"])
-    elif model.top is not None:
-        t, h, w = model.top.config.shape
-        frames, height, width = TIME_FACTOR * t, SPACE_FACTOR * h, SPACE_FACTOR * w
-    else:
-        raise ValueError(f"model folder {model.fingerprint}: the VQ-VAE records no clip size (data.frames "
-                         "and data.size in model.json) and there is no top prior to take it from")
-    grids = VQVAE.grid_shapes(frames, height, width)
-    geometry = ClipGeometry(frames, height, width, grids.top, grids.bottom, model.vqvae.config.num_codes)
-    expected = {"top": (grids.top, None), "bottom": (grids.bottom, grids.top)}
-    for level, prior in (("top", model.top), ("bottom", model.bottom)):
-        if prior is None:
-            continue
-        shape, condition = expected[level]
-        config = prior.config
-        found = (config.shape, config.condition_shape, config.num_codes, config.condition_num_codes)
-        wanted = (shape, condition, geometry.num_codes, geometry.num_codes if condition else None)
-        if found != wanted:
-            raise ValueError(
-                f"model folder {model.fingerprint}: the {level} prior models grids {config.shape} of "
-                f"{config.num_codes} codes (condition {config.condition_shape}), but clips of "
-                f"{frames}×{height}×{width} give {level} grids {shape} of {geometry.num_codes} codes"
-                + (f" given top grids {condition}" if condition else "")
-            )
-    return geometry
-
-
 def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | Fraction, *,
              mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
              progress: Progress | None = None) -> Compressed:
@@ -216,7 +161,7 @@ def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | 
     _check_fps(fps)
     vqvae = coding_vqvae(model.vqvae.model)
     tops, bottoms, frame_count = [], [], 0
-    for clip, frames in _clips(video, geometry):
+    for clip, frames in cut_clips(video, geometry):
         codes = encode_clip(vqvae, clip)
         tops.append(codes.top)
         bottoms.append(codes.bottom)
@@ -247,44 +192,25 @@ def compress_codes(model: ModelFolder, codes: Codes, frame_count: int, fps: floa
     if not model.fingerprint:
         raise ValueError("model folder: model.json has no fingerprint; write the folder again with "
                          "`vqvid export`")
-    layers = [top] if bottom is None else [top, bottom]
     header = VQVHeader(fingerprint=model.fingerprint, mode=mode, num_codes=geometry.num_codes,
                        frame_count=frame_count, fps=fps, height=geometry.height, width=geometry.width,
                        clip_frames=geometry.clip_frames, top_shape=geometry.top_shape,
-                       bottom_shape=geometry.bottom_shape, num_chunks=len(layers) * num_clips, levels=levels,
-                       writer=writer_description())
-    checks = [codes_checksum(level_codes[i]) for level_codes in layers for i in range(num_clips)]
-    total = header.num_chunks
-    chunks, bits = [], [0.0, 0.0]
-    if mode == "fixed":
-        for level, level_codes in enumerate(layers):
-            for i in range(num_clips):
-                chunks.append(pack_level(level_codes[i], geometry.num_codes))
-                if progress is not None:
-                    progress(len(chunks), total)
-            bits[level] = float(bits_per_code(geometry.num_codes) * level_codes.numel())
-        return Compressed(header, chunks, checks, Codes(top, bottom), *bits, None)
-
-    priors = coding_priors(model.top.model, model.bottom.model if bottom is not None else None)
-    pmfs: list[list[np.ndarray]] = [[], []]  # per level, per clip (n, K), with verify
-    for level, (prior, level_codes) in enumerate(zip(priors[:len(layers)], layers, strict=True)):
-        for i in range(num_clips):
-            condition = None if level == 0 else top[i:i + 1]
-            coded = encode_level(prior, level_codes[i], condition, keep_pmfs=verify)
-            chunks.append(coded.data)
-            bits[level] += coded.bits
-            if verify:
-                pmfs[level].append(coded.pmfs)
-            if progress is not None:
-                progress(len(chunks), total)
+                       bottom_shape=geometry.bottom_shape, num_chunks=(1 if bottom is None else 2) * num_clips,
+                       levels=levels, writer=writer_description())
+    priors = None
+    if mode == "prior":
+        priors = coding_priors(model.top.model, model.bottom.model if bottom is not None else None)
+    coded = encode_chunks(priors, top, bottom, geometry.num_codes, keep_pmfs=verify, progress=progress)
     verification = None
     if verify:
         matching = sum(_verify(priors, top[start:start + batch_size],
                                None if bottom is None else bottom[start:start + batch_size],
-                               [level_pmfs[start:start + batch_size] for level_pmfs in pmfs])
+                               [level_pmfs[start:start + batch_size] for level_pmfs in coded.pmfs])
                        for start in range(0, num_clips, batch_size))
-        verification = Verification(matching, sum(level_codes.numel() for level_codes in layers))
-    return Compressed(header, chunks, checks, Codes(top, bottom), *bits, verification)
+        positions = top.numel() + (0 if bottom is None else bottom.numel())
+        verification = Verification(matching, positions)
+    return Compressed(header, coded.chunks, coded.checks, Codes(top, bottom), coded.top_bits, coded.bottom_bits,
+                      verification)
 
 
 def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, levels: Levels | None = None,
@@ -322,10 +248,7 @@ def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, l
         priors = coding_priors(model.top.model, model.bottom.model if levels == "both" else None)
     else:
         priors = None
-    if header.version == 1:
-        top, bottom = _decode_v1(file.chunks, header, priors, levels, name, progress)
-    else:
-        top, bottom = _decode_layers(file.chunks, file.checks, header, priors, levels, name, progress)
+    top, bottom = decode_chunks(file, priors, levels, name, progress)
     return CodedVideo(header, Codes(top=top, bottom=bottom), levels)
 
 
@@ -353,78 +276,6 @@ def decode_video(vqvae: VQVAE, codes: Codes, frame_count: int, batch_size: int =
     return rearrange(torch.cat(clips), "b c t h w -> c (b t) h w")[:, :frame_count]
 
 
-# --- decoding the chunks -------------------------------------------------------------------------------------
-
-
-def _chunk_name(name: str, header: VQVHeader, index: int, level: str, clip: int) -> str:
-    return f"{name}: chunk {index} of {header.num_chunks} ({level} codes of clip {clip})"
-
-
-def _desync(where: str, header: VQVHeader, what: str) -> DesyncError:
-    """The error for a chunk that decodes to other codes than were coded, with what explains it."""
-    here = writer_description()
-    if header.writer == here:
-        stacks = (f"the file was written on this same stack ({here}), so the model folder's priors or the "
-                  "file must have changed after writing")
-    else:
-        stacks = (f"the file was written on [{header.writer}], this decoder runs on [{here}]: the priors' "
-                  "floats differ between these stacks; decode the file on a stack like the writer's")
-    return DesyncError(f"{where}: {what}: this decoder's priors give other probabilities than the encoder's "
-                       f"did; {stacks}")
-
-
-def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, priors: CodingPriors | None,
-                   levels: Levels, name: str, progress: Progress | None) -> tuple[Tensor, Tensor | None]:
-    """Format version 2: the top layer's chunks, then, for levels "both", the bottom layer's."""
-    num_clips = header.num_clips
-    shapes = {"top": header.top_shape, "bottom": header.bottom_shape}
-    decoded: dict[str, list[Tensor]] = {"top": [], "bottom": []}
-    wanted = ("top",) if levels == "top" else ("top", "bottom")
-    total = num_clips * len(wanted)
-    for layer, level in enumerate(wanted):
-        for clip in range(num_clips):
-            index = layer * num_clips + clip
-            where = _chunk_name(name, header, index, level, clip)
-            try:
-                if priors is None:
-                    codes = unpack_level(chunks[index], shapes[level], header.num_codes)
-                else:
-                    condition = None if level == "top" else decoded["top"][clip]
-                    codes = decode_level(getattr(priors, level), chunks[index], condition)
-            except ValueError as error:
-                if priors is None:
-                    raise VQVFormatError(f"{where}: {error}") from error
-                raise _desync(where, header, f"the stream does not decode ({error})") from error
-            found = codes_checksum(codes)
-            if found != checks[index]:
-                raise _desync(where, header, f"the decoded codes' checksum is {found:#010x}, the encoder "
-                                             f"recorded {checks[index]:#010x}")
-            decoded[level].append(codes)
-            if progress is not None:
-                progress(layer * num_clips + clip + 1, total)
-    top = torch.cat(decoded["top"])
-    return top, torch.cat(decoded["bottom"]) if levels == "both" else None
-
-
-def _decode_v1(chunks: list[bytes], header: VQVHeader, priors: CodingPriors | None, levels: Levels, name: str,
-               progress: Progress | None) -> tuple[Tensor, Tensor | None]:
-    """Format version 1: one chunk per clip, its top then bottom codes; no checksums to check."""
-    tops, bottoms = [], []
-    for clip, chunk in enumerate(chunks):
-        try:
-            if priors is None:
-                top, bottom = unpack_clip_v1(chunk, header.top_shape, header.bottom_shape, header.num_codes)
-            else:
-                top, bottom = decode_clip_v1(priors, chunk, bottom=levels == "both")
-        except ValueError as error:
-            raise VQVFormatError(f"{name}: chunk {clip} of {len(chunks)}: {error}") from error
-        tops.append(top)
-        bottoms.append(bottom)
-        if progress is not None:
-            progress(clip + 1, len(chunks))
-    return torch.cat(tops), torch.cat(bottoms) if levels == "both" else None
-
-
 # --- clips and codes in -----------------------------------------------------------------------------------
 
 
@@ -437,53 +288,6 @@ def _check_fps(fps: float | Fraction) -> None:
     """Fails before any coding work; the header checks the exact limits."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not (0 < fps < math.inf):
         raise ValueError(f"fps: expected a positive finite frame rate, got {fps!r}")
-
-
-def _pieces(video: Tensor | Iterable[Tensor], geometry: ClipGeometry) -> Iterator[Tensor]:
-    """The video's frames as consecutive pieces (3, t, H, W), checked against the model's frame size."""
-    height, width = geometry.height, geometry.width
-    if not isinstance(video, (Tensor, Iterable)) or isinstance(video, np.ndarray):
-        raise ValueError(f"video: expected a torch tensor or an iterable of them, got {type(video).__name__}")
-    for index, piece in enumerate([video] if isinstance(video, Tensor) else video):
-        what = "video" if isinstance(video, Tensor) else f"video piece {index}"
-        if isinstance(piece, Tensor) and piece.ndim == 5:
-            piece = rearrange(piece, "b c t h w -> c (b t) h w")
-        if not (isinstance(piece, Tensor) and piece.is_floating_point() and piece.ndim == 4
-                and piece.shape[0] == 3 and tuple(piece.shape[2:]) == (height, width)):
-            found = (f"{piece.dtype} {tuple(piece.shape)}" if isinstance(piece, Tensor)
-                     else type(piece).__name__)
-            raise ValueError(f"{what}: expected float frames 3×N×{height}×{width} (or clips "
-                             f"B×3×T×{height}×{width}) in [-1, 1] at the model's size, got {found}")
-        if not torch.isfinite(piece).all():
-            raise ValueError(f"{what}: expected finite values in [-1, 1], found NaN or infinity")
-        yield piece
-
-
-def _clips(video: Tensor | Iterable[Tensor], geometry: ClipGeometry) -> Iterator[tuple[Tensor, int]]:
-    """Clips (3, L, H, W) cut from the video, each with the number of its frames that are the video's own:
-    L, except in the last clip, which holds its last frame to the full length."""
-    length = geometry.clip_frames
-    pending: list[Tensor] = []  # the start of the next clip, fewer than L frames
-    held = 0
-    for piece in _pieces(video, geometry):
-        offset = 0
-        if held:
-            offset = min(length - held, piece.shape[1])
-            pending.append(piece[:, :offset])
-            held += offset
-            if held < length:
-                continue
-            yield torch.cat(pending, dim=1), length
-            pending, held = [], 0
-        while piece.shape[1] - offset >= length:  # views into a long tensor: no copies
-            yield piece[:, offset:offset + length], length
-            offset += length
-        if offset < piece.shape[1]:
-            pending, held = [piece[:, offset:]], piece.shape[1] - offset
-    if held:
-        frames = torch.cat(pending, dim=1)  # (3, held, H, W)
-        hold = frames[:, -1:].expand(-1, length - held, -1, -1)
-        yield torch.cat([frames, hold], dim=1), held
 
 
 def _check_levels(levels: object) -> None:

@@ -1,6 +1,7 @@
 """`vqvid compress`: a video into a .vqv file, its codes entropy-coded under the priors of a model folder.
 
-    vqvid compress --model MODEL_DIR INPUT -o clip.vqv [--fixed] [--verify] [--max-frames N] [--fps F]
+    vqvid compress --model MODEL_DIR INPUT -o clip.vqv [--levels top|both] [--fixed] [--verify] [--max-frames N]
+                   [--fps F]
 
 INPUT is one video file or one folder of numbered frame images, read whole (resampled to the model's frame
 rate if it was trained on one; resized and centre-cropped to its size), or a prepared store or
@@ -8,7 +9,9 @@ rate if it was trained on one; resized and centre-cropped to its size), or a pre
 length, the last one padded; `vqvid decompress` gives back the VQ-VAE's decoding of the file's codes, what
 `vqvid reconstruct` shows (reconstruct encodes clips in batches, which can assign the rare near-tie code
 differently).
-Without priors in the folder, or with --fixed, codes are packed at ceil(log2 K) bits each.
+Without priors in the folder, or with --fixed, codes are packed at ceil(log2 K) bits each. The file holds
+every clip's top codes before any bottom codes: `vqvid decompress --levels top` decodes the coarse video from the
+top layer alone, and `--levels top` here writes only that layer (a file a fraction of the size).
 
 Prints the frames, the file size, bits per pixel, kbit/s, and the size against the same codes at fixed width.
 The priors always run on the CPU, one thread, one clip at a time, so that the file decodes exactly (see
@@ -22,18 +25,8 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
-from fractions import Fraction
-from itertools import chain
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from vqvid.codec.video import ClipGeometry
-
-DEFAULT_FPS = 10  # for sources that carry no frame rate and a model trained without one
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="video file, frame folder, prepared store or 'synthetic[:N]'")
     parser.add_argument("--model", required=True, type=Path, help="model folder (`vqvid export`)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="the .vqv file to write")
+    parser.add_argument("--levels", choices=("both", "top"), default="both",
+                        help="code both levels (default) or the top codes alone: the coarse video, fewer bits")
     parser.add_argument("--fixed", action="store_true",
                         help="pack codes at fixed width even if the folder has priors")
     parser.add_argument("--verify", action="store_true",
@@ -57,68 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class VideoInput(NamedTuple):
-    pieces: Iterator[Tensor]  # consecutive frames (3, t, H, W) in [-1, 1], decoded as they are consumed
-    frames: int
-    fps: Fraction
-
-
-def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int | None = None) -> VideoInput:
-    """The frames of `source` at the model's size, lazily; `data` is the VQ-VAE's clip spec (model.json)."""
-    from vqvid.data import Clips, ClipSpec, ClipStore, DataError, is_store, open_clips
-
-    rates = {key: data[key] for key in ("fps", "source_fps") if data.get(key) is not None}
-    length, size = geometry.clip_frames, geometry.height
-    limit = max_frames if max_frames is not None else math.inf
-    model_fps = Fraction(rates["fps"]).limit_denominator(1001) if "fps" in rates else None
-    if source == "synthetic" or source.startswith("synthetic:") or is_store(source):
-        clips = open_clips(source, ClipSpec(frames=length, stride=length, size=size, **rates))
-        frames = int(min(len(clips) * length, limit))
-        pieces = (clips[i][:, : frames - i * length] for i in range(-(-frames // length)))
-        store_fps = clips.spec.fps if isinstance(clips, ClipStore) else None
-        fps = model_fps or Fraction(store_fps or DEFAULT_FPS).limit_denominator(1001)
-        return VideoInput(pieces, frames, fps)
-    single = open_clips(source, ClipSpec(frames=1, stride=1, size=size, **rates))  # one item per frame
-    if single.source_index(len(single) - 1) != 0:
-        raise DataError(f"{source}: holds {len(single.sources)} videos; compress one video file or frame "
-                        "folder at a time")
-    frames = int(min(len(single), limit))
-    # Whole clips decode in one pass each; only the frames of the last, partial clip are read one by one.
-    whole = Clips(single.sources, ClipSpec(frames=length, stride=length, size=size, **rates))
-    full = frames // length
-    pieces = chain((lambda i=i: whole[i] for i in range(full)),
-                   (lambda j=j: single[j] for j in range(full * length, frames)))
-    return VideoInput(_skipping_unreadable(pieces), frames, model_fps or _source_fps(single.sources[0].times))
-
-
-def _skipping_unreadable(pieces: Iterator[Callable[[], Tensor]]) -> Iterator[Tensor]:
-    """The pieces that can be read; one that raises DataError is left out of the file with one DataWarning
-    naming the file and time, and one more at the end counts them."""
-    import warnings
-
-    from vqvid.data import DataError, DataWarning
-
-    total, skipped = 0, []
-    for read in pieces:
-        total += 1
-        try:
-            yield read()
-        except DataError as error:
-            skipped.append(str(error))
-            warnings.warn(f"compress: leaving out frames that cannot be read: {error}", DataWarning,
-                          stacklevel=2)
-    if skipped:
-        warnings.warn(f"compress: {len(skipped)} of {total} pieces could not be read and are not in the file "
-                      f"(first: {skipped[0]})", DataWarning, stacklevel=2)
-
-
-def _source_fps(times) -> Fraction:
-    """The mean frame rate of frames shown at `times` (seconds), as a ratio such as 30000/1001."""
-    if len(times) < 2 or not times[-1] > times[0]:
-        return Fraction(DEFAULT_FPS)
-    return Fraction((len(times) - 1) / float(times[-1] - times[0])).limit_denominator(1001)
-
-
 def _check_options(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames {args.max_frames}: expected at least 1")
@@ -128,6 +61,21 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--fps {args.fps}: expected a positive frame rate")
     if not args.output.parent.is_dir():
         raise ValueError(f"-o {args.output}: the folder {args.output.parent} does not exist")
+    check_not_an_input(args.output, [args.input, args.model])
+
+
+def check_not_an_input(output: Path, inputs: list[str | Path]) -> None:
+    """Refuses an output path that is one of the inputs (the same path, or another name of the same file), or
+    that lies inside an input folder (a frame folder, a store, the model folder): writing it would replace or
+    change what is being read."""
+    target = output.resolve()
+    for source in map(Path, inputs):
+        if not source.exists():
+            continue
+        inside = source.is_dir() and source.resolve() in target.parents
+        if target == source.resolve() or inside or (output.exists() and output.samefile(source)):
+            where = "inside the input folder" if inside else "the input"
+            raise ValueError(f"-o {output}: this is {where} {source}; write the output to another file")
 
 
 def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
@@ -144,7 +92,9 @@ def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.packing import bits_per_code
-    from vqvid.codec.video import clip_geometry, compress
+    from vqvid.codec.video import compress
+    from vqvid.data.inputs import open_video
+    from vqvid.geometry import clip_geometry
     from vqvid.modelpack import load_model_folder
 
     try:
@@ -154,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         video = open_video(args.input, folder.vqvae.data, geometry, args.max_frames)
         folder.vqvae.model.to(args.device)
         mode = "fixed" if args.fixed else None
-        compressed = compress(folder, video.pieces, args.fps or video.fps, mode=mode, verify=args.verify,
-                              batch_size=args.batch_size,
+        compressed = compress(folder, video.pieces, args.fps or video.fps, mode=mode, levels=args.levels,
+                              verify=args.verify, batch_size=args.batch_size,
                               progress=progress_printer(not args.no_progress))
         compressed.write(args.output)
     except (ValueError, OSError) as error:
@@ -164,21 +114,27 @@ def main(argv: list[str] | None = None) -> int:
 
     header = compressed.header
     width = bits_per_code(header.num_codes)
-    codes = header.num_clips * geometry.positions
+    top_codes = math.prod(geometry.top_shape)
+    codes = header.num_clips * (geometry.positions if header.levels == "both" else top_codes)
     fps = float(header.fps)
     figures = {
-        "frames": header.frame_count, "clips": header.num_clips, "mode": header.mode, "fps": fps,
+        "frames": header.frame_count, "clips": header.num_clips, "mode": header.mode, "levels": header.levels,
+        "fps": fps, "top_layer_bytes": compressed.top_layer_size,
         "bytes": compressed.size, "bits_per_pixel": compressed.bits_per_pixel,
         "kbit_per_second": compressed.kbit_per_second, "bits_per_code": 8 * compressed.size / codes,
         "fixed_width_bytes": compressed.fixed_width_size, "fixed_width_bits_per_code": width,
         "model_bits": {"top": compressed.top_bits, "bottom": compressed.bottom_bits},
     }
     print(f"wrote {args.output}: {header.frame_count} frames of {header.width}×{header.height} at "
-          f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}")
+          f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}, "
+          + ("top and bottom codes" if header.levels == "both" else "top codes only"))
     print(f"{compressed.size} bytes: {compressed.bits_per_pixel:.4g} bits/pixel, "
           f"{compressed.kbit_per_second:.2f} kbit/s, {figures['bits_per_code']:.3f} bits/code")
     print(f"fixed-width {width}-bit codes: {compressed.fixed_width_size} bytes; this file is "
           f"{100 * compressed.size / compressed.fixed_width_size:.1f}% of that")
+    if header.levels == "both":
+        print(f"top layer: {compressed.top_layer_size} bytes ({100 * compressed.top_layer_size / compressed.size:.1f}% "
+              "of the file), what `vqvid decompress --levels top` reads for the coarse video")
     if header.mode == "prior":
         model_bytes = (compressed.top_bits + compressed.bottom_bits) / 8
         print(f"the priors' NLL of these codes: {model_bytes:.0f} bytes (top {compressed.top_bits / 8:.0f}, "

@@ -1,12 +1,17 @@
 """`vqvid decompress`: a .vqv file back into a video.
 
-    vqvid decompress clip.vqv --model MODEL_DIR -o out.mp4|out.gif
+    vqvid decompress clip.vqv --model MODEL_DIR -o out.mp4|out.gif [--levels top|both]
 
 The model folder must be the one that wrote the file (its fingerprint is in the header). The frames are the
 VQ-VAE's decoding of the file's codes, what `vqvid reconstruct` shows for the same video, written at the frame
 rate the file records. A damaged, truncated or foreign file, or one whose decoded codes fail their checksums
 (a decoder whose priors compute other probabilities than the writer's), is refused with a message naming the
 chunk, and no output.
+
+--levels top decodes the top codes alone, the coarse video (the bottom codes zeroed, as `vqvid reconstruct
+--levels` shows it), reading only the file's top layer. Without --levels the file's own levels are decoded: both,
+or the top codes of a file written with `vqvid compress --levels top` or cut after its top layer (`vqvid info`
+says which).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", type=Path, help="the .vqv file")
     parser.add_argument("--model", required=True, type=Path, help="the model folder that wrote it")
     parser.add_argument("-o", "--output", required=True, type=Path, help="out.mp4, out.mkv or out.gif")
+    parser.add_argument("--levels", choices=("both", "top"),
+                        help="decode both levels, or the top codes alone (default: what the file holds)")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per VQ-VAE decoder pass (default 4)")
     parser.add_argument("--device", default="cpu", help="torch device of the VQ-VAE (default cpu)")
     parser.add_argument("--no-progress", action="store_true")
@@ -33,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.video import decompress
-    from vqvid.commands.compress import progress_printer
+    from vqvid.commands.compress import check_not_an_input, progress_printer
     from vqvid.modelpack import load_model_folder
     from vqvid.viz import save_video
 
@@ -42,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"-o {args.output}: expected a file ending in {', '.join(VIDEO_SUFFIXES)}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
+        check_not_an_input(args.output, [args.input, args.model])
         folder = load_model_folder(args.model)
         folder.vqvae.model.to(args.device)
-        decompressed = decompress(folder, args.input, batch_size=args.batch_size,
+        decompressed = decompress(folder, args.input, levels=args.levels, batch_size=args.batch_size,
                                   progress=progress_printer(not args.no_progress))
         save_video(args.output, decompressed.video, float(decompressed.header.fps))
     except (ValueError, OSError) as error:
@@ -52,5 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     header = decompressed.header
     print(f"wrote {args.output}: {header.frame_count} frames of {header.width}×{header.height} at "
-          f"{float(header.fps):.4g} fps from {args.input} ({header.num_clips} clip(s), mode {header.mode})")
+          f"{float(header.fps):.4g} fps from {args.input} ({header.num_clips} clip(s), mode {header.mode}, "
+          + ("both levels)" if decompressed.levels == "both" else "top codes only: the coarse video)"))
     return 0

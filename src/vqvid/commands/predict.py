@@ -18,18 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange, repeat
-
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
-    from vqvid.data import ClipSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.data import ClipSpec
+    from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
     from vqvid.modelpack import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         data = folder.vqvae.data
         rates = {k: data[k] for k in ("fps", "source_fps") if data.get(k) is not None}
         spec = ClipSpec(frames=args.frames, stride=args.frames, size=geometry.height, **rates)
-        dataset, spec = _open_input(args.input, spec, geometry.clip_frames)
+        dataset, spec = open_prediction_input(args.input, spec, geometry.clip_frames)
         clips = torch.stack(read_clips(dataset, args.clips, "predict"))  # (B, 3, T, H, W)
         for part in (folder.vqvae, folder.top, folder.bottom):
             part.model.to(device)
@@ -116,28 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
-
-
-def _open_input(source: str, spec: ClipSpec, clip_frames: int) -> tuple[Dataset, ClipSpec]:
-    """Clips of `source` as long as the whole prediction, so the truth covers every generated frame; for a
-    rollout from a source too short for that, clips of one model clip, from which the rollout can still start.
-    """
-    from vqvid.data import DataError, open_clips
-
-    if spec.frames <= clip_frames:
-        return open_clips(source, spec), spec
-    # Files too short for the whole rollout warn that they are skipped: true only if no fallback follows.
-    with warnings.catch_warnings(record=True) as skipped:
-        warnings.simplefilter("always")
-        try:
-            dataset = open_clips(source, spec)
-        except DataError:
-            short = replace(spec, frames=clip_frames, stride=clip_frames)
-            print(f"{source}: no clip of {spec.frames} frames; the truth covers the first {clip_frames} only")
-            return open_clips(source, short), short
-    for warning in skipped:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return dataset, spec
 
 
 def _psnr_table(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,

@@ -5,8 +5,11 @@
 Every input is cut into clips of the model's size and length; all methods code exactly those frames (8-bit
 RGB at the model's resolution) and are measured the same way: bits per pixel and kbit/s from real file sizes
 (containers included), PSNR and SSIM per frame. Rows:
-- `vqvid`: the `.vqv` file entropy-coded under the priors;
-- `vqvid 9-bit`: the same codes in a fixed-width `.vqv` file (what the codes cost without the priors);
+- `vqvid`: the `.vqv` file entropy-coded under the priors, at two points of one file: "priors" decodes both
+  levels from the whole file, "priors, top only" decodes the coarse video from its top layer alone (the file
+  cut after its top chunks, what `vqvid decompress --levels top` reads);
+- `vqvid 9-bit`: the same codes in a fixed-width `.vqv` file (what the codes cost without the priors), at the
+  same two points ("fixed", "fixed, top only");
 - `x264 medium` / `x265 medium`: MP4 files at each CRF.
 Several inputs are pooled: bytes and pixels summed, PSNR and SSIM averaged over frames.
 """
@@ -59,18 +62,32 @@ def _pool(points):
 
 
 def measure(folder, frames_video, fps: float, crfs, codecs) -> list:
-    """All points for one video 3×N×H×W in [-1, 1]: vqvid (priors), vqvid 9-bit and the classical sweep."""
+    """All points for one video 3×N×H×W in [-1, 1]: vqvid (priors) and vqvid 9-bit, each from the whole file
+    and from its top layer alone, and the classical sweep."""
+    import math
+
     from vqvid.codec.baseline import rd_point, rd_sweep
+    from vqvid.codec.packing import packed_size
     from vqvid.codec.video import compress, decompress
     from vqvid.data import to_uint8_frames
 
     original = to_uint8_frames(frames_video)  # (N, H, W, 3): the reference every method is measured against
     coded = compress(folder, frames_video, fps)
-    decoded = to_uint8_frames(decompress(folder, coded.data).video)
+    header = coded.header
+    top_layer = coded.data[:coded.top_layer_size]  # the file cut after its top chunks: a file of its own
+    decoded = {"": to_uint8_frames(decompress(folder, coded.data).video),
+               ", top only": to_uint8_frames(decompress(folder, top_layer).video)}
+    # Fixed width: the same container, each layer's chunks at ceil(log2 K) bits a code.
+    container = coded.size - sum(map(len, coded.chunks))
+    fixed_top = header.num_clips * packed_size(math.prod(header.top_shape), header.num_codes)
+    sizes = {("priors", ""): coded.size, ("priors", ", top only"): coded.top_layer_size,
+             ("fixed", ""): coded.fixed_width_size, ("fixed", ", top only"): container + fixed_top}
     points = []
-    if coded.header.mode == "prior":
-        points.append(rd_point("vqvid", "priors", original, decoded, coded.size, fps))
-    points.append(rd_point("vqvid 9-bit", "fixed", original, decoded, coded.fixed_width_size, fps))
+    for setting, method in (("priors", "vqvid"), ("fixed", "vqvid 9-bit")):
+        if setting == "priors" and header.mode != "prior":
+            continue
+        for part, frames in decoded.items():
+            points.append(rd_point(method, setting + part, original, frames, sizes[setting, part], fps))
     points += rd_sweep(original, fps, codecs=codecs, crfs=crfs)
     return points
 

@@ -24,17 +24,10 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
+from vqvid.geometry import ClipGeometry, clip_geometry
 from vqvid.modelpack import LoadedPrior, ModelFolder
-from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE, Codes
+from vqvid.models.vqvae import TIME_FACTOR, VQVAE, Codes
 from vqvid.sampling.ancestral import sample
-
-
-class Geometry(NamedTuple):
-    """The clip size a model folder's priors work on: their code grids are fixed in size."""
-
-    clip_frames: int  # L, frames of one sampling window
-    height: int
-    width: int
 
 
 class PaddingCost(NamedTuple):
@@ -140,12 +133,12 @@ def _priors(model_folder: ModelFolder) -> tuple[LoadedPrior, LoadedPrior]:
     return top, bottom
 
 
-def check_request(model_folder: ModelFolder, context: int, frames: int, samples: int = 1) -> Geometry:
+def check_request(model_folder: ModelFolder, context: int, frames: int, samples: int = 1) -> ClipGeometry:
     """Raise ValueError unless the folder can make `frames` frames from `context` frames, `samples` times;
-    return the clip size its priors need."""
-    top, _ = _priors(model_folder)
-    t, h, w = top.config.shape
-    geometry = Geometry(TIME_FACTOR * t, SPACE_FACTOR * h, SPACE_FACTOR * w)
+    return the clip size its priors need (their grids are fixed in size: one sampling window)."""
+    _priors(model_folder)
+    geometry = clip_geometry(model_folder)
+    t = geometry.top_shape[0]
     check_context(context, geometry.clip_frames)
     if frames <= context or frames % TIME_FACTOR:
         raise ValueError(f"frames={frames}: expected a multiple of {TIME_FACTOR} larger than "
@@ -195,7 +188,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
     vqvae = model_folder.vqvae.model
-    if clips.dim() != 5 or clips.shape[1] != 3 or tuple(clips.shape[3:]) != geometry[1:]:
+    if clips.dim() != 5 or clips.shape[1] != 3 or tuple(clips.shape[3:]) != (geometry.height, geometry.width):
         raise ValueError(f"clips must be (B, 3, T, {geometry.height}, {geometry.width}) for this model "
                          f"folder, got shape {tuple(clips.shape)}")
     if clips.shape[2] < context:
