@@ -17,7 +17,6 @@ import torch
 from einops import rearrange
 
 from tests.codec.test_container import raw_file
-from vqvid.checkpoints import LoadedVQVAE
 from vqvid.codec import FingerprintMismatchError, VQVFormatError, coding, encode_all, quantize_pmf, read_vqv
 from vqvid.codec.coding import codes_checksum, encode_level, writer_description
 from vqvid.codec.packing import pack_fixed, packed_size
@@ -29,9 +28,9 @@ from vqvid.codec.video import (
     decompress,
     decompress_codes,
 )
-from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, Codes, VQVAEConfig
+from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling import sample
 
 NUM_CODES = 16

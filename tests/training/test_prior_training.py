@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.tiny import quick_train_config
-from vqvid.checkpoints import read_checkpoint
 from vqvid.config import to_dict
 from vqvid.data.codes import CodeStore, CodeStoreMeta
 from vqvid.models.pixelsnail import PixelSNAILConfig, codebook_coordinates
+from vqvid.persistence import read_checkpoint
 from vqvid.presets import PriorRun
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData

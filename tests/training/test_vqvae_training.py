@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tests.tiny import quick_train_config
-from vqvid.checkpoints import load_vqvae, read_checkpoint
 from vqvid.models.vqvae import VQVAEConfig
+from vqvid.persistence import load_vqvae, read_checkpoint
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData
 from vqvid.training.runner import fit

@@ -55,8 +55,8 @@ from vqvid.codec.coding import (
 from vqvid.codec.container import VQVFormatError, VQVHeader, check_fingerprint, read_vqv, write_vqv
 from vqvid.codec.entropy import quantize_pmf
 from vqvid.codec.packing import bits_per_code, packed_size
-from vqvid.modelpack import ModelFolder
 from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE, Codes
+from vqvid.persistence import ModelFolder
 
 Shape3 = tuple[int, int, int]
 Mode = Literal["fixed", "prior"]

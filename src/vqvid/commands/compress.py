@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.packing import bits_per_code
     from vqvid.codec.video import clip_geometry, compress
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
 
     try:
         _check_options(args)

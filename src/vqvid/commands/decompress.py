@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.video import decompress
     from vqvid.commands.compress import progress_printer
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
     from vqvid.viz import save_video
 
     try:

@@ -104,7 +104,7 @@ class Demo:
 
     def priors(self) -> None:
         from vqvid.data.codes import CodeDataset
-        from vqvid.modelpack import load_prior
+        from vqvid.persistence import load_prior
         from vqvid.training.prior import bits_per_code
 
         self.prior_ckpts, figures = {}, {}

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.modelpack import export_model, load_model_folder
+    from vqvid.persistence import export_model, load_model_folder
 
     try:
         out = export_model(args.vqvae, args.out, args.top, args.bottom)

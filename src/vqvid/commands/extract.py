@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, launch: Launch, gather: Callable[[object], list]) -> int:
     """Extract as rank `launch.rank`; `gather(value)` returns every rank's value (a collective on all ranks)."""
-    from vqvid.checkpoints import load_vqvae
     from vqvid.data import DataError, open_clips
     from vqvid.data.codes import (
         CodeStoreError,
@@ -109,6 +108,7 @@ def _run(args: argparse.Namespace, launch: Launch, gather: Callable[[object], li
         merge_shards,
         start_extraction,
     )
+    from vqvid.persistence import load_vqvae
 
     errors = (ValueError, FileNotFoundError, DataError, CodeStoreError)
     lead = launch.rank == 0

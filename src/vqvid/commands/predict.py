@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.data import ClipSpec
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
     from vqvid.viz import for_display, save_video, side_by_side, stack_rows
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.codec.baseline import format_rd_table, plot_rd
     from vqvid.codec.video import clip_geometry
     from vqvid.data import DataError, open_clips
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
 
     try:
         folder = load_model_folder(args.model)

@@ -62,8 +62,8 @@ def reconstruct(model, clips: torch.Tensor, levels: bool, batch_size: int, devic
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid import metrics
-    from vqvid.checkpoints import load_vqvae
     from vqvid.data import DataError, open_clips
+    from vqvid.persistence import load_vqvae
     from vqvid.viz import for_display, save_video, side_by_side
 
     try:

@@ -76,14 +76,21 @@ def _resolve(cls, preset, args: argparse.Namespace):
     return resolve(cls, preset, args.config, [*args.overrides, *_cli_overrides(args)])
 
 
-def _resume_path(args: argparse.Namespace) -> Path | None:
+def _resume_path(args: argparse.Namespace, run) -> Path | None:
+    """The checkpoint to resume from, once it has been read as a vqvid checkpoint of this stage whose model
+    is the run's: Lightning is only ever handed a file that passed `read_checkpoint`."""
     if args.resume is None:
         return None
+    from vqvid.persistence import read_checkpoint, read_config
     from vqvid.training.runner import last_checkpoint
 
     path = last_checkpoint(args.out) if args.resume == "last" else Path(args.resume)
     if path is None or not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
+    saved = read_checkpoint(path, args.stage, "--resume")["hyper_parameters"]["model"]
+    if args.stage == "vqvae" and read_config(type(run.model), saved, f"--resume {path}: model") != run.model:
+        raise ValueError(f"--resume {path}: its model config differs from this run's ({args.out / 'config.yaml'} "
+                         "and overrides); resume with the run's own config")
     return path
 
 
@@ -97,7 +104,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.vqvae import VQVAEModule
 
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
-    resume = _resume_path(args)
+    resume = _resume_path(args, run)
     train_set, val_set = _clip_sets(args.data, args.val_data, run)
     args.out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, args.out / "config.yaml")
@@ -135,7 +142,7 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.prior import train_prior_run
 
     run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
-    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args),
+    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args, run),
                            progress=not args.no_progress)
 
 

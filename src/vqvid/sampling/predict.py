@@ -24,8 +24,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
-from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE, Codes
+from vqvid.persistence import LoadedPrior, ModelFolder
 from vqvid.sampling.ancestral import sample
 
 

@@ -83,8 +83,8 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     the last validation's bits per code and accuracy."""
     from dataclasses import replace
 
-    from vqvid.checkpoints import read_checkpoint
     from vqvid.data.codes import CodeDataset, CodeStoreError
+    from vqvid.persistence import read_checkpoint
     from vqvid.training.data import TrainValData, hold_out
     from vqvid.training.runner import fit
 
