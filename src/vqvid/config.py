@@ -162,4 +162,6 @@ def resolve(cls: type[T], preset: Any, file: str | Path | None = None, overrides
 
 
 def save_yaml(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    from vqvid.files import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -100,10 +100,12 @@ def staging_folder(out: str | os.PathLike) -> Path:
 
 def replace_folder(staging: Path, out: str | os.PathLike) -> Path:
     """Put the complete folder `staging` at `out`, replacing an existing `out` in one atomic swap where the
-    system allows it; the old folder is removed only once the new one is in place."""
+    system allows it; the old folder is removed only once the new one is in place. Its files get the modes of
+    new files of the user's (umask applied)."""
     out = Path(out)
     for file in staging.iterdir():
         if file.is_file():
+            os.chmod(file, 0o666 & ~umask())  # some writers (safetensors) create files 0600 whatever the umask
             _fsync_file(file)
     _fsync_folder(staging)
     if not out.exists():
