@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.persistence import load_model_folder
 
     try:
+        from vqvid.commands import options
+
+        options.at_least(args.max_clips, 1, "--max-clips")
+        options.frame_rate(args.fps)
+        options.output_file(args.output, "-o", (".png",))
         folder = load_model_folder(args.model)
         clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
         fps = args.fps or folder.vqvae.data.get("fps") or 10.0
@@ -103,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     points = _pool(measured)
     print(format_rd_table(points))
-    plot_rd(points, args.output)
+    from vqvid.files import atomic_path
+
+    with atomic_path(args.output) as partial:
+        plot_rd(points, partial)
     print(f"wrote {args.output}")
     if args.json:
-        args.json.write_text(json.dumps([p._asdict() for p in points], indent=2, default=_plain))
+        from vqvid.files import write_text
+
+        write_text(args.json, json.dumps([p._asdict() for p in points], indent=2, default=_plain))
     return 0
 
 

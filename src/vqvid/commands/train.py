@@ -94,6 +94,23 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     return path
 
 
+def _check_run(args: argparse.Namespace, run) -> Path | None:
+    """Everything that can be refused before a file is written: the run folder, the checkpoint to resume from
+    and the hardware. Returns the checkpoint to resume from, if any."""
+    from vqvid.training.runner import check_hardware
+
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if args.resume is None and out.is_dir() and any(out.iterdir()):
+        holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
+            "is not empty"
+        raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
+    resume = _resume_path(args, run)
+    check_hardware(run.train)
+    return resume
+
+
 def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     import lightning as L
 
@@ -104,7 +121,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.vqvae import VQVAEModule
 
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
-    resume = _resume_path(args, run)
+    resume = _check_run(args, run)
     train_set, val_set = _clip_sets(args.data, args.val_data, run)
     args.out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, args.out / "config.yaml")
@@ -142,7 +159,7 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.prior import train_prior_run
 
     run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
-    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args, run),
+    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _check_run(args, run),
                            progress=not args.no_progress)
 
 
