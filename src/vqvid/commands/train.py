@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,7 +103,9 @@ def _check_run(args: argparse.Namespace, run) -> Path | None:
     out = args.out
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
-    if args.resume is None and out.is_dir() and any(out.iterdir()):
+    # Only the first process judges the folder: DDP's other processes run this command again once it exists.
+    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
+    if first_process and args.resume is None and out.is_dir() and any(out.iterdir()):
         holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
             "is not empty"
         raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
