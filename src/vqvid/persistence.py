@@ -101,10 +101,11 @@ def read_config(cls: type[ConfigT], data: Any, where: str) -> ConfigT:
 
 
 def build_model(model_class: type[torch.nn.Module], config: Any, where: str) -> torch.nn.Module:
-    """`model_class(config)`, once its parameter count (measured without allocating, on the meta device) is
-    within `MAX_PARAMETERS`."""
+    """`model_class(config)`, once its size in parameters and buffers (measured without allocating, on the meta
+    device) is within `MAX_PARAMETERS`."""
     with torch.device("meta"):
-        count = sum(p.numel() for p in model_class(config).parameters())
+        probe = model_class(config)
+    count = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
     if count > MAX_PARAMETERS:
         raise ConfigError(f"{where}: describes a {model_class.__name__} of {count:,} parameters; vqvid's limit "
                           f"is {MAX_PARAMETERS:,}")
