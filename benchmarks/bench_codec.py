@@ -31,13 +31,12 @@ from typing import TypeVar
 
 import torch
 
-from vqvid.checkpoints import LoadedVQVAE
 from vqvid.codec.coding import coding_vqvae, encode_clip
 from vqvid.codec.video import Compressed, compress_codes, decode_video, decompress_codes
 from vqvid.data import MovingShapes
-from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import VQVAE, Codes
+from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.presets import get_preset
 from vqvid.sampling import sample
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from vqvid.checkpoints import fingerprint
 from vqvid.config import to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.persistence import fingerprint
 
 CLIP_FRAMES, SIZE, NUM_CODES = 8, 16, 16
 
@@ -55,7 +55,7 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
     paths = {"vqvae": write_checkpoint(root / "vqvae.ckpt", "vqvae", vqvae, {"model": vqvae_config, "data": data})}
     for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
         hyper_parameters = {"model": to_dict(prior.config), "level": level,
-                            "vqvae_fingerprint": fingerprint(vqvae_config, vqvae.state_dict())}
+                            "vqvae_fingerprint": fingerprint(vqvae.config, vqvae.state_dict())}
         paths[level] = write_checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
     return paths
 

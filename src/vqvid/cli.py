@@ -7,6 +7,7 @@ Modules are imported only when their subcommand runs, so `vqvid --help` stays fa
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # subcommand -> (module in vqvid.commands, one-line help)
@@ -48,4 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vqvid: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"vqvid.commands.{COMMANDS[name][0]}")
-    return int(module.main(rest) or 0)
+    try:
+        code = int(module.main(rest) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of our output went away (`vqvid info A.vqv | head -1`): not an error of ours to report.
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

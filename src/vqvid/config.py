@@ -8,6 +8,7 @@ tree is saved next to the run as YAML, so a run can be repeated from its folder 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -53,6 +54,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as error:
                 errors.append(str(error))
+        if len(errors) == 1:  # X | None: X's own message says what was expected
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: {value!r} fits none of {annotation}")
     if origin is typing.Literal:
         if value not in args:
@@ -81,6 +84,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # .inf or .nan would train to NaN or hang; no field means either
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -121,7 +126,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not a YAML value"
+            raise ConfigError(f"override {item!r}: {key} is not a valid YAML value ({problem})") from None
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -153,4 +162,6 @@ def resolve(cls: type[T], preset: Any, file: str | Path | None = None, overrides
 
 
 def save_yaml(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    from vqvid.files import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from vqvid.modelpack import ModelFolder
 from vqvid.models.vqvae import SPACE_FACTOR, TIME_FACTOR, VQVAE
+from vqvid.persistence import ModelFolder
 
 Shape3 = tuple[int, int, int]
 

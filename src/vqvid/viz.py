@@ -58,8 +58,12 @@ def for_display(video: torch.Tensor, min_height: int = 128) -> torch.Tensor:
 
 
 def save_video(path: str | Path, video: torch.Tensor, fps: float = 10.0) -> Path:
-    """Write a 3×T×H×W video in [-1, 1] to `path` (.gif, .mp4 or .mkv)."""
+    """Write a 3×T×H×W video in [-1, 1] to `path` (.gif, .mp4 or .mkv), atomically (see `vqvid.files`)."""
+    from vqvid.files import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, to_uint8_frames(video), fps)
+    frames = to_uint8_frames(video)
+    with atomic_path(path) as partial:  # an existing file stays whole until the new one is complete
+        write_video(partial, frames, fps)
     return path

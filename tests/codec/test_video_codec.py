@@ -22,7 +22,6 @@ import torch
 from einops import rearrange
 
 from tests.codec.test_container import raw_file
-from vqvid.checkpoints import LoadedVQVAE
 from vqvid.codec import FingerprintMismatchError, VQVFormatError, coding, encode_all, quantize_pmf, read_vqv
 from vqvid.codec.coding import DesyncError, codes_checksum, encode_level, writer_description
 from vqvid.codec.packing import pack_fixed, packed_size
@@ -33,9 +32,9 @@ from vqvid.codec.video import (
     decompress_codes,
 )
 from vqvid.geometry import clip_geometry
-from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, Codes, VQVAEConfig
+from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling import sample
 
 NUM_CODES = 16

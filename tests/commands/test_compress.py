@@ -15,13 +15,12 @@ from PIL import Image, ImageSequence
 
 from tests.codec.test_video_codec import CLIP_FRAMES, NUM_CODES, SIZE, tiny_priors, tiny_vqvae
 from tests.tiny import write_checkpoint
-from vqvid.checkpoints import fingerprint
 from vqvid.codec import read_vqv
 from vqvid.codec.video import decompress_codes
 from vqvid.commands import compress, decompress, info
 from vqvid.config import to_dict
 from vqvid.data import from_uint8_frames, write_synthetic_videos
-from vqvid.modelpack import export_model, load_model_folder
+from vqvid.persistence import export_model, fingerprint, load_model_folder
 
 FRAMES = 6  # one whole clip of 4 and a partial one
 
@@ -42,7 +41,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     priors = {}
     for level, prior in zip(("top", "bottom"), tiny_priors(), strict=True):
         hyper_parameters = {"model": to_dict(prior.config), "level": level,
-                            "vqvae_fingerprint": fingerprint(vqvae_config, vqvae.state_dict())}
+                            "vqvae_fingerprint": fingerprint(vqvae.config, vqvae.state_dict())}
         priors[level] = write_checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
     return {"priors": export_model(vqvae_path, root / "model", priors["top"], priors["bottom"]),
             "fixed": export_model(vqvae_path, root / "vqvae_only")}

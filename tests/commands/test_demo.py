@@ -5,9 +5,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from vqvid.checkpoints import load_vqvae
 from vqvid.commands.demo import main
 from vqvid.data.codes import CodeStore
+from vqvid.persistence import load_vqvae
 
 
 def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):

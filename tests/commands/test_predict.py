@@ -14,7 +14,7 @@ from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
 from vqvid.commands.predict import main
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
 from vqvid.metrics import psnr_per_frame
-from vqvid.modelpack import export_model, load_model_folder
+from vqvid.persistence import export_model, load_model_folder
 from vqvid.sampling.predict import predict
 
 pytestmark = pytest.mark.usefixtures("one_thread")

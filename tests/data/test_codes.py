@@ -586,3 +586,23 @@ def test_a_shard_of_other_codes_is_refused(tmp_path):
         pass
     with pytest.raises(CodeStoreError, match="refusing to merge .*rank-00000.*vqvae-other"):
         extract_codes(lambda x: job.slow_encode(x, 0.0), job.Clips(), path, job.META, progress=False)
+
+
+@pytest.mark.parametrize("where", ["record", "codebooks"])
+def test_a_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path, where):
+    """A record whose `.npy` header claims 10^12 codes is refused from its header: nothing of that size is
+    allocated (numpy would allocate what the header says before reading)."""
+    tagged_store(tmp_path, 1)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<u2", "fortran_order": False, "shape": (10**12,)})
+    value = header.getvalue() + b"\0" * 64  # the header (magic included), then far fewer bytes than it claims
+    env = lmdb.open(str(tmp_path), max_dbs=2)
+    with env.begin(write=True) as txn:
+        if where == "record":
+            txn.put((0).to_bytes(8, "big"), value, db=env.open_db(b"records", txn=txn))
+        else:
+            txn.put(b"codebooks", value, db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with CodeStore.open(tmp_path) as store, pytest.raises(CodeStoreError, match=r"declares .*2,000,000,000,000 "
+                                                                                r"bytes"):
+        store.get(0) if where == "record" else store.codebooks()

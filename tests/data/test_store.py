@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -13,7 +18,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from tests.data.test_video import write_test_video
 from vqvid.data import ClipSpec, ClipStore, DataError, DataWarning, is_store, open_clips, prepare_store
-from vqvid.data import store as store_module
 from vqvid.data.store import STORE_DATA, STORE_META
 
 SPEC = ClipSpec(frames=4, stride=3, size=16)
@@ -94,17 +98,44 @@ class Interrupted(Dataset):
         return f"clip {index}"
 
 
-def test_an_interrupted_prepare_leaves_no_store_behind(tmp_path, monkeypatch, videos):
+def test_an_interrupted_prepare_leaves_the_old_store_as_it_was(tmp_path, monkeypatch, videos):
     out = prepare_store(videos, tmp_path / "store", SPEC, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setattr("vqvid.data.sources.open_clips", lambda *args: Interrupted(at=3))
     with pytest.raises(KeyboardInterrupt):
         prepare_store(videos, out, SPEC, progress=False)
-    assert not is_store(out)  # the old store was invalidated before it was overwritten
-    assert sorted(p.name for p in out.iterdir()) == [STORE_DATA]
-    with pytest.raises(DataError, match=f"holds {STORE_DATA} but no {STORE_META}"):
-        open_clips(out, SPEC)
-    with pytest.raises(DataError, match=f"{STORE_META}: missing"):
-        ClipStore(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert len(ClipStore(out)) == len(open_clips(videos, SPEC))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder left behind
+
+
+def test_an_interrupted_first_prepare_leaves_no_store(tmp_path, monkeypatch):
+    monkeypatch.setattr("vqvid.data.sources.open_clips", lambda *args: Interrupted(at=3))
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store("synthetic:8", tmp_path / "store", SPEC, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError):
+        open_clips(tmp_path / "store", SPEC)
+
+
+def test_a_prepare_killed_midway_leaves_the_old_store_usable(tmp_path):
+    """SIGKILL, no cleanup at all: the old store still opens, with its old clips."""
+    out = prepare_store("synthetic:2", tmp_path / "store", SPEC, progress=False)
+    before = ClipStore(out).frames(1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-m", "vqvid", "prepare", "synthetic:100000", "--out", str(out),
+                                "--frames", "4", "--size", "16", "--quiet"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.endswith(".partial") and (p / STORE_DATA).is_file() and (p / STORE_DATA).stat().st_size
+                      for p in tmp_path.iterdir()):  # the new store is being written
+            assert process.poll() is None and time.monotonic() < deadline, "prepare ended before it was killed"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert len(ClipStore(out)) == 2
+    np.testing.assert_array_equal(ClipStore(out).frames(1), before)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -177,15 +208,6 @@ def test_progress_goes_to_stderr(tmp_path, capsys):
     assert captured.out == "" and "2/2 clips" in captured.err
 
 
-def test_the_module_writes_metadata_last(tmp_path, monkeypatch):
-    """Renames happen in order: clips first, then the description that makes the folder a store."""
-    renamed = []
-    real_replace = store_module.os.replace
-    monkeypatch.setattr(store_module.os, "replace", lambda a, b: (renamed.append(b.name), real_replace(a, b)))
-    prepare_store("synthetic:2", tmp_path / "s", ClipSpec(frames=2, size=8), progress=False)
-    assert renamed == [STORE_DATA, STORE_META]
-
-
 def test_prepare_reads_each_file_once_in_order_without_seeking(tmp_path, videos, monkeypatch):
     from tests.data.test_video import remux_with_decode_times, write_avi_with_dropped_frames
     from vqvid.data import video as video_module
@@ -205,3 +227,15 @@ def test_prepare_reads_each_file_once_in_order_without_seeking(tmp_path, videos,
     assert [store.describe(i) for i in range(len(store))] == [direct.describe(i) for i in range(len(direct))]
     for i, frames in enumerate(expected):
         np.testing.assert_array_equal(store.frames(i), frames)
+
+
+def test_a_store_appears_whole_with_the_users_modes(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        out = prepare_store("synthetic:2", tmp_path / "s", ClipSpec(frames=2, size=8), progress=False)
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert sorted(p.name for p in out.iterdir()) == [STORE_DATA, STORE_META]
+    assert out.stat().st_mode & 0o777 == 0o750
+    assert all(p.stat().st_mode & 0o777 == 0o640 for p in out.iterdir())

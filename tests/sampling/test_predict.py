@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
-from vqvid.checkpoints import LoadedVQVAE
-from vqvid.modelpack import LoadedPrior, ModelFolder
+from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling.predict import (
     _windows,
     check_context,

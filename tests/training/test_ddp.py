@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from vqvid.checkpoints import load_vqvae
+from vqvid.persistence import load_vqvae
 
 TRAIN = [
     "train", "vqvae", "--data", "synthetic:24", "--preset", "tiny", "--accelerator", "cpu", "--devices", "2",

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.tiny import quick_train_config
-from vqvid.checkpoints import read_checkpoint
 from vqvid.config import to_dict
 from vqvid.data.codes import CodeStore, CodeStoreMeta
 from vqvid.models.pixelsnail import PixelSNAILConfig, codebook_coordinates
+from vqvid.persistence import read_checkpoint
 from vqvid.presets import PriorRun
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData
@@ -82,3 +82,17 @@ def test_a_store_without_codebooks_trains_from_random_embeddings_with_a_warning(
     with pytest.warns(UserWarning, match="holds no codebooks"):
         embedding, _ = _first_step_embeddings(tmp_path, codebooks=False)
     assert embedding.std() > 0.5  # nn.Embedding's N(0, 1) start, not zeros
+
+
+def test_resuming_from_a_prior_of_another_level_or_config_is_refused_before_training(tmp_path):
+    from tests.tiny import write_checkpoint
+    from vqvid.models.pixelsnail import PixelSNAIL
+
+    codes = _code_store(tmp_path / "codes", codebooks=False)
+    top = write_checkpoint(tmp_path / "top.ckpt", "prior", PixelSNAIL(MODEL),
+                           {"model": to_dict(MODEL), "level": "top", "vqvae_fingerprint": "vqvae-fingerprint"})
+    run = PriorRun(model=PixelSNAILConfig(channels=8, n_blocks=1, attention=False, embed_dim=4,
+                                          condition_channels=4, dropout=0.0), train=quick_train_config(3))
+    with pytest.raises(ValueError, match="top.ckpt: a top prior of another model config than this bottom prior"):
+        train_prior_run(run, "bottom", codes, None, tmp_path / "run", top, progress=False)
+    assert not (tmp_path / "run").exists()

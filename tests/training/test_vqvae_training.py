@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tests.tiny import quick_train_config
-from vqvid.checkpoints import load_vqvae, read_checkpoint
 from vqvid.models.vqvae import VQVAEConfig
+from vqvid.persistence import load_vqvae, read_checkpoint
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData
 from vqvid.training.runner import fit
@@ -82,3 +82,24 @@ def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert last.read_bytes() == before
     assert load_vqvae(last).config == MODEL
+
+
+def test_a_run_whose_loss_turns_non_finite_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from vqvid.training.runner import NonFiniteTraining
+
+    class Diverging(VQVAEModule):
+        def training_step(self, video, batch_idx):
+            loss = super().training_step(video, batch_idx)
+            return loss * float("nan") if self.global_step >= 1 else loss  # the 2nd step diverges
+
+    config = quick_train_config(3, val_every=1)
+    L.seed_everything(0, verbose=False)
+    module = Diverging.from_configs(MODEL, config)
+    data = TrainValData(_clips(10, 1), _clips(2, 2), config.batch_size, 0, seed=0)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(NonFiniteTraining, match=f"the training loss is nan.*stopped \\({last} holds the last good"):
+        fit(module, data, config, tmp_path / "run", progress=False)
+    checkpoint = read_checkpoint(last, "vqvae")
+    assert checkpoint["global_step"] == 1  # the checkpoint of step 1, not one of the diverged step
+    assert all(torch.isfinite(tensor).all() for tensor in checkpoint["state_dict"].values())
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt", "step=1.ckpt"]

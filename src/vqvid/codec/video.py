@@ -54,8 +54,8 @@ from vqvid.codec.container import VQVFormatError, VQVHeader, check_fingerprint, 
 from vqvid.codec.entropy import quantize_pmf
 from vqvid.codec.packing import packed_size
 from vqvid.geometry import ClipGeometry, clip_geometry
-from vqvid.modelpack import ModelFolder
 from vqvid.models.vqvae import VQVAE, Codes
+from vqvid.persistence import ModelFolder
 
 Mode = Literal["fixed", "prior"]
 Levels = Literal["top", "both"]

@@ -59,6 +59,9 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise ValueError(f"--fps {args.fps}: expected a positive frame rate")
+    from vqvid.commands import options
+
+    options.device(args.device)
     if not args.output.parent.is_dir():
         raise ValueError(f"-o {args.output}: the folder {args.output.parent} does not exist")
     check_not_an_input(args.output, [args.input, args.model])
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.codec.video import compress
     from vqvid.data.inputs import open_video
     from vqvid.geometry import clip_geometry
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
 
     try:
         _check_options(args)
@@ -145,5 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verified: the full forward pass gives the coded PMF at {check.matching}/{check.positions} "
               f"positions ({100 * check.fraction:.2f}%)")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        from vqvid.files import write_text
+
+        write_text(args.json, json.dumps(figures, indent=2))
     return 0

@@ -20,8 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-VIDEO_SUFFIXES = (".gif", ".mp4", ".mkv")  # what `vqvid.data.write_video` writes
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqvid decompress", description=__doc__,
@@ -40,16 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.video import decompress
+    from vqvid.commands import options
     from vqvid.commands.compress import check_not_an_input, progress_printer
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
     from vqvid.viz import save_video
 
     try:
-        if args.output.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"-o {args.output}: expected a file ending in {', '.join(VIDEO_SUFFIXES)}")
+        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
         if args.batch_size < 1:
             raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
         check_not_an_input(args.output, [args.input, args.model])
+        options.device(args.device)
         folder = load_model_folder(args.model)
         folder.vqvae.model.to(args.device)
         decompressed = decompress(folder, args.input, levels=args.levels, batch_size=args.batch_size,

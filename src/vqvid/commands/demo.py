@@ -55,6 +55,15 @@ class Demo:
         self.seconds[name] = round(time.perf_counter() - start, 1)
         print(f"=== demo: {name} done in {self.seconds[name]:.1f} s", flush=True)
 
+    def fresh(self, folder: Path) -> Path:
+        """`folder` emptied of an earlier demo's output: a demo run again starts its stages anew (training
+        refuses a run folder that holds a run, extraction a store of another VQ-VAE)."""
+        import shutil
+
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        return folder
+
     def run_command(self, name: str, argv: list[str]) -> None:
         import importlib
 
@@ -76,7 +85,7 @@ class Demo:
 
     def vqvae(self) -> None:
         steps = self.vqvae_steps or (20 if self.fast else None)
-        argv = ["vqvae", "--data", self.train_source, "--preset", "tiny", "--out", str(self.out / "vqvae")]
+        argv = ["vqvae", "--data", self.train_source, "--preset", "tiny", "--out", str(self.fresh(self.out / "vqvae"))]
         if steps:
             argv += ["--max-steps", str(steps), f"train.val_every={min(steps, 200)}"]
         if self.fast:
@@ -98,18 +107,18 @@ class Demo:
     def extract(self) -> None:
         self.codes = {}
         for split, source in (("train", self.train_source), ("val", "synthetic:16" if self.fast else "synthetic:64")):
-            self.codes[split] = self.out / "codes" / split
+            self.codes[split] = self.fresh(self.out / "codes" / split)
             self.run_command("extract", ["--vqvae", str(self.vqvae_ckpt), "--data", source, "--split", split,
                                          "--out", str(self.codes[split]), "--batch-size", "8"])
 
     def priors(self) -> None:
         from vqvid.data.codes import CodeDataset
-        from vqvid.modelpack import load_prior
+        from vqvid.persistence import load_prior
         from vqvid.training.prior import bits_per_code
 
         self.prior_ckpts, figures = {}, {}
         for level in ("top", "bottom"):
-            out = self.out / f"prior_{level}"
+            out = self.fresh(self.out / f"prior_{level}")
             argv = ["prior", "--level", level, "--codes", str(self.codes["train"]), "--val-codes",
                     str(self.codes["val"]), "--preset", "tiny", "--out", str(out)]
             if self.fast:
@@ -168,8 +177,10 @@ class Demo:
 
     def report(self) -> None:
         report = {"figures": self.figures, "seconds": self.seconds, "fast": self.fast}
-        (self.out / "report.json").write_text(json.dumps(report, indent=2))
-        (self.out / "report.md").write_text(render_report(report))
+        from vqvid.files import write_text
+
+        write_text(self.out / "report.json", json.dumps(report, indent=2))
+        write_text(self.out / "report.md", render_report(report))
         print((self.out / "report.md").read_text())
 
 

@@ -1,6 +1,6 @@
 """`vqvid export`: one model folder (safetensors + JSON, no pickle) from the training checkpoints.
 
-    vqvid export --vqvae VQVAE.ckpt [--top TOP.ckpt --bottom BOTTOM.ckpt] --out MODEL_DIR
+    vqvid export --vqvae VQVAE.ckpt [--top TOP.ckpt --bottom BOTTOM.ckpt] --out MODEL_DIR [--force]
 
 Later stages load it with `--model MODEL_DIR`. Priors trained on codes of another VQ-VAE are refused.
 """
@@ -18,16 +18,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vqvae", required=True, type=Path, help="VQ-VAE checkpoint (.ckpt) or model folder")
     parser.add_argument("--top", type=Path, help="top prior checkpoint")
     parser.add_argument("--bottom", type=Path, help="bottom prior checkpoint")
-    parser.add_argument("--out", required=True, type=Path, help="model folder to write (replaced if it exists)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="model folder to write: absent, empty, or a model folder (which is replaced)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even if it is not a model folder (everything in it is lost)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.modelpack import export_model, load_model_folder
+    from vqvid.persistence import export_model, load_model_folder
 
     try:
-        out = export_model(args.vqvae, args.out, args.top, args.bottom)
+        out = export_model(args.vqvae, args.out, args.top, args.bottom, force=args.force)
         folder = load_model_folder(out)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid export: {error}", file=sys.stderr)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, launch: Launch, gather: Callable[[object], list]) -> int:
     """Extract as rank `launch.rank`; `gather(value)` returns every rank's value (a collective on all ranks)."""
-    from vqvid.checkpoints import load_vqvae
+    from vqvid.commands import options
     from vqvid.data import DataError, open_clips
     from vqvid.data.codes import (
         CodeStoreError,
@@ -109,6 +109,7 @@ def _run(args: argparse.Namespace, launch: Launch, gather: Callable[[object], li
         merge_shards,
         start_extraction,
     )
+    from vqvid.persistence import load_vqvae
 
     errors = (ValueError, FileNotFoundError, DataError, CodeStoreError)
     lead = launch.rank == 0
@@ -124,6 +125,10 @@ def _run(args: argparse.Namespace, launch: Launch, gather: Callable[[object], li
 
     error = None
     try:
+        if args.device is not None:
+            options.device(args.device)
+        options.at_least(args.batch_size, 1, "--batch-size")
+        options.at_least(args.num_workers, 0, "--num-workers")
         device = _device(args.device, launch.local_rank)
         loaded = load_vqvae(args.vqvae)
         spec = loaded.clip_spec()

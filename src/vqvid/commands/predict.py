@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.data import ClipSpec
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
-    from vqvid.modelpack import load_model_folder
+    from vqvid.persistence import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
     from vqvid.viz import for_display, save_video, side_by_side, stack_rows
 
@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.clips < 1:
             raise ValueError(f"--clips {args.clips}: expected at least 1")
+        from vqvid.commands import options
+
+        options.device(device)
+        options.frame_rate(args.fps)
+        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
         data = folder.vqvae.data
@@ -107,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
               "codes differ)")
     _print_table(figures["psnr_per_frame"])
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        from vqvid.files import write_text
+
+        write_text(args.json, json.dumps(figures, indent=2))
     return 0
 
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vqvid.commands import options
 from vqvid.data import ClipSpec, ClipStore, DataError, prepare_store
 from vqvid.data.store import STORE_DATA
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        options.frame_rate(args.fps)
+        options.frame_rate(args.source_fps, "--source-fps")
         spec = ClipSpec(frames=args.frames, stride=args.stride, size=args.size, fps=args.fps,
                         source_fps=args.source_fps)
         if args.workers < 0:

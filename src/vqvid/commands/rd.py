@@ -97,12 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vqvid.codec.baseline import format_rd_table, plot_rd
-    from vqvid.codec.video import clip_geometry
     from vqvid.data import DataError, open_clips
     from vqvid.data.sources import read_clips
-    from vqvid.modelpack import load_model_folder
+    from vqvid.geometry import clip_geometry
+    from vqvid.persistence import load_model_folder
 
     try:
+        from vqvid.commands import options
+
+        options.at_least(args.max_clips, 1, "--max-clips")
+        options.frame_rate(args.fps)
+        options.output_file(args.output, "-o", (".png",))
         folder = load_model_folder(args.model)
         clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
         fps = args.fps or folder.vqvae.data.get("fps") or 10.0
@@ -121,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     points = _pool(measured)
     print(format_rd_table(points))
-    plot_rd(points, args.output)
+    from vqvid.files import atomic_path
+
+    with atomic_path(args.output) as partial:
+        plot_rd(points, partial)
     print(f"wrote {args.output}")
     if args.json:
-        args.json.write_text(json.dumps([p._asdict() for p in points], indent=2, default=_plain))
+        from vqvid.files import write_text
+
+        write_text(args.json, json.dumps([p._asdict() for p in points], indent=2, default=_plain))
     return 0
 
 

@@ -59,15 +59,28 @@ def reconstruct(model, clips: torch.Tensor, levels: bool, batch_size: int, devic
     return Reconstructed(torch.cat(full), panels, {level: len(codes) for level, codes in used.items()})
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    from vqvid.commands import options
+
+    options.at_least(args.max_clips, 1, "--max-clips")
+    options.at_least(args.batch_size, 1, "--batch-size")
+    options.frame_rate(args.fps)
+    options.device(args.device)
+    options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
+    if args.json is not None:
+        options.output_file(args.json, "--json")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid import metrics
-    from vqvid.checkpoints import load_vqvae
     from vqvid.data import DataError, open_clips
     from vqvid.data.sources import read_clips
+    from vqvid.persistence import load_vqvae
     from vqvid.viz import for_display, save_video, side_by_side
 
     try:
+        _check_options(args)
         loaded = load_vqvae(args.vqvae)
         spec = loaded.clip_spec(whole_clips=True)
         dataset = open_clips(args.input, spec)
@@ -92,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per clip: {size}")
     print(f"codes used: top {used['top']}/{loaded.config.num_codes}, bottom {used['bottom']}/{loaded.config.num_codes}")
     if args.json:
-        args.json.write_text(json.dumps({
+        from vqvid.files import write_text
+
+        write_text(args.json, json.dumps({
             "psnr": psnr, "ssim": ssim, "clips": n, "code_bits": size.code_bits,
             "raw_bits": size.raw_bits, "reduction": size.reduction,
             "codebook_usage": usage}, indent=2))

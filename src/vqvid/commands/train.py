@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,15 +77,41 @@ def _resolve(cls, preset, args: argparse.Namespace):
     return resolve(cls, preset, args.config, [*args.overrides, *_cli_overrides(args)])
 
 
-def _resume_path(args: argparse.Namespace) -> Path | None:
+def _resume_path(args: argparse.Namespace, run) -> Path | None:
+    """The checkpoint to resume from, once it has been read as a vqvid checkpoint of this stage whose model
+    is the run's: Lightning is only ever handed a file that passed `read_checkpoint`."""
     if args.resume is None:
         return None
+    from vqvid.persistence import read_checkpoint, read_config
     from vqvid.training.runner import last_checkpoint
 
     path = last_checkpoint(args.out) if args.resume == "last" else Path(args.resume)
     if path is None or not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
+    saved = read_checkpoint(path, args.stage, "--resume")["hyper_parameters"]["model"]
+    if args.stage == "vqvae" and read_config(type(run.model), saved, f"--resume {path}: model") != run.model:
+        raise ValueError(f"--resume {path}: its model config differs from this run's ({args.out / 'config.yaml'} "
+                         "and overrides); resume with the run's own config")
     return path
+
+
+def _check_run(args: argparse.Namespace, run) -> Path | None:
+    """Everything that can be refused before a file is written: the run folder, the checkpoint to resume from
+    and the hardware. Returns the checkpoint to resume from, if any."""
+    from vqvid.training.runner import check_hardware
+
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    # Only the first process judges the folder: DDP's other processes run this command again once it exists.
+    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
+    if first_process and args.resume is None and out.is_dir() and any(out.iterdir()):
+        holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
+            "is not empty"
+        raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
+    resume = _resume_path(args, run)
+    check_hardware(run.train)
+    return resume
 
 
 def train_vqvae(args: argparse.Namespace) -> TrainedRun:
@@ -98,7 +125,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.vqvae import VQVAEModule
 
     run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
-    resume = _resume_path(args)
+    resume = _check_run(args, run)
     train_set, val_set = _clip_sets(args.data, args.val_data, run)
     train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +165,7 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.prior import train_prior_run
 
     run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
-    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _resume_path(args),
+    return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _check_run(args, run),
                            progress=not args.no_progress)
 
 

@@ -18,6 +18,9 @@ from vqvid.data.video import DataError, centre_crop, resized_shape
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 _NUMBERED = re.compile(r"(.*?)(\d+)")  # stem = any prefix + frame number
+# Gaps in the numbering are gaps in time; resampling fills them with held frames. A gap larger than this is a
+# stray file (e.g. `1000000000.png`), whose resampling would ask for billions of frames.
+MAX_GAP = 10_000
 
 
 def numbered_images(folder: Path) -> list[Path]:
@@ -60,6 +63,12 @@ class FrameFolder:
         if not numbered:
             raise DataError(f"{path}: no numbered frame images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         numbers = np.array(sorted(numbered), dtype=np.int64)
+        gaps = np.diff(numbers)
+        if len(gaps) and gaps.max() > MAX_GAP:
+            at = int(gaps.argmax())
+            raise DataError(f"{path}: frames {numbered[numbers[at]]} and {numbered[numbers[at + 1]]} are "
+                            f"{gaps[at]:,} frame numbers apart; a frame folder's numbering may skip at most "
+                            f"{MAX_GAP:,} (a stray file?)")
         folder = cls(path, name, size, tuple(numbered[n] for n in numbers), numbers, numbers / source_fps)
         folder.read(np.array([0]))  # a folder of unreadable images is rejected now, not during training
         return folder

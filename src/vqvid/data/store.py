@@ -4,8 +4,9 @@ A store is a folder with two files:
 - `clips.u8`: N×T×S×S×3 uint8, raw and C-ordered, read through `np.memmap`;
 - `store.json`: format name and version, the ClipSpec, N, the clip shape, the source and split it was prepared
   from, and each clip's `describe` string.
-`store.json` is removed first and written last (each file goes to a temporary name and is renamed when
-complete), so a folder holding it is a complete store and an interrupted prepare never looks like one.
+A store is built whole in a hidden folder next to its destination and then put in place in one step
+(`vqvid.files.replace_folder`): an interrupted prepare, killed or out of disk, leaves an existing store as it
+was, and a folder holding `store.json` is always a complete store.
 """
 
 from __future__ import annotations
@@ -96,25 +97,31 @@ def prepare_store(
     Video files and frame folders are read sequentially, each once from start to end, with no seeking, so
     that anything that decodes can be prepared; `workers` processes read different files at once. A file that
     turns out broken part-way gets one DataWarning, and its remaining clips are left out. An existing store
-    at `out_dir` is replaced.
+    at `out_dir` is replaced, once the new one is complete.
     """
     from vqvid.data.sources import open_clips  # imported here: open_clips itself opens stores
+    from vqvid.files import replace_folder, staging_folder
 
     out = Path(out_dir)
     ours = {STORE_META, STORE_DATA, _partial(STORE_META), _partial(STORE_DATA)}
     if out.exists() and (not out.is_dir() or any(p.name not in ours for p in out.iterdir())):
         raise DataError(f"{out}: exists and is not a store; prepare writes into a new or empty folder")
     clips = open_clips(source, spec, split)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STORE_META).unlink(missing_ok=True)
-    partial = out / _partial(STORE_DATA)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(out)
     try:
-        descriptions = _write_clips(clips, partial, workers, progress)
+        descriptions = _write_clips(clips, staging / STORE_DATA, workers, progress)
         if not descriptions:
             raise DataError(f"{source}: none of its {len(clips)} clips could be decoded")
-        os.replace(partial, out / STORE_DATA)
+        _write_meta(staging / STORE_META, source, spec, split, descriptions)
+        replace_folder(staging, out)
     finally:
-        partial.unlink(missing_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _write_meta(path: Path, source: str | Path, spec: ClipSpec, split: str | None, descriptions: list[str]) -> None:
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -126,14 +133,11 @@ def prepare_store(
         "split": split,
         "clips": descriptions,
     }
-    partial = out / _partial(STORE_META)
-    partial.write_text(json.dumps(meta, indent=1))
-    os.replace(partial, out / STORE_META)
-    return out
+    path.write_text(json.dumps(meta, indent=1))
 
 
 def _partial(name: str) -> str:
-    return f".{name}.partial"
+    return f".{name}.partial"  # what earlier versions left in a store folder they were interrupted writing
 
 
 def _write_clips(clips: Dataset, path: Path, workers: int, progress: bool) -> list[str]:

@@ -25,8 +25,8 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from vqvid.geometry import ClipGeometry, clip_geometry
-from vqvid.modelpack import LoadedPrior, ModelFolder
 from vqvid.models.vqvae import TIME_FACTOR, VQVAE, Codes
+from vqvid.persistence import LoadedPrior, ModelFolder
 from vqvid.sampling.ancestral import sample
 
 

@@ -83,8 +83,8 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     the last validation's bits per code and accuracy."""
     from dataclasses import replace
 
-    from vqvid.checkpoints import read_checkpoint
     from vqvid.data.codes import CodeDataset, CodeStoreError
+    from vqvid.persistence import read_checkpoint, read_config
     from vqvid.training.data import TrainValData, hold_out
     from vqvid.training.runner import fit
 
@@ -98,12 +98,17 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
     else:
         train_set, val_set = hold_out(dataset, run.train.val_fraction)
     if resume is not None:
-        trained_on = read_checkpoint(resume, "prior")["hyper_parameters"]["vqvae_fingerprint"]
+        saved = read_checkpoint(resume, "prior", "--resume")["hyper_parameters"]
+        trained_on = saved["vqvae_fingerprint"]
         if trained_on != meta.fingerprint:
             raise CodeStoreError(
                 f"--resume {resume}: the prior was trained on codes of VQ-VAE {trained_on}, but {codes} holds "
                 f"codes of VQ-VAE {meta.fingerprint}"
             )
+        if saved["level"] != level or read_config(PixelSNAILConfig, saved["model"], f"--resume {resume}: model") \
+                != run.model:
+            raise ValueError(f"--resume {resume}: a {saved['level']} prior of another model config than this "
+                             f"{level} prior's; resume with the run's own config")
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)

@@ -55,6 +55,34 @@ class StepSeed(Callback):
         torch.manual_seed((self.seed * 1_000_003 + step * 7_919 + rank) % 2**62)
 
 
+class NonFiniteTraining(ValueError):
+    """Training produced a non-finite loss or weights; the run stopped before saving them."""
+
+
+class StopOnNonFinite(Callback):
+    """Stops a run at the first step whose loss or updated weights are not finite (inf or NaN).
+
+    It runs after the optimiser step and before ModelCheckpoint (Lightning runs checkpoint callbacks last), so
+    no checkpoint ever holds non-finite weights: `last.ckpt` stays the last good one. The weights are the same
+    on every rank (DDP all-reduces gradients), so every rank stops at the same step.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float("nan")
+        finite = bool(torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all())  # one sync
+        if finite and (math.isfinite(loss) or trainer.world_size > 1):
+            return
+        last = _last_path(trainer.default_root_dir)
+        kept = f"{last} holds the last good weights" if last.exists() else "no checkpoint was saved yet"
+        raise NonFiniteTraining(
+            f"step {trainer.global_step}: the training loss is {loss:g}"
+            f"{'' if finite else ' and the weights are no longer finite'}; stopped ({kept}). A lower train.lr, "
+            "more train.warmup_steps or train.grad_clip usually keeps training finite"
+        )
+
+
 def adam_with_schedule(parameters, config: TrainConfig):
     """Adam at `config.lr`: linear warm-up over `config.warmup_steps`, then constant or cosine-annealed to 0 at
     `config.max_steps` (annealing is what lets a short run settle into a sharp optimum)."""
@@ -78,7 +106,10 @@ def _devices(value: str) -> int | str | list[int]:
     if value.isdigit():
         return int(value)
     if "," in value:
-        return [int(v) for v in value.split(",") if v]
+        try:
+            return [int(v) for v in value.split(",") if v]
+        except ValueError:
+            raise ValueError(f"--devices {value}: expected a count, a list such as 0,1, or auto") from None
     return value
 
 
@@ -108,7 +139,7 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
         save_top_k=-1,
         save_last=True,
     )
-    all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), *callbacks]
+    all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), StopOnNonFinite(), *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)))
     if config.warmup_steps or config.lr_schedule != "constant":
@@ -136,6 +167,30 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
         enable_progress_bar=progress,
         enable_model_summary=progress,
     )
+
+
+def check_hardware(config: TrainConfig) -> None:
+    """Refuse, before anything is written, an accelerator, device list, strategy or precision that Lightning
+    cannot set up on this machine (e.g. `--accelerator gpu` without a GPU)."""
+    import logging
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    quiet = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the trial Trainer would print "GPU available: ..." a second time
+    try:
+        L.Trainer(accelerator=config.accelerator, devices=_devices(config.devices), strategy=config.strategy,
+                  precision=config.precision, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"--accelerator {config.accelerator} --devices {config.devices} --strategy {config.strategy} "
+            f"--precision {config.precision}: this machine cannot run that ({reason})"
+        ) from None
+    finally:
+        quiet.setLevel(level)
 
 
 class TrainedRun(NamedTuple):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import operator
 import os
 import struct
@@ -288,7 +289,7 @@ class CodeStore:
             return None
         try:
             buffer = io.BytesIO(raw)
-            arrays = [np.lib.format.read_array(buffer, allow_pickle=False) for _ in range(2)]
+            arrays = [_read_array(buffer, len(raw)) for _ in range(2)]
         except (ValueError, EOFError) as error:
             raise CodeStoreError(f"{self.path}: the stored codebooks are damaged ({error})") from error
         return Codebooks(*(self._check_codebook(level, array) for level, array in zip(("top", "bottom"), arrays,
@@ -357,8 +358,8 @@ class CodeStore:
     def _decode(self, key: int, value: bytes) -> CodeRecord:
         try:
             buffer = io.BytesIO(value)
-            top = np.lib.format.read_array(buffer, allow_pickle=False)
-            bottom = np.lib.format.read_array(buffer, allow_pickle=False)
+            top = _read_array(buffer, len(value))
+            bottom = _read_array(buffer, len(value))
             source = buffer.read().decode("utf-8")
         except (ValueError, EOFError, UnicodeDecodeError) as error:
             raise CodeStoreError(f"{self.path}: the record of clip {key} is damaged ({error})") from error
@@ -378,6 +379,23 @@ class CodeStore:
 
 def _as_array(values: Tensor | np.ndarray) -> np.ndarray:
     return values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+
+
+def _read_array(buffer: io.BytesIO, size: int) -> np.ndarray:
+    """One `.npy` array from `buffer` (of `size` bytes), refused before anything is allocated when its header
+    declares more bytes than the buffer holds (a damaged header would otherwise allocate what it claims)."""
+    start = buffer.tell()
+    version = np.lib.format.read_magic(buffer)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy format version {version}")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(buffer)
+    declared = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject or declared > size - buffer.tell():
+        raise ValueError(f"its header declares a {dtype} array of shape {shape} ({declared:,} bytes), more than "
+                         f"the {size - buffer.tell():,} bytes left in the record")
+    buffer.seek(start)
+    return np.lib.format.read_array(buffer, allow_pickle=False)
 
 
 def _encode_record(top: np.ndarray, bottom: np.ndarray, source: str) -> bytes:

@@ -1,0 +1,52 @@
+"""Checks of command-line options shared by several commands. Each raises ValueError with one line that names
+the option and says what was expected; commands print it and exit with status 2, before any work is done."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+OUTPUT_VIDEO_SUFFIXES = (".gif", ".mp4", ".mkv")  # what `vqvid.data.write_video` writes
+
+
+def device(value: str, option: str = "--device") -> str:
+    """`value` once torch knows it as a device that this machine has."""
+    import torch
+
+    try:
+        parsed = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{option} {value}: not a torch device; expected e.g. cpu, cuda or cuda:1") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{option} {value}: this machine has no CUDA device; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"{option} {value}: this machine has {count} CUDA device(s), 0 to {count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{option} {value}: MPS is not available on this machine; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{option} {value}: vqvid runs on cpu, cuda or mps devices")
+    return value
+
+
+def at_least(value: int | None, minimum: int, option: str) -> int | None:
+    if value is not None and value < minimum:
+        raise ValueError(f"{option} {value}: expected at least {minimum}")
+    return value
+
+
+def frame_rate(value: float | None, option: str = "--fps", maximum: float = 1000.0) -> float | None:
+    """A positive, finite frame rate of at most `maximum` frames per second (or None)."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= maximum):
+        raise ValueError(f"{option} {value}: expected a frame rate above 0 and at most {maximum:g}")
+    return value
+
+
+def output_file(path: Path, option: str, suffixes: tuple[str, ...] | None = None) -> Path:
+    """An output path that is not a folder and, if `suffixes` is given, ends in one of them."""
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {path}: expected a file ending in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder; expected a file name")
+    return path

@@ -1,0 +1,196 @@
+"""User errors end in one line that names the option, exit status 2, before any work is done, and nothing
+already on disk is lost: bad option values, impossible hardware, a run folder that holds a run, an export over a
+folder that is not a model folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.tiny import tiny_checkpoints
+from vqvid.commands import compress, export, prepare, rd, reconstruct, train
+from vqvid.persistence import export_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    paths = tiny_checkpoints(root)
+    paths["model"] = export_model(paths["vqvae"], root / "model", paths["top"], paths["bottom"])
+    return paths
+
+
+def refused(code: int, capsys, option: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert option in err, err
+    return err
+
+
+@pytest.mark.parametrize(("flags", "option"), [
+    (["--max-clips", "0"], "--max-clips 0"),
+    (["--max-clips", "-1"], "--max-clips -1"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--fps", "-5"], "--fps -5"),
+    (["--fps", "nan"], "--fps nan"),
+    (["--device", "bogus"], "--device bogus"),
+    pytest.param(["--device", "cuda"], "--device cuda", marks=NO_CUDA),
+])
+def test_reconstruct_refuses_bad_options(models, tmp_path, capsys, flags, option):
+    out = tmp_path / "out.gif"
+    code = reconstruct.main(["synthetic:2", "--vqvae", str(models["vqvae"]), "-o", str(out), *flags])
+    refused(code, capsys, option)
+    assert not out.exists()
+
+
+def test_reconstruct_refuses_an_output_it_cannot_write_before_computing(models, tmp_path, capsys, monkeypatch):
+    import vqvid.persistence
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(vqvid.persistence, "load_vqvae", no_model)
+    code = reconstruct.main(["synthetic:2", "--vqvae", str(models["vqvae"]), "-o", str(tmp_path / "out.txt")])
+    refused(code, capsys, "-o")
+    assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("device", ["bogus", pytest.param("cuda", marks=NO_CUDA)])
+def test_compress_refuses_a_device_it_does_not_have(models, tmp_path, capsys, device):
+    code = compress.main(["synthetic:1", "--model", str(models["model"]), "-o", str(tmp_path / "a.vqv"),
+                          "--device", device, "--no-progress"])
+    refused(code, capsys, f"--device {device}")
+
+
+def test_rd_refuses_zero_clips(models, tmp_path, capsys):
+    code = rd.main(["synthetic:1", "--model", str(models["model"]), "--max-clips", "0",
+                    "-o", str(tmp_path / "rd.png")])
+    refused(code, capsys, "--max-clips 0")
+
+
+@pytest.mark.parametrize(("fps", "shown"), [("inf", "--fps inf"), ("1e9", "--fps 1000000000.0")])
+def test_prepare_refuses_impossible_frame_rates(tmp_path, capsys, fps, shown):
+    code = prepare.main(["synthetic:2", "--out", str(tmp_path / "store"), "--fps", fps, "--quiet"])
+    refused(code, capsys, shown)
+    assert not (tmp_path / "store").exists()
+
+
+def test_prepare_refuses_a_frame_folder_with_a_stray_far_number(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for n in [*range(16), 1_000_000_000]:
+        Image.fromarray(np.full((8, 8, 3), n % 256, np.uint8)).save(folder / f"{n}.png")
+    with pytest.warns(UserWarning, match=r"15.png and 1000000000.png are 999,999,985 frame numbers apart"):
+        code = prepare.main([str(folder), "--out", str(tmp_path / "store"), "--fps", "10", "--frames", "4",
+                             "--size", "8", "--quiet"])
+    refused(code, capsys, "no usable clip")
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("train.lr=[", "train.lr"),
+    ("train.lr=.inf", "train.lr"),
+    ("train.lr=.nan", "train.lr"),
+    ("model.beta=-.inf", "model.beta"),
+])
+def test_train_refuses_bad_overrides_and_leaves_nothing(tmp_path, capsys, override, field):
+    out = tmp_path / "run"
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(out), "--no-progress", override])
+    refused(code, capsys, field)
+    assert not out.exists()
+
+
+@NO_CUDA
+def test_train_refuses_a_gpu_it_does_not_have_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(out), "--no-progress", "--accelerator",
+                       "gpu"])
+    refused(code, capsys, "--accelerator gpu")
+    assert not out.exists()
+
+
+def test_train_refuses_a_folder_that_holds_a_run_without_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "config.yaml").write_text("kept: true\n")
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"the old run")
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(out), "--no-progress", "--max-steps", "1"])
+    err = refused(code, capsys, f"--out {out}")
+    assert "--resume" in err
+    assert (out / "config.yaml").read_text() == "kept: true\n"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_export_refuses_a_folder_that_is_not_a_model_folder(models, tmp_path, capsys):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    code = export.main(["--vqvae", str(models["vqvae"]), "--out", str(out)])
+    refused(code, capsys, f"--out {out}")
+    assert (out / "thesis.tex").read_text() == "years of work"
+    assert export.main(["--vqvae", str(models["vqvae"]), "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "vqvae.safetensors"]
+
+
+def test_export_replaces_a_model_folder_and_writes_with_the_users_umask(models, tmp_path):
+    out = tmp_path / "model"
+    previous = os.umask(0o022)
+    try:
+        assert export.main(["--vqvae", str(models["vqvae"]), "--top", str(models["top"]), "--bottom",
+                            str(models["bottom"]), "--out", str(out)]) == 0
+        assert out.stat().st_mode & 0o777 == 0o755
+        assert export.main(["--vqvae", str(models["vqvae"]), "--out", str(out)]) == 0  # replaced whole
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "vqvae.safetensors"]
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in out.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    assert "top" not in json.loads((out / "model.json").read_text())
+
+
+def test_a_closed_pipe_is_not_a_traceback(models, tmp_path):
+    """`vqvid info A.vqv | true`: the reader is gone before vqvid writes."""
+    vqv = tmp_path / "a.vqv"
+    assert compress.main(["synthetic:1", "--model", str(models["model"]), "-o", str(vqv), "--no-progress"]) == 0
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-m", "vqvid", "info", str(vqv)], stdout=write,
+                            stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    os.close(write)
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 1
+
+
+def test_decompress_on_a_full_disk_keeps_the_old_video(models, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from vqvid import viz
+    from vqvid.commands import decompress
+
+    vqv, out = tmp_path / "a.vqv", tmp_path / "out.mp4"
+    assert compress.main(["synthetic:1", "--model", str(models["model"]), "-o", str(vqv), "--no-progress"]) == 0
+    argv = [str(vqv), "--model", str(models["model"]), "-o", str(out), "--no-progress"]
+    assert decompress.main(argv) == 0
+    before = out.read_bytes()
+
+    def disk_full(path, *args):
+        with open(path, "wb") as file:
+            file.write(b"\0" * 2048)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(viz, "write_video", disk_full)
+    refused(decompress.main(argv), capsys, "No space left on device")
+    assert out.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

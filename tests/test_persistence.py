@@ -1,0 +1,184 @@
+"""Reading, verifying and fingerprinting checkpoints and model folders: every path refuses hostile, damaged and
+foreign files with one line (exit 2 from the CLI), and fingerprints survive config fields added later."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny import tiny_checkpoints, tiny_vqvae, write_checkpoint
+from vqvid.commands import export, reconstruct, train
+from vqvid.config import to_dict
+from vqvid.persistence import (
+    ModelFolderError,
+    export_model,
+    fingerprint,
+    load_model_folder,
+    load_prior,
+    load_vqvae,
+    read_checkpoint,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class _Payload:
+    """A pickle that would create a file if it were ever unpickled with full pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("files")
+    paths = tiny_checkpoints(root)
+    paths["model"] = export_model(paths["vqvae"], root / "model", paths["top"], paths["bottom"])
+    marker = root / "payload-ran"
+    torch.save({"state_dict": {}, "evil": _Payload(marker)}, root / "evil.ckpt")
+    paths["evil"], paths["marker"] = root / "evil.ckpt", marker
+    data = paths["vqvae"].read_bytes()
+    (root / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    paths["truncated"] = root / "truncated.ckpt"
+    return paths
+
+
+def _one_line_refusal(code: int, capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and "weights_only" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("bad", ["evil", "truncated", "top"])
+def test_train_resume_refuses_bad_checkpoints_with_one_line(files, bad, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(run), "--resume", str(files[bad]),
+                       "--no-progress", "--max-steps", "1"])
+    _one_line_refusal(code, capsys, "--resume", str(files[bad]))
+    assert not files["marker"].exists()
+    assert not run.exists()  # the refused run leaves nothing behind
+
+
+def test_train_resume_refuses_a_replaced_last_checkpoint(files, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(files["evil"], run / "checkpoints" / "last.ckpt")
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(run), "--resume", "--no-progress"])
+    _one_line_refusal(code, capsys, "last.ckpt", "was not loaded")
+    assert not files["marker"].exists()
+
+
+def test_train_prior_resume_refuses_a_vqvae_checkpoint(files, tmp_path, capsys):
+    code = train.main(["prior", "--level", "top", "--codes", str(tmp_path / "codes"), "--out",
+                       str(tmp_path / "run"), "--resume", str(files["vqvae"]), "--no-progress"])
+    _one_line_refusal(code, capsys)
+
+
+@pytest.mark.parametrize("bad", ["evil", "truncated", "top"])
+def test_other_commands_refuse_the_same_files(files, bad, tmp_path, capsys):
+    code = reconstruct.main(["synthetic:2", "--vqvae", str(files[bad]), "-o", str(tmp_path / "out.gif")])
+    _one_line_refusal(code, capsys, str(files[bad]))
+    code = export.main(["--vqvae", str(files["vqvae"]), "--bottom", str(files[bad]), "--out", str(tmp_path / "m")])
+    _one_line_refusal(code, capsys, str(files[bad]))
+    assert not files["marker"].exists()
+
+
+def test_a_refusal_never_repeats_the_advice_to_load_unsafely(files):
+    with pytest.raises(ValueError) as caught:
+        read_checkpoint(files["evil"], "vqvae")
+    message = str(caught.value)
+    assert "weights_only" not in message and "was not loaded" in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # torch's text is not chained
+
+
+def _edited_folder(files, tmp_path, edit) -> Path:
+    folder = tmp_path / "edited"
+    shutil.copytree(files["model"], folder)
+    meta = json.loads((folder / "model.json").read_text())
+    edit(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize(("part", "field", "value", "limit"), [
+    ("vqvae", "channels", 200_000, "8192"),
+    ("vqvae", "num_codes", 4_000_000_000, "65536"),
+    ("top", "shape", [4, 100_000, 4], "4096"),
+])
+def test_sizes_are_checked_before_anything_is_allocated(files, tmp_path, part, field, value, limit):
+    folder = _edited_folder(files, tmp_path, lambda meta: meta[part]["config"].update({field: value}))
+    with pytest.raises(ValueError, match=rf"{part}\.config\.{field}=.*limit of {limit}"):
+        load_model_folder(folder)
+
+
+def test_a_model_too_large_in_total_is_refused_before_it_is_built(files, tmp_path, monkeypatch):
+    import vqvid.persistence as persistence
+
+    monkeypatch.setattr(persistence, "MAX_PARAMETERS", 1000)
+    with pytest.raises(ValueError, match="parameters; vqvid's limit is 1,000"):
+        load_vqvae(files["vqvae"])
+
+
+def test_checkpoint_sizes_are_checked_too(tmp_path):
+    vqvae = tiny_vqvae()
+    config = {**to_dict(vqvae.config), "res_channels": 10**6}
+    path = write_checkpoint(tmp_path / "big.ckpt", "vqvae", vqvae, {"model": config})
+    with pytest.raises(ValueError, match=r"big.ckpt: model\.res_channels=1000000: exceeds vqvid's limit of 8192"):
+        load_vqvae(path)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"frames": "abc"}, r"vqvae\.data\.frames: expected an integer, got 'abc'"),
+    ("x", r"vqvae\.data: expected a mapping of ClipSpec fields, got 'x'"),
+    ({"fps": float("nan")}, r"vqvae\.data\.fps: expected a finite number"),
+])
+def test_model_json_field_errors_name_the_field(files, tmp_path, data, message):
+    folder = _edited_folder(files, tmp_path, lambda meta: meta["vqvae"].update({"data": data}))
+    with pytest.raises(ValueError, match=message):
+        load_model_folder(folder)
+
+
+def test_a_folder_carrying_another_folders_fingerprint_is_refused(files, tmp_path):
+    other = export_model(files["vqvae"], tmp_path / "vqvae_only")  # another folder: no priors
+    foreign = json.loads((other / "model.json").read_text())["fingerprint"]
+    folder = _edited_folder(files, tmp_path, lambda meta: meta.update({"fingerprint": foreign}))
+    with pytest.raises(ModelFolderError, match=f"records folder fingerprint '{foreign}'"):
+        load_model_folder(folder)
+    assert load_model_folder(files["model"]).fingerprint != foreign
+
+
+def test_fingerprints_survive_a_config_field_added_later(files, tmp_path):
+    """A checkpoint saved before `activation` and `codebook_init` existed: it exports, its folder loads, and
+    the VQ-VAE's fingerprint is the same from the checkpoint, from the folder and for its priors."""
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("vqvae", "top", "bottom"):
+        checkpoint = torch.load(files[name], weights_only=True)
+        checkpoint["hyper_parameters"]["model"].pop("activation" if name == "vqvae" else "codebook_init")
+        torch.save(checkpoint, old / f"{name}.ckpt")
+    vqvae = load_vqvae(old / "vqvae.ckpt")
+    assert vqvae.fingerprint == load_vqvae(files["vqvae"]).fingerprint  # the default is what was used
+    folder = load_model_folder(export_model(old / "vqvae.ckpt", tmp_path / "model", old / "top.ckpt",
+                                            old / "bottom.ckpt"))
+    assert folder.vqvae.fingerprint == vqvae.fingerprint
+    assert folder.top.fingerprint == load_prior(old / "top.ckpt").fingerprint
+    assert folder.fingerprint == load_model_folder(files["model"]).fingerprint
+
+
+def test_fingerprint_takes_the_canonical_typed_config_only():
+    vqvae = tiny_vqvae()
+    assert fingerprint(vqvae.config, vqvae.state_dict()) == fingerprint(vqvae.config, dict(vqvae.state_dict()))
+    with pytest.raises(TypeError):
+        fingerprint(to_dict(vqvae.config), vqvae.state_dict())
