@@ -13,7 +13,7 @@ from PIL import Image
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
 from vqvid.commands.predict import main
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
-from vqvid.metrics import psnr_per_frame
+from vqvid.metrics import psnr_per_frame, ssim_per_frame
 from vqvid.modelpack import export_model, load_model_folder
 from vqvid.sampling.predict import predict
 
@@ -59,6 +59,17 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert table["generated"] == pytest.approx(expected.tolist(), abs=1e-4)
     copy_last = psnr_per_frame(repeat(clip[:, :, 3], "b c h w -> b c t h w", t=4), truth)
     assert table["copy_last"] == pytest.approx(copy_last.tolist(), abs=1e-4)
+    # best of N: the sample whose mean PSNR is higher, frame by frame; mean of N: the pixel mean of both
+    per_sample = [psnr_per_frame(prediction.video[:, s, :, 4:], truth) for s in range(2)]
+    best = max(per_sample, key=lambda values: values.mean().item())
+    assert table["best_of_n"] == pytest.approx(best.tolist(), abs=1e-4)
+    mean_video = prediction.video.clamp(-1, 1).mean(1)[:, :, 4:]
+    assert table["mean_of_n"] == pytest.approx(psnr_per_frame(mean_video, truth).tolist(), abs=1e-4)
+    ssim_table = figures["ssim_per_frame"]
+    assert set(ssim_table) == set(table) and ssim_table["frame"] == [4, 5, 6, 7]
+    assert ssim_table["copy_last"] == pytest.approx(
+        ssim_per_frame(repeat(clip[:, :, 3], "b c h w -> b c t h w", t=4), truth).tolist(), abs=1e-4)
+    assert all(-1 <= value <= 1 for key in ("generated", "best_of_n", "mean_of_n") for value in ssim_table[key])
     assert figures["padding_cost"]["padded_psnr"] > 0
 
 
