@@ -39,13 +39,14 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert "positions/s" in printed and "copy last frame" in printed
 
     with Image.open(out) as gif:
-        # original | generated top with original bottom | 2 samples, 2-pixel gaps between them, enlarged by a
-        # whole factor to at least 128 pixels tall for display
+        # original | generated top with original bottom | mean of the samples | 2 samples, 2-pixel gaps between
+        # them, enlarged by a whole factor to at least 128 pixels tall for display
         zoom = -(-128 // SIZE)
-        assert gif.size == (zoom * (4 * SIZE + 3 * 2), zoom * SIZE)
+        assert gif.size == (zoom * (5 * SIZE + 4 * 2), zoom * SIZE)
         assert gif.n_frames == CLIP_FRAMES
 
     figures = json.loads(figures_path.read_text())
+    assert figures["decoding"] == "mean_of_n"
     table = figures["psnr_per_frame"]
     assert table["frame"] == [4, 5, 6, 7]
     assert figures["positions"] == 2 * (4 + 32)  # one clip, two samples
@@ -76,7 +77,8 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
 def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_path, recwarn):
     (video,) = write_synthetic_videos(tmp_path / "videos", 1, size=SIZE, frames=CLIP_FRAMES, fps=10, seed=5)
     out, figures_path = tmp_path / "out.mp4", tmp_path / "figures.json"
-    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "12", "-o", str(out),
+    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "12", "--samples", "1",
+                 "-o", str(out),
                  "--json", str(figures_path), "--no-progress", "--device", "cpu"])
     assert code == 0 and out.stat().st_size > 0
     figures = json.loads(figures_path.read_text())
@@ -110,3 +112,13 @@ def test_a_model_folder_without_priors_is_refused(model_dir, tmp_path, capsys):
                  str(tmp_path / "out.gif"), "--context", "4", "--frames", "8"])
     assert code == 2
     assert "vqvid predict: model folder has no top and no bottom prior" in capsys.readouterr().err
+
+
+def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
+    out, figures_path = tmp_path / "out.gif", tmp_path / "figures.json"
+    assert main(["--model", str(model_dir), "synthetic:1", "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "3", "--decoding", "sample", "-o", str(out), "--json", str(figures_path),
+                 "--no-progress", "--device", "cpu"]) == 0
+    with Image.open(out) as gif:  # original | generated top with original bottom | 3 samples
+        assert gif.size == (-(-128 // SIZE) * (5 * SIZE + 4 * 2), -(-128 // SIZE) * SIZE)
+    assert json.loads(figures_path.read_text())["decoding"] == "generated"
