@@ -9,9 +9,10 @@ top level first, then the bottom level given the top, and both are decoded. --fr
 beyond the model's clip length the sampling window slides along (e.g. --context 8 --frames 64).
 --context 0 samples unconditionally.
 
-The prediction (--decoding mean, the default) is the pixel mean of --samples decoded samples (8): on held-out
-moving shapes it scores above any single sample and above repeating the last context frame, where single
-samples score below it (docs/prediction.md). --decoding sample shows the samples themselves.
+The prediction (--decoding mean, the default) is the pixel mean of --samples decoded samples (8): of all
+predictions made from those samples, the one with the least expected squared error under the model, where one
+sample is a plausible future that a PSNR measure punishes for every detail placed differently
+(docs/prediction.md). --decoding sample shows the samples themselves.
 
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
 four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
@@ -40,8 +41,7 @@ if TYPE_CHECKING:
     from vqvid.data import ClipSpec
 
 
-# The default decoding: the pixel mean of 8 decoded samples at temperature 1. See docs/prediction.md for the
-# measurements behind it.
+# The default decoding: the pixel mean of 8 decoded samples at temperature 1 (docs/prediction.md says why).
 DEFAULT_SAMPLES = 8
 DECODINGS = ("mean", "sample")
 SAMPLE_PANELS = 4  # samples shown next to the mean

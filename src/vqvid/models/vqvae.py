@@ -23,9 +23,11 @@ clip's top codes cost 0.01 dB, and the top codes alone decoded to 13.8 dB, below
 colour. Dropping the finer part of a representation at random so that the coarser part must stand alone is
 nested dropout (Rippel et al. 2014, "Learning Ordered Representations with Nested Dropout", arXiv 1402.0915) and
 the quantizer dropout of residual vector quantisation (SoundStream, Zeghidour et al. 2021, arXiv 2107.03312,
-Sec. 3.3), applied here to the two levels of the hierarchy. It was chosen over a second, top-only decoding
-loss, which reaches the same end but doubles the decoder's cost per step (the decoder dominates a `tiny` step):
-level dropout costs nothing, since dropped clips are decoded once, from the top alone. Zeros stand in for the
+Sec. 3.3), applied here to the two levels of the hierarchy. It was preferred to a second, top-only decoding of
+every clip as an extra loss: that doubled the time of a `tiny` training step (measured over 20 steps), where
+level dropout costs nothing, since a dropped clip is decoded once, from the top alone. In a 150-step run of a
+narrow VQ-VAE on 8×32×32 moving shapes (tests/training/test_vqvae_levels.py), level dropout 0.25 made swapping
+the top codes cost 0.67 and 1.19 dB (seeds 0 and 1), the old objective 0.00 and 0.04 dB. Zeros stand in for the
 dropped vectors exactly as in `decode_codes(top, None)`, so a top-only decode is what training optimised.
 
 Every quantiser is an `EMAQuantizer` (VQ-VAE, van den Oord et al. 2017, arXiv 1711.00937); residual blocks are
