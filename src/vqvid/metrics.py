@@ -42,6 +42,14 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float(value)
 
 
+def ssim_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(T,) SSIM (as `ssim`) of each frame index, averaged over the batch."""
+    b = prediction.shape[0]
+    values = structural_similarity_index_measure(_frames01(prediction), _frames01(target), data_range=1.0,
+                                                 reduction="none")
+    return rearrange(values, "(b t) -> b t", b=b).mean(0)
+
+
 @dataclass(frozen=True)
 class CodeSize:
     """Bits needed for a clip's codes at fixed width, against the clip's raw 8-bit RGB pixels."""

@@ -13,7 +13,7 @@ from PIL import Image
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
 from vqvid.commands.predict import main
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
-from vqvid.metrics import psnr_per_frame
+from vqvid.metrics import psnr_per_frame, ssim_per_frame
 from vqvid.persistence import export_model, load_model_folder
 from vqvid.sampling.predict import predict
 
@@ -39,13 +39,14 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert "positions/s" in printed and "copy last frame" in printed
 
     with Image.open(out) as gif:
-        # original | generated top with original bottom | 2 samples, 2-pixel gaps between them, enlarged by a
-        # whole factor to at least 128 pixels tall for display
+        # original | generated top with original bottom | mean of the samples | 2 samples, 2-pixel gaps between
+        # them, enlarged by a whole factor to at least 128 pixels tall for display
         zoom = -(-128 // SIZE)
-        assert gif.size == (zoom * (4 * SIZE + 3 * 2), zoom * SIZE)
+        assert gif.size == (zoom * (5 * SIZE + 4 * 2), zoom * SIZE)
         assert gif.n_frames == CLIP_FRAMES
 
     figures = json.loads(figures_path.read_text())
+    assert figures["decoding"] == "mean_of_n"
     table = figures["psnr_per_frame"]
     assert table["frame"] == [4, 5, 6, 7]
     assert figures["positions"] == 2 * (4 + 32)  # one clip, two samples
@@ -59,13 +60,25 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert table["generated"] == pytest.approx(expected.tolist(), abs=1e-4)
     copy_last = psnr_per_frame(repeat(clip[:, :, 3], "b c h w -> b c t h w", t=4), truth)
     assert table["copy_last"] == pytest.approx(copy_last.tolist(), abs=1e-4)
+    # best of N: the sample whose mean PSNR is higher, frame by frame; mean of N: the pixel mean of both
+    per_sample = [psnr_per_frame(prediction.video[:, s, :, 4:], truth) for s in range(2)]
+    best = max(per_sample, key=lambda values: values.mean().item())
+    assert table["best_of_n"] == pytest.approx(best.tolist(), abs=1e-4)
+    mean_video = prediction.video.clamp(-1, 1).mean(1)[:, :, 4:]
+    assert table["mean_of_n"] == pytest.approx(psnr_per_frame(mean_video, truth).tolist(), abs=1e-4)
+    ssim_table = figures["ssim_per_frame"]
+    assert set(ssim_table) == set(table) and ssim_table["frame"] == [4, 5, 6, 7]
+    assert ssim_table["copy_last"] == pytest.approx(
+        ssim_per_frame(repeat(clip[:, :, 3], "b c h w -> b c t h w", t=4), truth).tolist(), abs=1e-4)
+    assert all(-1 <= value <= 1 for key in ("generated", "best_of_n", "mean_of_n") for value in ssim_table[key])
     assert figures["padding_cost"]["padded_psnr"] > 0
 
 
 def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_path, recwarn):
     (video,) = write_synthetic_videos(tmp_path / "videos", 1, size=SIZE, frames=CLIP_FRAMES, fps=10, seed=5)
     out, figures_path = tmp_path / "out.mp4", tmp_path / "figures.json"
-    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "12", "-o", str(out),
+    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "12", "--samples", "1",
+                 "-o", str(out),
                  "--json", str(figures_path), "--no-progress", "--device", "cpu"])
     assert code == 0 and out.stat().st_size > 0
     figures = json.loads(figures_path.read_text())
@@ -99,3 +112,13 @@ def test_a_model_folder_without_priors_is_refused(model_dir, tmp_path, capsys):
                  str(tmp_path / "out.gif"), "--context", "4", "--frames", "8"])
     assert code == 2
     assert "vqvid predict: model folder has no top and no bottom prior" in capsys.readouterr().err
+
+
+def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
+    out, figures_path = tmp_path / "out.gif", tmp_path / "figures.json"
+    assert main(["--model", str(model_dir), "synthetic:1", "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "3", "--decoding", "sample", "-o", str(out), "--json", str(figures_path),
+                 "--no-progress", "--device", "cpu"]) == 0
+    with Image.open(out) as gif:  # original | generated top with original bottom | 3 samples
+        assert gif.size == (-(-128 // SIZE) * (5 * SIZE + 4 * 2), -(-128 // SIZE) * SIZE)
+    assert json.loads(figures_path.read_text())["decoding"] == "generated"

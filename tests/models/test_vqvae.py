@@ -185,3 +185,28 @@ def test_config_rejects_bad_values():
         VQVAEConfig(decay=1.5)
     with pytest.raises(ValueError, match="model.num_codes"):
         dataclasses.replace(VQVAEConfig(), num_codes=1)
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+def test_level_dropout_decodes_dropped_clips_from_the_top_alone_in_training_only(hierarchy):
+    model = _model(hierarchy, level_dropout=0.5, restart_threshold=0.0).train()
+    video = _video(8, 8, 32, 32)
+    torch.manual_seed(5)
+    out = model(video)
+    with torch.no_grad():
+        full = model._decode(out.top.quantized, out.bottom.quantized)
+        top_only = model._decode(out.top.quantized, torch.zeros_like(out.bottom.quantized))
+    dropped = [torch.allclose(out.reconstruction[i], top_only[i], atol=1e-5) for i in range(8)]
+    kept = [torch.allclose(out.reconstruction[i], full[i], atol=1e-5) for i in range(8)]
+    assert all(d != k for d, k in zip(dropped, kept, strict=True))  # each clip is one or the other
+    assert any(dropped) and any(kept)  # with this seed, 0.5 drops some clips of eight and keeps others
+    model.eval()
+    with torch.no_grad():
+        out = model(video)
+        assert torch.allclose(out.reconstruction, model.decode_codes(out.top.codes, out.bottom.codes), atol=1e-5)
+
+
+def test_level_dropout_must_be_a_probability_below_one():
+    for value in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="model.level_dropout"):
+            _small(level_dropout=value)

@@ -1,16 +1,25 @@
 """`vqvid predict`: future frames from context frames, sampled from the priors of a model folder.
 
-    vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N] [--temperature T]
-                  [--top-k K] [--seed S] [--method incremental|naive] [--json FILE]
+    vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
+                  [--decoding mean|sample] [--temperature T] [--top-k K] [--seed S]
+                  [--method incremental|naive] [--json FILE]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
 top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
 beyond the model's clip length the sampling window slides along (e.g. --context 8 --frames 64).
 --context 0 samples unconditionally.
 
-Panels, left to right: original | generated top with original bottom | fully generated (one per sample);
-one row per clip. Prints code positions sampled per second and, for every generated frame the input covers,
-PSNR against the truth next to the baseline of repeating the last context frame.
+The prediction (--decoding mean, the default) is the pixel mean of --samples decoded samples (8): of all
+predictions made from those samples, the one with the least expected squared error under the model, where one
+sample is a plausible future that a PSNR measure punishes for every detail placed differently
+(docs/prediction.md). --decoding sample shows the samples themselves.
+
+Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
+four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
+sampled per second and, for every generated frame the input covers, PSNR and SSIM against the truth of: the
+mean of the samples, single samples, the best of the N samples per clip (an oracle, the usual figure of
+stochastic video prediction), the sampled top with the true bottom codes, and repeating the last context
+frame.
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ from pathlib import Path
 import torch
 from einops import rearrange, repeat
 
+# The default decoding: the pixel mean of 8 decoded samples at temperature 1 (docs/prediction.md says why).
+DEFAULT_SAMPLES = 8
+DECODINGS = ("mean", "sample")
+SAMPLE_PANELS = 4  # samples shown next to the mean
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqvid predict", description=__doc__,
@@ -34,8 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", type=int, default=8, help="frames given, a multiple of 4 (default 8)")
     parser.add_argument("--frames", type=int, default=16,
                         help="frames to output, context included (default 16)")
-    parser.add_argument("--samples", type=int, default=1,
-                        help="predictions per clip, one panel each (default 1)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"samples per clip (default {DEFAULT_SAMPLES})")
+    parser.add_argument("--decoding", choices=DECODINGS, default="mean",
+                        help="what the output shows as the prediction: 'mean', the pixel mean of the decoded "
+                             "samples (default), or 'sample', each sample on its own")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="below 1 sharpens each code's distribution (default 1)")
     parser.add_argument("--top-k", type=int, help="draw each code from its K most likely values only")
@@ -89,20 +106,28 @@ def main(argv: list[str] | None = None) -> int:
     generated_top = generated_top.cpu() if generated_top is not None else None
     rows = []
     for i, clip in enumerate(clips):
-        panels = [clip] + ([generated_top[i, 0]] if generated_top is not None else []) + list(video[i])
+        panels = [clip] + ([generated_top[i, 0]] if generated_top is not None else [])
+        if args.decoding == "mean":
+            panels += [video[i].clamp(-1, 1).mean(0), *video[i, :SAMPLE_PANELS]]
+        else:
+            panels += list(video[i])
         rows.append(side_by_side(panels))
     save_video(args.output, for_display(stack_rows(rows)), args.fps or spec.fps or 10.0)
     b, _, t, h, w = clips.shape
+    shown = (f"mean of {args.samples} samples | {min(args.samples, SAMPLE_PANELS)} of the samples"
+             if args.decoding == "mean" else f"{args.samples} samples")
     print(f"wrote {args.output}: {b} clip(s), {args.context} context + {args.frames - args.context} "
-          f"generated frames of {h}×{w}; panels: original | generated top with original bottom | "
-          f"{args.samples} fully generated")
+          f"generated frames of {h}×{w}; panels: original | generated top with original bottom | {shown}")
     print(f"sampled {prediction.positions:,} code positions in {prediction.seconds:.1f} s: "
           f"{prediction.positions_per_second:,.0f} positions/s ({args.method})")
 
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
-               "method": args.method, "positions": prediction.positions, "seconds": prediction.seconds,
+               "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
+               # the table that holds the figures of what the output shows as the prediction
+               "decoding": {"mean": "mean_of_n", "sample": "generated"}[args.decoding],
+               "positions": prediction.positions, "seconds": prediction.seconds,
                "positions_per_second": prediction.positions_per_second}
-    figures["psnr_per_frame"] = _psnr_table(clips, video, generated_top, args.context)
+    figures.update(_quality_tables(clips, video, generated_top, args.context))
     if args.context and t >= geometry.clip_frames:
         cost = padding_cost(folder.vqvae.model, clips[:, :, : geometry.clip_frames].to(device), args.context)
         figures["padding_cost"] = cost._asdict()
@@ -110,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
               f"from codes of the whole clip: {cost.whole_clip_psnr:.2f} dB "
               f"({100 * cost.top_changed:.1f}% of top, {100 * cost.bottom_changed:.1f}% of bottom context "
               "codes differ)")
-    _print_table(figures["psnr_per_frame"])
+    _print_table(figures["psnr_per_frame"], "PSNR (dB)")
+    _print_table(figures["ssim_per_frame"], "SSIM")
     if args.json:
         from vqvid.files import write_text
 
@@ -118,34 +144,58 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _psnr_table(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
-                context: int) -> dict[str, list[float]]:
-    """Per-frame PSNR (dB, mean over clips and samples) of each generated frame the input covers:
-    clips (B, 3, T, H, W), video and generated_top (B, S, 3, F, H, W)."""
-    from vqvid.metrics import psnr_per_frame
+def _quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
+                    context: int) -> dict[str, dict[str, list[float]]]:
+    """Per-frame PSNR (dB) and SSIM of each generated frame the input covers, for every way of reading the S
+    samples: clips (B, 3, T, H, W), video and generated_top (B, S, 3, F, H, W).
 
-    samples = video.shape[1]
+    - generated: each sample on its own, averaged over clips and samples;
+    - best_of_n: per clip the sample with the highest mean PSNR over these frames (an oracle that knows the
+      truth: the standard figure of stochastic video prediction, e.g. SVG, Denton & Fergus 2018, and SAVP,
+      Lee et al. 2018);
+    - mean_of_n: per clip the pixel mean of its S decoded samples;
+    - generated_top: the sampled top codes decoded with the input's own bottom codes;
+    - copy_last: the last context frame repeated (needs context > 0).
+    """
+    from vqvid.metrics import psnr_per_frame, ssim_per_frame
+
+    b, samples = video.shape[:2]
     end = min(clips.shape[2], video.shape[3])
-    truth = repeat(clips[:, :, context:end], "b c t h w -> (b s) c t h w", s=samples)
-    flat = lambda v: rearrange(v[:, :, :, context:end], "b s c t h w -> (b s) c t h w")
-    table = {"frame": list(range(context, end)), "generated": psnr_per_frame(flat(video), truth).tolist()}
+    truth = clips[:, :, context:end]  # (B, 3, F', H, W)
+    each = lambda v: rearrange(v[:, :, :, context:end], "b s c t h w -> (b s) c t h w")
+    truth_each = repeat(truth, "b c t h w -> (b s) c t h w", s=samples)
+    # per clip and sample, mean PSNR over the generated frames: picks the best-of-N sample
+    per_sample = torch.stack([psnr_per_frame(each(video)[i : i + 1], truth_each[i : i + 1]).mean()
+                              for i in range(b * samples)]).view(b, samples)
+    best = video[torch.arange(b), per_sample.argmax(1)]  # (B, 3, F, H, W)
+    candidates = {
+        "generated": (each(video), truth_each),
+        "best_of_n": (best[:, :, context:end], truth),
+        "mean_of_n": (video.clamp(-1, 1).mean(1)[:, :, context:end], truth),
+    }
     if generated_top is not None:  # covers the same frames: clips and frames are both multiples of 4 long
-        table["generated_top"] = psnr_per_frame(flat(generated_top), truth).tolist()
+        candidates["generated_top"] = (each(generated_top), truth_each)
     if context:
-        last = repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context)
-        table["copy_last"] = psnr_per_frame(last, clips[:, :, context:end]).tolist()
-    return table
+        candidates["copy_last"] = (repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context), truth)
+    frames = list(range(context, end))
+    return {
+        "psnr_per_frame": {"frame": frames, **{name: psnr_per_frame(v, t).tolist()
+                                               for name, (v, t) in candidates.items()}},
+        "ssim_per_frame": {"frame": frames, **{name: ssim_per_frame(v, t).tolist()
+                                               for name, (v, t) in candidates.items()}},
+    }
 
 
-def _print_table(table: dict[str, list[float]]) -> None:
-    names = {"generated": "generated", "generated_top": "gen. top + orig. bottom",
-             "copy_last": "copy last frame"}
+def _print_table(table: dict[str, list[float]], measure: str) -> None:
+    names = {"generated": "sampled", "best_of_n": "best of N", "mean_of_n": "mean of N",
+             "generated_top": "gen. top + orig. bottom", "copy_last": "copy last frame"}
     columns = [name for name in names if name in table]
     widths = [max(len(names[c]), 7) for c in columns]
     row = lambda first, cells: first + "  ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths,
                                                                                              strict=True))
-    print("PSNR (dB) per frame against the truth:")
+    digits = 2 if measure.startswith("PSNR") else 4
+    print(f"{measure} per frame against the truth:")
     print(row("frame  ", [names[c] for c in columns]))
     for i, frame in enumerate(table["frame"]):
-        print(row(f"{frame:5d}  ", [f"{table[c][i]:.2f}" for c in columns]))
-    print(row(" mean  ", [f"{sum(table[c]) / len(table[c]):.2f}" for c in columns]))
+        print(row(f"{frame:5d}  ", [f"{table[c][i]:.{digits}f}" for c in columns]))
+    print(row(" mean  ", [f"{sum(table[c]) / len(table[c]):.{digits}f}" for c in columns]))

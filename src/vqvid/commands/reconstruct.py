@@ -4,7 +4,10 @@
     vqvid reconstruct --vqvae CKPT INPUT -o out.mp4 --levels             input | top only | bottom only
 
 INPUT is cut into consecutive clips of the model's clip length; the panels play them one after another.
-Prints PSNR and SSIM of the reconstruction and the size of the codes against raw 8-bit RGB.
+Prints PSNR and SSIM of the reconstruction and the size of the codes against raw 8-bit RGB. With --levels also
+prints (and --json writes) what each level carries: PSNR decoded from both levels, from the top codes alone,
+from the bottom codes alone, and from each clip's bottom codes with another clip's top codes (top swap: its
+cost in dB is near 0 when the top level carries nothing), next to each clip's mean colour.
 """
 
 from __future__ import annotations
@@ -37,26 +40,61 @@ class Reconstructed(NamedTuple):
     videos: torch.Tensor  # (N, 3, T, H, W) in [-1, 1], decoded from both levels
     panels: list[list[torch.Tensor]]  # per clip, the 3×T×H×W videos shown side by side
     codes_used: dict[str, int]  # distinct codes seen per level
+    levels: LevelFigures | None  # with `levels` only
+
+
+class LevelFigures(NamedTuple):
+    """What each code level carries, as PSNR (dB) over N clips against their input."""
+
+    both: float  # decoded from both levels: the reconstruction
+    top_only: float  # top codes with zeros for the bottom vectors
+    bottom_only: float  # bottom codes with zeros for the top vectors
+    # each clip's own bottom codes with the top codes of the clip N/2 further on (cyclically: neighbouring clips
+    # often come from one video); None for N = 1
+    top_swap: float | None
+    mean_colour: float  # each clip replaced by its mean colour: what carrying no structure scores
+
+    @property
+    def top_swap_cost(self) -> float | None:
+        """dB lost by swapping the top codes: near 0 when the top level carries nothing."""
+        return None if self.top_swap is None else self.both - self.top_swap
 
 
 def reconstruct(model, clips: torch.Tensor, levels: bool, batch_size: int, device: str) -> Reconstructed:
     """Encode and decode clips (N,3,T,H,W) in [-1,1] in batches.
 
-    Panels are input | reconstruction, or with `levels` input | top only | bottom only (the other level zeroed).
+    Panels are input | reconstruction, or with `levels` input | top only | bottom only (the other level zeroed),
+    and `levels` also measures `LevelFigures`.
     """
-    clean = lambda video: video.float().clamp(-1, 1).cpu()
-    full, panels, used = [], [], {"top": set(), "bottom": set()}
+    from vqvid import metrics
+
+    def decode(top: torch.Tensor | None, bottom: torch.Tensor | None) -> torch.Tensor:
+        """(N, 3, T, H, W) in [-1, 1] on the CPU, decoded in batches; None zeroes a level."""
+        n = len(top if top is not None else bottom)
+        part = lambda codes, i: None if codes is None else codes[i : i + batch_size]
+        return torch.cat([model.decode_codes(part(top, i), part(bottom, i)).float().clamp(-1, 1).cpu()
+                          for i in range(0, n, batch_size)])
+
     with torch.no_grad():
-        for batch in clips.split(batch_size):
-            codes = model.encode(batch.to(device))
-            used["top"].update(codes.top.unique().tolist())
-            used["bottom"].update(codes.bottom.unique().tolist())
-            outputs = [clean(model.decode_codes(codes.top, codes.bottom))]
-            full.append(outputs[0])
-            if levels:
-                outputs = [clean(model.decode_codes(codes.top, None)), clean(model.decode_codes(None, codes.bottom))]
-            panels += [[batch[i].cpu()] + [o[i] for o in outputs] for i in range(batch.shape[0])]
-    return Reconstructed(torch.cat(full), panels, {level: len(codes) for level, codes in used.items()})
+        codes = [model.encode(batch.to(device)) for batch in clips.split(batch_size)]
+        top = torch.cat([c.top for c in codes])  # (N, T/4, H/8, W/8)
+        bottom = torch.cat([c.bottom for c in codes])  # (N, T/2, H/4, W/4)
+        full = decode(top, bottom)
+        outputs, figures = [full], None
+        if levels:
+            top_only = decode(top, None)
+            bottom_only = decode(None, bottom)
+            outputs = [top_only, bottom_only]
+            swap = decode(top.roll(-(len(clips) // 2), 0), bottom) if len(clips) > 1 else None
+            mean_colour = clips.float().mean(dim=(2, 3, 4), keepdim=True).expand_as(clips)
+            figures = LevelFigures(
+                both=metrics.psnr(full, clips), top_only=metrics.psnr(top_only, clips),
+                bottom_only=metrics.psnr(bottom_only, clips),
+                top_swap=metrics.psnr(swap, clips) if swap is not None else None,
+                mean_colour=metrics.psnr(mean_colour, clips))
+    panels = [[clips[i].cpu()] + [o[i] for o in outputs] for i in range(len(clips))]
+    used = {"top": len(top.unique()), "bottom": len(bottom.unique())}
+    return Reconstructed(full, panels, used, figures)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -90,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = loaded.model.to(args.device)
     n = len(clips)
-    full, panels, used = reconstruct(model, clips, args.levels, args.batch_size, args.device)
+    full, panels, used, levels = reconstruct(model, clips, args.levels, args.batch_size, args.device)
     _, _, t, h, w = clips.shape
     top_shape, bottom_shape = model.grid_shapes(t, h, w)
     psnr, ssim = metrics.psnr(full, clips), metrics.ssim(full, clips)
@@ -104,11 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     usage = {level: count / loaded.config.num_codes for level, count in used.items()}
     print(f"per clip: {size}")
     print(f"codes used: top {used['top']}/{loaded.config.num_codes}, bottom {used['bottom']}/{loaded.config.num_codes}")
+    figures = {"psnr": psnr, "ssim": ssim, "clips": n, "code_bits": size.code_bits, "raw_bits": size.raw_bits,
+               "reduction": size.reduction, "codebook_usage": usage}
+    if levels is not None:
+        figures["levels"] = {**levels._asdict(), "top_swap_cost": levels.top_swap_cost}
+        swap = ("n/a (one clip)" if levels.top_swap is None else
+                f"{levels.top_swap:.2f} dB (costs {levels.top_swap_cost:.2f} dB)")
+        print(f"levels, PSNR: both {levels.both:.2f} dB   top only {levels.top_only:.2f} dB   bottom only "
+              f"{levels.bottom_only:.2f} dB   another clip's top codes {swap}   mean colour "
+              f"{levels.mean_colour:.2f} dB")
     if args.json:
         from vqvid.files import write_text
 
-        write_text(args.json, json.dumps({
-            "psnr": psnr, "ssim": ssim, "clips": n, "code_bits": size.code_bits,
-            "raw_bits": size.raw_bits, "reduction": size.reduction,
-            "codebook_usage": usage}, indent=2))
+        write_text(args.json, json.dumps(figures, indent=2))
     return 0
