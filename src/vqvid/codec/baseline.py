@@ -244,7 +244,7 @@ def _write_mp4(frames: np.ndarray, codec: str, crf: int, fps: float, preset: str
     if pad_height or pad_width:
         frames = np.pad(frames, ((0, 0), (0, pad_height), (0, pad_width), (0, 0)), mode="edge")
     rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001
-    output = io.BytesIO()
+    output, packets = io.BytesIO(), []
     with av.open(output, "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width + pad_width, height + pad_height, "yuv420p"
@@ -257,9 +257,25 @@ def _write_mp4(frames: np.ndarray, codec: str, crf: int, fps: float, preset: str
                 interpolation=_TO_YUV,
             )
             frame.pts, frame.time_base = index, 1 / rate
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())  # flush: B-frames and lookahead hold frames back until the end
+            packets += stream.encode(frame)
+        packets += stream.encode()  # flush: B-frames and lookahead hold frames back until the end
+        container.mux(_with_sane_dts(packets))
     return output.getvalue()
+
+
+def _with_sane_dts(packets: list) -> list:
+    """`packets` with every decode timestamp the muxer would refuse replaced by a consistent one.
+
+    libx265 (through FFmpeg's wrapper) leaves the decode timestamp of a clip's only packet uninitialised: it is
+    sometimes right and sometimes a huge negative number, on which the MP4 muxer fails. A decode timestamp must
+    not follow its presentation time and must increase; a packet whose own does not fit is given the one before
+    its successor's, or its presentation time when it has none."""
+    lowest = min((p.pts for p in packets if p.pts is not None), default=0) - len(packets)
+    for index, packet in enumerate(packets):
+        if packet.dts is None or packet.pts is None or not lowest <= packet.dts <= packet.pts:
+            following = packets[index + 1].dts if index + 1 < len(packets) else None
+            packet.dts = packet.pts if following is None else min(packet.pts, following - 1)
+    return packets
 
 
 def _filter_packets(data: bytes, filter_description: str) -> bytes:
