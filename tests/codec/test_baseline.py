@@ -214,8 +214,8 @@ def test_format_rd_table_lists_every_point_aligned():
 def test_a_one_frame_x265_clip_always_muxes():
     # libx265 leaves the only packet's decode timestamp uninitialised; before it was repaired, about one
     # encode in eight failed in the MP4 muxer ("Not yet implemented in FFmpeg").
-    frames = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    for _ in range(30):
+    frames = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    for _ in range(40):
         assert encode_decode(frames, "libx265", 23, FPS).decoded.shape == frames.shape
 
 
