@@ -18,7 +18,7 @@ Stages, each the same code as its `vqvid` command (through that command's `main(
   8. compress     `vqvid compress` of tree.avi (the whole file), and `vqvid rd` against x264/x265 (medium,
                   CRF 18–51) on the same frames: the first 8 whole clips of each held-out video
 
-    python benchmarks/bench_real.py [--videos DIR] [--out DIR] [--fast]
+    python benchmarks/bench_real.py [--videos DIR] [--out DIR] [--vqvae-steps N] [--prior-steps N] [--fast]
 
 Writes benchmarks/results/real.json (not with --fast, whose smoke-test figures mean nothing) and prints a
 table; the run's files stay in --out (default: a temporary folder, removed at the end).
@@ -47,7 +47,15 @@ CRFS = ("18", "23", "28", "33", "38", "43", "51")
 
 
 class RealVideo(Demo):
-    """The demo's stages on the sample videos; `fast` shrinks them to a smoke test."""
+    """The demo's stages on the sample videos; `fast` shrinks them to a smoke test, `vqvae_steps` and
+    `prior_steps` (None: the `tiny` preset's) shorten training."""
+
+    prior_steps: int | None = None
+
+    def run_command(self, name: str, argv: list[str]) -> None:
+        if name == "train" and argv[0] == "prior" and self.prior_steps and not self.fast:
+            argv = [*argv, "--max-steps", str(self.prior_steps), f"train.val_every={self.prior_steps}"]
+        super().run_command(name, argv)
 
     def data(self) -> None:
         split = self.out / "data"
@@ -74,6 +82,8 @@ class RealVideo(Demo):
         if self.fast:
             argv += ["--max-steps", "10", "train.val_every=10", "train.num_workers=0", "model.channels=16",
                      "model.res_channels=8"]
+        elif self.vqvae_steps:
+            argv += ["--max-steps", str(self.vqvae_steps), f"train.val_every={self.vqvae_steps}"]
         self.run_command("train", argv)
         self.vqvae_ckpt = self.out / "vqvae" / "checkpoints" / "last.ckpt"
 
@@ -94,13 +104,16 @@ class RealVideo(Demo):
         figures = self.out / "predict.json"
         self.run_command("predict", [
             "--model", str(self.model_dir), str(self.test_dir), "--context", "8", "--frames", "16",
-            "--samples", "2", "--clips", "2" if self.fast else "8", "-o", str(self.out / "predict.gif"),
-            "--json", str(figures), "--seed", "0"])
-        table = json.loads(figures.read_text())["psnr_per_frame"]
+            "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "8", "-o",
+            str(self.out / "predict.gif"), "--json", str(figures), "--seed", "0"])
+        result = json.loads(figures.read_text())
         mean = lambda values: sum(values) / len(values)
+        means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
         self.figures["prediction"] = {
-            "context_frames": 8, "generated_frames": 8, "psnr_per_frame": table,
-            **{f"mean_psnr_{key}": mean(table[key]) for key in ("generated", "generated_top", "copy_last")}}
+            "context_frames": 8, "generated_frames": 8, "clips": result["clips"], "samples": result["samples"],
+            "decoding": result["decoding"], "psnr_per_frame": result["psnr_per_frame"],
+            "ssim_per_frame": result["ssim_per_frame"], "mean_psnr": means(result["psnr_per_frame"]),
+            "mean_ssim": means(result["ssim_per_frame"])}
 
     def compress(self) -> None:
         video, vqv, figures = self.test_dir / "tree.avi", self.out / "tree.vqv", self.out / "compress.json"
@@ -125,8 +138,8 @@ def summary(figures: dict, seconds: dict) -> str:
     lines = [
         f"held-out reconstruction ({rec['clips']} clips): PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}",
         f"held-out bits per code: top {bits['top']:.3f}, bottom {bits['bottom']:.3f} (9 for a uniform code)",
-        f"prediction, frames 8-15 from 0-7: sampled {pred['mean_psnr_generated']:.2f} dB, sampled top with true "
-        f"bottom {pred['mean_psnr_generated_top']:.2f} dB, copy-last-frame {pred['mean_psnr_copy_last']:.2f} dB",
+        "prediction, frames 8-15 from 0-7, mean PSNR (dB) / SSIM: " + ", ".join(
+            f"{key} {pred['mean_psnr'][key]:.2f} / {pred['mean_ssim'][key]:.3f}" for key in pred["mean_psnr"]),
         f"tree.avi as .vqv: {comp['bytes']:,} bytes, {comp['bits_per_code']:.3f} bits/code, "
         f"{100 * comp['bytes'] / comp['fixed_width_bytes']:.1f}% of fixed-width codes, "
         f"{comp['bits_per_pixel']:.4f} bits/pixel",
@@ -146,6 +159,8 @@ def main() -> int:
                         f"{sample_videos_dir()}, fetched there if missing)")
     parser.add_argument("--deb", type=Path, help="an opencv-doc .deb to unpack instead of downloading one")
     parser.add_argument("--out", type=Path, help="keep the run's files here (default: a temporary folder)")
+    parser.add_argument("--vqvae-steps", type=int, help="VQ-VAE training steps (default: the tiny preset's 800)")
+    parser.add_argument("--prior-steps", type=int, help="steps of each prior (default: the tiny preset's)")
     parser.add_argument("--fast", action="store_true", help="smoke-test sizes; writes no results file")
     args = parser.parse_args()
 
@@ -163,7 +178,8 @@ def main() -> int:
             return 2
     out = args.out or Path(tempfile.mkdtemp(prefix="vqvid-bench-real-"))
     out.mkdir(parents=True, exist_ok=True)
-    bench = RealVideo(out, args.fast)
+    bench = RealVideo(out, args.fast, args.vqvae_steps)
+    bench.prior_steps = args.prior_steps
     bench.videos = videos.resolve()
     start = time.perf_counter()
     try:
@@ -175,7 +191,9 @@ def main() -> int:
     bench.seconds["total"] = round(time.perf_counter() - start, 1)
     print("\n" + summary(bench.figures, bench.seconds))
     if not args.fast:
-        command = "python benchmarks/bench_real.py" + (" --videos DIR" if args.videos else "")
+        command = " ".join(["python benchmarks/bench_real.py", *(["--videos", "DIR"] if args.videos else []),
+                            *(["--vqvae-steps", str(args.vqvae_steps)] if args.vqvae_steps else []),
+                            *(["--prior-steps", str(args.prior_steps)] if args.prior_steps else [])])
         write_results("real", torch.get_num_threads(), command=command, train=list(TRAIN),
                       held_out=list(HELD_OUT), figures=bench.figures, seconds=bench.seconds)
     return 0
