@@ -4,7 +4,7 @@ Trains the `tiny` top and bottom priors once each on the codes of a finished `vq
 training and validation code stores), saving checkpoints at every budget, and at each budget measures:
 - both priors' bits per code on the held-out validation codes;
 - frames 8-15 of the demo's held-out videos predicted from frames 0-7 (`vqvid predict`, N samples per clip at
-  temperature 1): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples), of
+  its default temperature): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples), of
   single samples, and of the best of the N samples per clip; copy-last-frame as the line to beat.
 
 The budgets are checkpoints of one run per prior whose learning rate anneals (cosine) to 0 at the largest

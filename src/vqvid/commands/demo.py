@@ -147,7 +147,8 @@ class Demo:
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
-            "decoding": result["decoding"], "positions_per_second": result["positions_per_second"],
+            "decoding": result["decoding"], "temperature": result["temperature"],
+            "positions_per_second": result["positions_per_second"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
             "padding_cost": result.get("padding_cost"),
@@ -234,7 +235,8 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## Prediction (frames 8-15 of held-out clips from frames 0-7)",
         "",
-        f"{pred['samples']} futures sampled per clip (temperature 1). The prediction `vqvid predict` shows by default "
+        f"{pred['samples']} futures sampled per clip (temperature {pred['temperature']:g}). The prediction "
+        "`vqvid predict` shows by default "
         "is their pixel mean; best of N takes, per clip, the sample closest to the truth (an oracle: the usual "
         "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the top "
         "prior got right. Mean PSNR (dB) and SSIM over the predicted frames:",
