@@ -52,6 +52,7 @@ from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_p
 from vqvid.codec.packing import bits_per_code, pack_fixed, unpack_fixed
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import VQVAE, Codes
+from vqvid.precision import full_precision_float32
 from vqvid.sampling.steppers import IncrementalStepper
 
 Progress = Callable[[int, int], None]  # called with (chunks done, chunks in all) after each chunk
@@ -83,38 +84,6 @@ def codes_checksum(codes: Tensor) -> int:
 
 
 @contextmanager
-def _full_precision_float32() -> Iterator[None]:
-    """IEEE float32 matmuls and convolutions on every backend (no TF32, no bfloat16 in float32 matmuls),
-    through whichever of torch's two precision APIs the caller uses: torch refuses to mix them."""
-    backends = torch.backends
-    try:
-        legacy = torch.get_float32_matmul_precision()
-    except RuntimeError:  # the caller set precisions through the per-backend `fp32_precision` API
-        legacy = None
-    if legacy is not None or not hasattr(backends, "fp32_precision"):
-        flags = (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32)
-        torch.set_float32_matmul_precision("highest")
-        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = flags
-            torch.set_float32_matmul_precision(legacy or "highest")
-        return
-    settings = [backends, backends.cuda.matmul, backends.cudnn, backends.cudnn.conv, backends.cudnn.rnn,
-                backends.mkldnn, backends.mkldnn.matmul, backends.mkldnn.conv, backends.mkldnn.rnn]
-    settings = [setting for setting in settings if hasattr(setting, "fp32_precision")]
-    saved = [setting.fp32_precision for setting in settings]
-    for setting in settings:
-        setting.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        for setting, value in zip(settings, saved, strict=True):
-            setting.fp32_precision = value
-
-
-@contextmanager
 def pinned_computation() -> Iterator[None]:
     """The settings every float of the coding path is computed under; the caller's are restored on the way out.
 
@@ -129,7 +98,7 @@ def pinned_computation() -> Iterator[None]:
     torch.set_num_threads(1)
     cudnn.deterministic, cudnn.benchmark = True, False
     try:
-        with (_full_precision_float32(), torch.autocast("cpu", enabled=False),
+        with (full_precision_float32(), torch.autocast("cpu", enabled=False),
               torch.autocast("cuda", enabled=False), torch.inference_mode()):
             yield
     finally:

@@ -24,8 +24,6 @@ when two codes are nearly as close.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -33,6 +31,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from vqvid.precision import full_precision_float32
 
 
 class QuantizerOutput(NamedTuple):
@@ -48,36 +48,6 @@ class QuantizerOutput(NamedTuple):
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _matmul_backends() -> list:
-    """The per-backend float32 matmul settings (CUDA, oneDNN) of newer torch versions; empty on older ones."""
-    backends = [getattr(getattr(torch.backends, name, None), "matmul", None) for name in ("cuda", "mkldnn")]
-    return [backend for backend in backends if hasattr(backend, "fp32_precision")]
-
-
-@contextmanager
-def full_fp32_matmul() -> Iterator[None]:
-    """Float32 matrix products in full float32 inside the block, whatever the user's TF32 setting; the setting
-    is restored on leaving. (The setting is process-wide, so a product run meanwhile by another thread is
-    exact too.)"""
-    backends = _matmul_backends()
-    if backends:  # the per-backend API: reading the legacy global would fail once a user mixed the two
-        previous = [backend.fp32_precision for backend in backends]
-        for backend in backends:
-            backend.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            for backend, precision in zip(backends, previous, strict=True):
-                backend.fp32_precision = precision
-        return
-    previous_global = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous_global)
 
 
 class EMAQuantizer(nn.Module):
@@ -192,7 +162,7 @@ class EMAQuantizer(nn.Module):
         """Index (N,) of the nearest code to each row of `flat` (N, C) float32."""
         # ||x - e||² = ||x||² - 2 x·e + ||e||²; ||x||² is the same for every code, so it cannot move the
         # argmin and is left out.
-        with full_fp32_matmul():
+        with full_precision_float32():
             distances = self.embed.pow(2).sum(1) - 2 * flat @ self.embed.t()  # (N, K)
         return distances.argmin(1)
 
