@@ -199,6 +199,7 @@ def test_level_dropout_decodes_dropped_clips_from_the_top_alone_in_training_only
     dropped = [torch.allclose(out.reconstruction[i], top_only[i], atol=1e-5) for i in range(8)]
     kept = [torch.allclose(out.reconstruction[i], full[i], atol=1e-5) for i in range(8)]
     assert all(d != k for d, k in zip(dropped, kept, strict=True))  # each clip is one or the other
+    assert out.bottom_kept.tolist() == [float(k) for k in kept]  # the output says which
     assert any(dropped) and any(kept)  # with this seed, 0.5 drops some clips of eight and keeps others
     model.eval()
     with torch.no_grad():
@@ -210,3 +211,6 @@ def test_level_dropout_must_be_a_probability_below_one():
     for value in (-0.1, 1.0):
         with pytest.raises(ValueError, match="model.level_dropout"):
             _small(level_dropout=value)
+    for value in (0.0, 1.5):
+        with pytest.raises(ValueError, match="model.top_only_weight"):
+            _small(top_only_weight=value)

@@ -1,5 +1,7 @@
 """Training the VQ-VAE with Lightning: exact resume, safe checkpoints, refusal of foreign checkpoints."""
 
+import dataclasses
+
 import lightning as L
 import pytest
 import torch
@@ -103,3 +105,20 @@ def test_a_run_whose_loss_turns_non_finite_stops_and_keeps_the_last_good_checkpo
     assert checkpoint["global_step"] == 1  # the checkpoint of step 1, not one of the diverged step
     assert all(torch.isfinite(tensor).all() for tensor in checkpoint["state_dict"].values())
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt", "step=1.ckpt"]
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.25])
+def test_a_dropped_clip_counts_top_only_weight_of_a_full_reconstruction(weight):
+    config = dataclasses.replace(MODEL, level_dropout=0.5, top_only_weight=weight, restart_threshold=0.0)
+    module = VQVAEModule.from_configs(config, quick_train_config(1)).train()
+    video = _clips(8, 3)
+    torch.manual_seed(4)
+    out, mse, loss = module._step(video)
+    kept = out.bottom_kept
+    assert 0 < kept.sum() < 8  # with this seed, some clips of eight are dropped and some kept
+    per_clip = (out.reconstruction - video).pow(2).flatten(1).mean(1)
+    expected = (per_clip * (kept + (1 - kept) * weight)).mean() + out.commitment_loss
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    assert torch.allclose(mse, per_clip.mean(), rtol=1e-5)  # logged unweighted
+    if weight < 1:
+        assert loss < mse + out.commitment_loss  # dropped clips err more; their weight is below one

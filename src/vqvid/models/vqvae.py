@@ -76,6 +76,11 @@ class VQVAEConfig:
     # module docstring), so that the top level alone must decode to the coarse video; 0 is plain VQ-VAE-2,
     # whose top level can end up carrying nothing.
     level_dropout: float = 0.25
+    # Weight of a dropped clip's reconstruction loss, relative to a clip decoded from both levels. A top-only
+    # decode errs several times more than a full one, so at weight 1 a quarter of the clips dropped carries
+    # about half of the reconstruction loss; a lower weight trades top-only quality for reconstruction (the
+    # README's table of level-dropout settings).
+    top_only_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "channels", "res_channels", "embed_dim"):
@@ -99,6 +104,8 @@ class VQVAEConfig:
             raise ValueError(f"model.restart_threshold must be >= 0, got {self.restart_threshold}")
         if not 0.0 <= self.level_dropout < 1.0:
             raise ValueError(f"model.level_dropout must be in [0, 1), got {self.level_dropout}")
+        if not 0.0 < self.top_only_weight <= 1.0:
+            raise ValueError(f"model.top_only_weight must be in (0, 1], got {self.top_only_weight}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
@@ -124,6 +131,8 @@ class VQVAEOutput(NamedTuple):
     commitment_loss: Tensor  # scalar, sum of both levels' commitment losses
     top: QuantizerOutput  # quantized (B, embed_dim, T/4, H/8, W/8), codes (B, T/4, H/8, W/8)
     bottom: QuantizerOutput  # quantized (B, embed_dim, T/2, H/4, W/4), codes (B, T/2, H/4, W/4)
+    # (B,) float: 1 for a clip decoded from both levels, 0 for one whose bottom level was dropped
+    bottom_kept: Tensor | None = None
 
 
 class ResBlock3d(nn.Module):
@@ -247,15 +256,17 @@ class VQVAE(nn.Module):
         top = self.top_quantizer(self.top_pre_quantize(self.top_encoder(bottom_features)))
         bottom = self.bottom_quantizer(self._bottom_latent(bottom_features, top.quantized))
         bottom_quantized = bottom.quantized  # (B, embed_dim, T/2, H/4, W/4)
+        kept = torch.ones(video.shape[0], device=video.device)  # (B,)
         if self.training and self.config.level_dropout > 0:
             # Level dropout: whole clips lose their bottom vectors, as in `decode_codes(top, None)`.
-            keep = torch.rand(video.shape[0], device=video.device) >= self.config.level_dropout  # (B,)
-            bottom_quantized = bottom_quantized * keep.view(-1, 1, 1, 1, 1).to(bottom_quantized.dtype)
+            kept = (torch.rand(video.shape[0], device=video.device) >= self.config.level_dropout).float()
+            bottom_quantized = bottom_quantized * kept.view(-1, 1, 1, 1, 1).to(bottom_quantized.dtype)
         return VQVAEOutput(
             reconstruction=self._decode(top.quantized, bottom_quantized),
             commitment_loss=top.commitment_loss + bottom.commitment_loss,
             top=top,
             bottom=bottom,
+            bottom_kept=kept,
         )
 
     @torch.no_grad()

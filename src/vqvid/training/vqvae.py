@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from vqvid import metrics
 from vqvid.config import from_dict, to_dict
@@ -43,8 +42,11 @@ class VQVAEModule(L.LightningModule):
 
     def _step(self, video: torch.Tensor):
         out = self.model(video)
-        mse = F.mse_loss(out.reconstruction.float(), video.float())
-        return out, mse, mse + out.commitment_loss
+        per_clip = (out.reconstruction.float() - video.float()).pow(2).flatten(1).mean(1)  # (B,)
+        mse = per_clip.mean()
+        # Clips decoded from the top alone (level dropout) count `top_only_weight` of a full reconstruction.
+        weights = out.bottom_kept + (1 - out.bottom_kept) * self.model_config.top_only_weight  # (B,)
+        return out, mse, (weights * per_clip).mean() + out.commitment_loss
 
     def training_step(self, video: torch.Tensor, batch_idx: int) -> torch.Tensor:
         out, mse, loss = self._step(video)
