@@ -23,7 +23,7 @@ def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = Non
     distributions (e.g. the incremental and the naive computation of one step) give the same code for the same
     generator state.
     """
-    logits = log_probs / temperature
+    logits = log_probs / temperature if temperature != 1.0 else log_probs  # x / 1 is x: skip the op
     if top_k is not None:
         # Keep exactly top_k codes. Masking everything below the k-th largest value would keep every code tied
         # with it; a stable sort breaks such ties towards the lower code instead.
