@@ -15,13 +15,14 @@ work, and replaces the once-per-position part (the horizontal stream, attention,
 - every per-column view (windows, slots, biases) made once, so a step slices nothing.
 
 The arithmetic is that of the network, in another order: log-probabilities agree with `IncrementalStepper`
-and a full forward pass to float rounding (tests check 1e-4 at every step), not bit for bit. The coder keeps
-`IncrementalStepper`, whose floats the existing files were written with. Weights are read when the stepper
+and a full forward pass to float rounding (tests check 1e-4 at every step), not bit for bit. The codec keeps
+`IncrementalStepper`, whose floats the existing .vqv files were written with. Weights are read when the stepper
 is made: change the prior afterwards and make a new one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -164,7 +165,9 @@ class FusedStepper(IncrementalStepper):
                 del self._inputs[residual.module.conv_in], self._inputs[residual.module.conv_out]
         del self._inputs[prior.horizontal_stem]
 
-    def _fused_attention(self, attention: CausalSelfAttention, batch: int, rows, zeros) -> _Attention:
+    def _fused_attention(self, attention: CausalSelfAttention, batch: int, rows: Callable[[Tensor], Tensor],
+                         zeros: Callable[..., Tensor]) -> _Attention:
+        """The attention layer's weights as a step uses them; takes over its key and value caches."""
         heads, d_k, c = attention.n_heads, attention.key_channels, self.prior.config.channels
         scale = (d_k // heads) ** -0.5
         key_value = attention.key_value  # Linear(C + E -> d_k + d_v)
