@@ -1,4 +1,4 @@
-"""Ancestral sampling: naive and incremental agree; temperature and top_k reshape the distribution."""
+"""Ancestral sampling: naive, incremental and fused agree; temperature and top_k reshape the distribution."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def prior_of(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
 
 @pytest.mark.parametrize("start", [0, 9])
 @pytest.mark.parametrize("level", ["top", "bottom"])
-def test_naive_and_incremental_sampling_give_the_same_codes(level, start):
+def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start):
     config = TOP if level == "top" else BOTTOM
     prior = prior_of(config)
     context = torch.randint(0, config.num_codes, (3, *config.shape))
@@ -36,9 +36,10 @@ def test_naive_and_incremental_sampling_give_the_same_codes(level, start):
     codes = {
         method: sample(prior, context, condition=condition, start=start, method=method,
                        generator=torch.Generator().manual_seed(7))
-        for method in ("naive", "incremental")
+        for method in ("naive", "incremental", "fused")
     }
     assert torch.equal(codes["naive"], codes["incremental"])
+    assert torch.equal(codes["naive"], codes["fused"])
     assert torch.equal(codes["naive"].flatten(1)[:, :start], context.flatten(1)[:, :start])
 
 

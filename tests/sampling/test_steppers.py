@@ -1,4 +1,5 @@
-"""Steppers: the incremental one gives, at every step, what a full forward pass gives; context is kept."""
+"""Steppers: the incremental ones (cached, and cached with fused layers) give, at every step, what a full
+forward pass gives; context is kept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
-from vqvid.sampling import IncrementalStepper, NaiveStepper, draw
+from vqvid.sampling import FusedStepper, IncrementalStepper, NaiveStepper, draw
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,6 +27,7 @@ CONFIGS = {
     "bottom": BOTTOM,
     "bottom-no-attention": replace(BOTTOM, attention=False),
 }
+CACHED = {"incremental": IncrementalStepper, "fused": FusedStepper}
 
 
 def make(name: str, batch: int = 2, seed: int = 0):
@@ -39,11 +41,12 @@ def make(name: str, batch: int = 2, seed: int = 0):
     return prior, codes, condition
 
 
+@pytest.mark.parametrize("stepper_class", list(CACHED.values()), ids=list(CACHED))
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("start", [0, 27], ids=["no-context", "context"])  # 27: mid-row of frame 1
-def test_incremental_log_probs_equal_a_full_forward_pass_at_every_step(name, start):
+def test_incremental_log_probs_equal_a_full_forward_pass_at_every_step(name, start, stepper_class):
     prior, codes, condition = make(name)
-    stepper = IncrementalStepper(prior, codes, condition=condition, start=start)
+    stepper = stepper_class(prior, codes, condition=condition, start=start)
     generator = torch.Generator().manual_seed(0)
     for position in range(start, math.prod(prior.config.shape)):
         assert stepper.position == position
@@ -68,12 +71,13 @@ def test_naive_stepper_follows_the_full_forward_pass(name):
     assert stepper.position == 6
 
 
+@pytest.mark.parametrize("stepper_class", list(CACHED.values()), ids=list(CACHED))
 @pytest.mark.parametrize("name", ["top", "bottom"])
-def test_encoding_and_decoding_see_bit_identical_distributions(name):
+def test_encoding_and_decoding_see_bit_identical_distributions(name, stepper_class):
     # An encoder feeds the true codes; a decoder, started from nothing, feeds back the codes it decodes.
     prior, codes, condition = make(name)
-    encoder = IncrementalStepper(prior, codes, condition=condition)
-    decoder = IncrementalStepper(prior, codes.shape[0], condition=condition)
+    encoder = stepper_class(prior, codes, condition=condition)
+    decoder = stepper_class(prior, codes.shape[0], condition=condition)
     for position in range(math.prod(prior.config.shape)):
         assert torch.equal(encoder.step_log_probs(), decoder.step_log_probs()), f"position {position}"
         true_codes = codes.flatten(1)[:, position]
@@ -82,18 +86,20 @@ def test_encoding_and_decoding_see_bit_identical_distributions(name):
     assert torch.equal(decoder.codes, codes)
 
 
-def test_feeding_without_asking_for_log_probs_is_teacher_forcing():
+@pytest.mark.parametrize("stepper_class", list(CACHED.values()), ids=list(CACHED))
+def test_feeding_without_asking_for_log_probs_is_teacher_forcing(stepper_class):
     prior, codes, _ = make("top")
-    stepper = IncrementalStepper(prior, codes.shape[0])
+    stepper = stepper_class(prior, codes.shape[0])
     for position in range(20):
         stepper.feed(codes.flatten(1)[:, position])
-    prefilled = IncrementalStepper(prior, codes, start=20)
+    prefilled = stepper_class(prior, codes, start=20)
     torch.testing.assert_close(stepper.step_log_probs(), prefilled.step_log_probs(), atol=1e-5, rtol=0)
 
 
-def test_steppers_reject_bad_use():
+@pytest.mark.parametrize("stepper_class", list(CACHED.values()), ids=list(CACHED))
+def test_steppers_reject_bad_use(stepper_class):
     prior, codes, condition = make("bottom")
-    stepper = IncrementalStepper(prior, codes, condition=condition)
+    stepper = stepper_class(prior, codes, condition=condition)
     with pytest.raises(ValueError, match=r"feed: expected codes of shape \(2,\)"):
         stepper.feed(codes[:1, 0, 0, 0])
     with pytest.raises(ValueError, match=r"\[0, 8\)"):
@@ -101,9 +107,9 @@ def test_steppers_reject_bad_use():
     with pytest.raises(ValueError, match="int64"):
         stepper.feed(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="needs top codes"):
-        IncrementalStepper(prior, codes)
+        stepper_class(prior, codes)
     with pytest.raises(ValueError, match="start"):
-        IncrementalStepper(prior, codes, condition=condition, start=math.prod(prior.config.shape) + 1)
+        stepper_class(prior, codes, condition=condition, start=math.prod(prior.config.shape) + 1)
     with pytest.raises(ValueError, match="pass codes, not a batch size"):
         NaiveStepper(prior, 2, condition=condition, start=3)
     prior.train()
@@ -114,6 +120,7 @@ def test_steppers_reject_bad_use():
 def test_stepping_past_the_last_position_fails():
     prior, codes, _ = make("top")
     last = math.prod(prior.config.shape)
-    for stepper in (IncrementalStepper(prior, codes, start=last), NaiveStepper(prior, codes, start=last)):
+    for stepper in (IncrementalStepper(prior, codes, start=last), FusedStepper(prior, codes, start=last),
+                    NaiveStepper(prior, codes, start=last)):
         with pytest.raises(ValueError, match="every position"):
             stepper.step_log_probs()

@@ -2,7 +2,7 @@
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
                   [--decoding mean|sample] [--temperature T] [--top-k K] [--seed S]
-                  [--method incremental|naive] [--json FILE]
+                  [--method fused|incremental|naive] [--json FILE]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
 top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"below 1 sharpens each code's distribution (default {DEFAULT_TEMPERATURE:g})")
     parser.add_argument("--top-k", type=int, help="draw each code from its K most likely values only")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
-    parser.add_argument("--method", choices=("incremental", "naive"), default="incremental",
-                        help="incremental: cached sampling; naive: a full forward pass per code (reference)")
+    parser.add_argument("--method", choices=("fused", "incremental", "naive"), default="fused",
+                        help="fused: cached sampling with each position's layers fused (default); incremental: "
+                             "the same caches through the prior's modules; naive: a full forward pass per code "
+                             "(reference)")
     parser.add_argument("--clips", type=int, default=1, help="predict this many clips of INPUT (default 1)")
     parser.add_argument("--fps", type=float,
                         help="frame rate of the output (default: the clips' fps, else 10)")

@@ -326,9 +326,10 @@ def check_codes(codes: Tensor, num_codes: int, shape: Shape3, name: str) -> None
     if codes.ndim != 4 or tuple(codes.shape[1:]) != tuple(shape):
         raise ValueError(f"{name}: expected shape (B, {', '.join(map(str, shape))}), "
                          f"got {tuple(codes.shape)}")
-    if codes.numel() and (codes.min() < 0 or codes.max() >= num_codes):
-        raise ValueError(f"{name}: codes must lie in [0, {num_codes}), got values in "
-                         f"[{int(codes.min())}, {int(codes.max())}]")
+    if codes.numel():
+        low, high = (int(bound) for bound in torch.aminmax(codes))  # one pass: samplers check every step
+        if low < 0 or high >= num_codes:
+            raise ValueError(f"{name}: codes must lie in [0, {num_codes}), got values in [{low}, {high}]")
 
 
 class PixelSNAIL(nn.Module):

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 
 from vqvid.models.pixelsnail import PixelSNAIL
+from vqvid.sampling.fused import FusedStepper
 from vqvid.sampling.steppers import IncrementalStepper, NaiveStepper
 
-STEPPERS = {"incremental": IncrementalStepper, "naive": NaiveStepper}
+STEPPERS = {"fused": FusedStepper, "incremental": IncrementalStepper, "naive": NaiveStepper}
 
 
 def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
@@ -22,7 +23,7 @@ def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = Non
     distributions (e.g. the incremental and the naive computation of one step) give the same code for the same
     generator state.
     """
-    logits = log_probs / temperature
+    logits = log_probs / temperature if temperature != 1.0 else log_probs  # x / 1 is x: skip the op
     if top_k is not None:
         # Keep exactly top_k codes. Masking everything below the k-th largest value would keep every code tied
         # with it; a stable sort breaks such ties towards the lower code instead.
@@ -44,14 +45,16 @@ def draw(log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = Non
 
 def sample(prior: PixelSNAIL, n_or_codes: int | Tensor, *, condition: Tensor | None = None, start: int = 0,
            temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
-           method: str = "incremental", progress: bool = False) -> Tensor:
+           method: str = "fused", progress: bool = False) -> Tensor:
     """Codes (B, T, H, W) int64 drawn from `prior` in raster order.
 
     n_or_codes: a batch size B, or codes (B, T, H, W) whose positions before the flat index `start` are kept
     as context (e.g. the codes of the first frames) and the rest sampled. condition: top codes
-    (B, T', H', W') for the bottom prior. method: "incremental" (cached, Ramachandran et al. 2017) or "naive"
-    (a full forward pass per position, the reference); with the same generator state both give the same
-    codes. The prior must be in eval mode.
+    (B, T', H', W') for the bottom prior. method: "fused" (cached, Ramachandran et al. 2017, each position's
+    layers fused: `FusedStepper`), "incremental" (the same caches through the prior's modules) or "naive" (a
+    full forward pass per position, the reference); with the same generator state all give the same codes,
+    unless a uniform draw falls within float rounding of a cumulative probability. The prior must be in eval
+    mode.
     """
     if method not in STEPPERS:
         raise ValueError(f"method: expected one of {sorted(STEPPERS)}, got {method!r}")

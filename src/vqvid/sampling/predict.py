@@ -176,7 +176,7 @@ def _windows(context_top: int, total_top: int, window_top: int) -> list[_Window]
 
 @torch.no_grad()
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
-            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "incremental",
+            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
             progress: bool = True) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
