@@ -30,7 +30,7 @@ WRITER = b"torch 9.9; cpu x86_64 AVX512"
 def raw_file(
     *,
     magic: bytes = MAGIC,
-    version: int = 2,
+    version: int = 3,
     mode: int = 1,
     levels: int = 2,
     fingerprint: bytes = b"model-3f2a",
@@ -48,15 +48,20 @@ def raw_file(
     chunks: tuple[bytes, ...] = CHUNKS,
     checks: tuple[int, ...] = CHECKS,
     lengths: tuple[int, ...] | None = None,
+    coding_batch: int = 2,
 ) -> bytes:
     """A .vqv file built from the layout in the container's docstring, field by field, with valid CRCs.
-    version=1 builds the layout of format version 1 (no levels, writer or content checksums)."""
+    version=2 builds the layout of format version 2 (no coding batch), version=1 that of format version 1 (no
+    levels, writer or content checksums either)."""
     fingerprint_length = len(fingerprint) if fingerprint_length is None else fingerprint_length
+    batch: tuple[int, ...] = (coding_batch,)
     if version == 1:
-        layout, counts, entry = "<BB7I3I3II", (mode, fingerprint_length), "<II"
+        layout, counts, entry, batch = "<BB7I3I3II", (mode, fingerprint_length), "<II", ()
         writer = b""
+    elif version == 2:
+        layout, counts, entry, batch = "<BBBB7I3I3II", (mode, levels, fingerprint_length, len(writer)), "<III", ()
     else:
-        layout, counts, entry = "<BBBB7I3I3II", (mode, levels, fingerprint_length, len(writer)), "<III"
+        layout, counts, entry = "<BBBB7I3I3III", (mode, levels, fingerprint_length, len(writer)), "<III"
     fields = struct.pack(
         layout,
         *counts,
@@ -69,6 +74,7 @@ def raw_file(
         *top,
         *bottom,
         len(chunks) if num_chunks is None else num_chunks,
+        *batch,
     )
     lengths = tuple(map(len, chunks)) if lengths is None else lengths
     table = b"".join(
@@ -92,6 +98,7 @@ HEADER = VQVHeader(
     bottom_shape=(4, 8, 12),
     num_chunks=4,
     writer=WRITER.decode(),
+    coding_batch=2,
 )
 VALID = raw_file()
 TOP_LAYER_END = len(VALID) - len(CHUNKS[2]) - len(CHUNKS[3])  # the file cut after its top layer
@@ -168,8 +175,8 @@ def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
     odd = VQVHeader(**{**fields_of(HEADER), "num_chunks": 3})
     with pytest.raises(ValueError, match="3 chunks do not split into 2 layers"):
         write(tmp_path / "clip.vqv", odd, CHUNKS[:3], CHECKS[:3])
-    with pytest.raises(ValueError, match="written in format version 2, not 1"):
-        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 1, "writer": ""}))
+    with pytest.raises(ValueError, match="written in format version 3, not 2"):
+        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 2, "coding_batch": 1}))
     assert not (tmp_path / "clip.vqv").exists()
 
 
@@ -177,10 +184,27 @@ def fields_of(header: VQVHeader) -> dict:
     return {name: getattr(header, name) for name in header.__dataclass_fields__}
 
 
+def test_version_2_files_are_still_read():
+    old = raw_file(version=2)
+    assert len(old) == len(VALID) - 4  # no coding batch field
+    file = read_vqv(old)
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "version": 2, "coding_batch": 1})
+    assert file.chunks == list(CHUNKS) and file.checks == list(CHECKS)
+    cut = read_vqv(old[:TOP_LAYER_END - 4])
+    assert cut.chunks == list(CHUNKS[:2]) and not cut.complete
+    assert "format       version 2" in describe(file, len(old))
+    assert "mode         prior (entropy-coded under the priors, 1 clip(s) at a time)" in describe(file, len(old))
+    assert "prior (entropy-coded under the priors, 2 clip(s) at a time)" in describe(read_vqv(VALID), len(VALID))
+    with pytest.raises(ValueError, match=r"coding_batch: .*found 2 \(files before format version 3 were coded one "
+                                         "clip at a time"):
+        VQVHeader(**{**fields_of(HEADER), "version": 2})
+
+
 def test_version_1_files_are_still_read():
     old = raw_file(version=1, chunks=CHUNKS[:3], checks=CHECKS[:3])
     file = read_vqv(old)
-    assert file.header == VQVHeader(**{**fields_of(HEADER), "num_chunks": 3, "writer": "", "version": 1})
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "num_chunks": 3, "writer": "", "version": 1,
+                                       "coding_batch": 1})
     assert file.chunks == list(CHUNKS[:3]) and file.checks is None and file.complete
     for size in range(len(old)):  # version 1 has no layers: every cut is refused
         with pytest.raises(VQVFormatError):
@@ -200,8 +224,13 @@ def test_a_file_cut_after_its_top_layer_holds_the_top_layer():
     [
         (dict(magic=b"VQV\x00\n\n\x1a\n"), "not a .vqv file: expected magic"),
         (dict(magic=b"RIFF\x00\x00\x00\x00"), "not a .vqv file"),
-        (dict(version=0), "format version: expected one of 1, 2, found 0$"),
-        (dict(version=3), r"format version: expected one of 1, 2, found 3 \(a newer vqvid wrote it\)"),
+        (dict(version=0), "format version: expected one of 1, 2, 3, found 0$"),
+        (dict(version=4), r"format version: expected one of 1, 2, 3, found 4 \(a newer vqvid wrote it\)"),
+        (dict(coding_batch=0), r"coding_batch: expected an integer in \[1, 3\], found 0 \(at most 64 and at most "
+                               r"the file's 3 clip\(s\)\)"),
+        (dict(coding_batch=4), r"coding_batch: expected an integer in \[1, 3\], found 4"),
+        (dict(coding_batch=65, frame_count=8 * 100), r"coding_batch: expected an integer in \[1, 64\], found 65"),
+        (dict(coding_batch=2, mode=0), r"coding_batch: .*found 2 \(mode 'fixed' computes no distributions\)"),
         (dict(mode=2), "mode: expected 0 .fixed. or 1 .prior., found 2"),
         (dict(levels=0), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 0"),
         (dict(levels=3), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 3"),
@@ -295,6 +324,8 @@ def test_arbitrary_bytes_after_the_magic_raise_only_format_errors(tail):
         read_vqv(MAGIC + b"\x01\x00" + tail)
     with pytest.raises(VQVFormatError):
         read_vqv(MAGIC + b"\x02\x00" + tail)
+    with pytest.raises(VQVFormatError):
+        read_vqv(MAGIC + b"\x03\x00" + tail)
 
 
 @pytest.mark.parametrize(
@@ -332,7 +363,10 @@ def test_fingerprint_mismatch_names_both():
         ("fingerprint", "tab\there", "fingerprint"),
         ("writer", "x" * 256, "writer"),
         ("levels", "bottom", "levels: expected one of"),
-        ("version", 3, "version: expected one of"),
+        ("version", 4, "version: expected one of"),
+        ("coding_batch", 2.0, "coding_batch: expected an integer"),
+        ("coding_batch", 4, r"coding_batch: expected an integer in \[1, 3\], found 4 \(at most 64 and at most "
+                            r"the file's 3 clip\(s\)\)"),
         ("num_codes", 512.0, r"num_codes: expected an integer in \[2, 65536\], found 512.0"),
         ("num_codes", True, "num_codes"),
         ("fps", 0.0, "fps: expected a finite number > 0"),
@@ -377,4 +411,4 @@ def test_describe_by_hand():
     assert "bits/code    74.07 (vs 9 packed)" in text
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
-    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 2" in text
+    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 3" in text
