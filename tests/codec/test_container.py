@@ -1,3 +1,4 @@
+import hashlib
 import io
 import os
 import struct
@@ -20,6 +21,7 @@ from vqvid.codec.container import (
     read_vqv,
     write_vqv,
 )
+from vqvid.codec.entropy import decode_all, encode_all, quantize_pmf
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
 CHUNKS = (b"top codes", b"", b"bottom codes\x00\xff", b"b1")  # the top layer: chunks 0 and 1
@@ -412,3 +414,35 @@ def test_describe_by_hand():
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
     assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 3" in text
+
+
+# Bytes of a whole format version 3 file: layout, chunk table and range-coded payloads. A change here means
+# existing files no longer read or decode: bump FORMAT_VERSION together with it.
+GOLDEN_V3_FILE_SHA256 = "f935d827c4678393de4c78e3928574268ba7704dd03834d08ac417ed2ed0d9a1"
+GOLDEN_V3_FILE_BYTES = 327
+
+
+def test_a_version_3_file_is_pinned():
+    """Three clips of top (1, 2, 4) and bottom (2, 4, 8) codes in coding batches of 2, coded under PMFs from
+    integer arithmetic (log-probabilities on the 1/16-nat grid), so the bytes are the same on every CPU: what
+    the file writes around the priors' PMFs, which the video codec's tests check on this CPU."""
+    def pmfs_and_codes(n: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        i, k = np.arange(n)[:, None], np.arange(16)[None, :]
+        steps = -((i * 7 + k * 13 + salt) * (k + 3) % 97)  # (n, 16) grid steps, up to 6 nats below
+        pmfs = quantize_pmf((steps / 16).astype(np.float32))
+        return pmfs, (np.arange(n) * 5 + salt) % 16
+
+    header = VQVHeader(fingerprint="golden-v3", mode="prior", num_codes=16, frame_count=10, fps=Fraction(10),
+                       height=16, width=32, clip_frames=4, top_shape=(1, 2, 4), bottom_shape=(2, 4, 8),
+                       num_chunks=6, writer="vqvid golden", coding_batch=2)
+    coded = [pmfs_and_codes(8 if index < 3 else 64, index) for index in range(6)]
+    chunks = [encode_all(codes, pmfs) for pmfs, codes in coded]
+    checks = [zlib.crc32(codes.astype("<u2").tobytes()) for _, codes in coded]
+    buffer = io.BytesIO()
+    write_vqv(buffer, header, chunks, checks)
+    data = buffer.getvalue()
+    assert (hashlib.sha256(data).hexdigest(), len(data)) == (GOLDEN_V3_FILE_SHA256, GOLDEN_V3_FILE_BYTES)
+    file = read_vqv(data)
+    assert file.header == header and file.checks == checks
+    for chunk, (pmfs, codes) in zip(file.chunks, coded, strict=True):
+        np.testing.assert_array_equal(decode_all(chunk, pmfs), codes)
