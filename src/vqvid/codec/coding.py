@@ -150,7 +150,7 @@ def encode_clip(vqvae: VQVAE, clip: Tensor) -> Codes:
 
 # --- the priors' step ----------------------------------------------------------------------------------------
 
-DEFAULT_CODING_BATCH = 16  # clips per coding batch by default: the fastest of 1-32 at `tiny` width (bench_codec)
+DEFAULT_CODING_BATCH = 32  # clips per coding batch by default, chosen at `tiny` width by bench_codec.py
 CODING_MEMORY = 2 << 30  # bytes of stepper caches the default batch may take, so that any decoder can hold it
 
 
@@ -176,7 +176,7 @@ def stepper_bytes(prior: PixelSNAIL) -> int:
 
 def default_coding_batch(priors: CodingPriors) -> int:
     """`DEFAULT_CODING_BATCH`, halved while that many clips' stepper caches of the larger prior exceed
-    `CODING_MEMORY`: 16 for the `tiny` priors, 1 for the `thesis` bottom prior (1.6 GB a clip). A function of
+    `CODING_MEMORY`: 32 for the `tiny` priors, 1 for the `thesis` bottom prior (1.6 GB a clip). A function of
     the priors' configurations alone, so the same command writes the same bytes on every machine."""
     largest = max(stepper_bytes(prior) for prior in priors if prior is not None)
     batch = DEFAULT_CODING_BATCH

@@ -14,8 +14,8 @@ every clip's top codes before any bottom codes: `vqvid decompress --levels top` 
 top layer alone, and `--levels top` here writes only that layer (a file a fraction of the size).
 
 Prints the frames, the file size, bits per pixel, kbit/s, and the size against the same codes at fixed width.
-The priors always run on the CPU, on one thread, through --coding-batch clips at a time (default 16, fewer
-for priors too large to hold 16 clips' caches in 2 GiB; never more than the video's clips), so that the file
+The priors always run on the CPU, on one thread, through --coding-batch clips at a time (default 32, fewer
+for priors too large to hold 32 clips' caches in 2 GiB; never more than the video's clips), so that the file
 decodes exactly (see `vqvid.codec.coding`): the file records the coding batch, and `vqvid decompress` codes as
 many clips at a time. A larger batch codes faster at small prior widths and costs more memory on both sides.
 --device moves only the VQ-VAE, which encodes one clip at a time under the same settings, so the file does not
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4,
                         help="clips per --verify pass (default 4); the file does not depend on it")
     parser.add_argument("--coding-batch", type=int, metavar="B",
-                        help="clips the priors code at once, 1 to 64 (default 16, fewer for large priors); the "
+                        help="clips the priors code at once, 1 to 64 (default 32, fewer for large priors); the "
                              "file records it and decoding codes as many at once")
     parser.add_argument("--device", default="cpu", help="torch device of the VQ-VAE (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
