@@ -1,10 +1,16 @@
 """Speed and rate of the .vqv codec at the `tiny` preset (16×64×64 clips, top 4×8×8, bottom 8×16×16, K = 512).
 
-Speed: `compress` and `decompress` of a synthetic video, in frames per second, split into the VQ-VAE's part
-(encoding video to codes one clip at a time on one thread, as `compress` does; decoding codes to video, batched,
-all threads) and the priors' part (coding codes position by position through `IncrementalStepper`, one thread,
-batch 1, as the codec always runs them).
-Random weights: speed does not depend on training.
+Speed of the priors' coding, in code positions per second, encoding (`compress_codes`) and decoding
+(`decompress_codes`), all in one run:
+- "format 2 path": the coding loop of format version 2, reproduced here: one clip at a time, a PMF quantised and
+  a symbol range-coded per call. Its chunks are checked to be the bytes that coding batch 1 writes;
+- coding batch B = 1, 8, 16, 32: B clips through one stepper (`vqvid.codec.coding.encode_group`), one
+  group of B clips each (B = 1: 2 clips), so the figure is what every full group runs at.
+Each case runs --repeats times (default 2) and keeps its fastest run: on a shared machine the slower runs are
+the ones other work interrupted.
+The priors run on one thread, as the codec always runs them; the VQ-VAE's parts (encoding video to codes one
+clip at a time, decoding codes to video) are timed for the default coding batch. Random weights: speed does
+not depend on training.
 
 Rate: bits written (the chunks' payloads; the whole file adds its header) against the information content
 sum -log2 p of the same codes under the same priors' float log-probabilities, which a perfect coder would
@@ -13,25 +19,33 @@ log2 512 = 9 bits a code), and codes sampled from priors whose output layer is s
 confident as trained priors are and the coder's overheads (PMF quantisation, the end of each stream) weigh
 more.
 
-    python benchmarks/bench_codec.py [--clips 2] [--seed 0]
+    python benchmarks/bench_codec.py [--batches 1 8 16 32] [--repeats 2] [--seed 0]
 
-Prints a table and writes benchmarks/results/codec.json.
+Prints the tables and writes benchmarks/results/codec.json. Run it on a quiet machine: `flock` on a shared one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
-import platform
+import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import torch
+from results_file import write_results
 
-from vqvid.codec.coding import coding_vqvae, encode_clip
+from vqvid.codec.coding import (
+    CodingPriors,
+    coding_priors,
+    coding_vqvae,
+    default_coding_batch,
+    encode_clip,
+    pinned_computation,
+)
+from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
 from vqvid.codec.video import Compressed, compress_codes, decode_video, decompress_codes
 from vqvid.data import MovingShapes
 from vqvid.models.pixelsnail import PixelSNAIL
@@ -39,9 +53,10 @@ from vqvid.models.vqvae import VQVAE, Codes
 from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.presets import get_preset
 from vqvid.sampling import sample
+from vqvid.sampling.steppers import IncrementalStepper
 
-RESULTS = Path(__file__).resolve().parent / "results" / "codec.json"
 SHARPEN = 20.0  # scale of the sharpened priors' output weights: about 2 bits a code instead of 9
+RATE_CLIPS = 2  # clips of the rate measurements
 T = TypeVar("T")
 
 
@@ -49,6 +64,12 @@ def timed(run: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     result = run()
     return result, time.perf_counter() - start
+
+
+def fastest(run: Callable[[], T], repeats: int) -> tuple[T, float]:
+    """The result of `run` and its fastest time of `repeats` runs."""
+    runs = [timed(run) for _ in range(repeats)]
+    return runs[0][0], min(seconds for _, seconds in runs)
 
 
 def tiny_folder(seed: int) -> ModelFolder:
@@ -63,29 +84,6 @@ def tiny_folder(seed: int) -> ModelFolder:
                        LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), "bench-tiny")
 
 
-def speed(folder: ModelFolder, clips: int, seed: int) -> tuple[dict, Compressed]:
-    video = torch.stack([MovingShapes(clips, frames=16, size=64, seed=seed)[i] for i in range(clips)])
-    frames = clips * video.shape[2]
-    vqvae = folder.vqvae.model
-    codes, encode_s = timed(lambda: _encode(vqvae, video))
-    compressed, code_s = timed(lambda: compress_codes(folder, codes, frames, fps=10))
-    decoded, decode_codes_s = timed(lambda: decompress_codes(folder, compressed.data))
-    assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
-    _, decode_video_s = timed(lambda: decode_video(vqvae, decoded.codes, frames))
-    positions = codes.top.numel() + codes.bottom.numel()
-    row = {
-        "clips": clips, "frames": frames, "positions": positions,
-        "compress_frames_per_s": frames / (encode_s + code_s),
-        "compress_prior_share": code_s / (encode_s + code_s),
-        "decompress_frames_per_s": frames / (decode_codes_s + decode_video_s),
-        "decompress_prior_share": decode_codes_s / (decode_codes_s + decode_video_s),
-        "encode_positions_per_s": positions / code_s, "decode_positions_per_s": positions / decode_codes_s,
-        "seconds": {"vqvae_encode": encode_s, "prior_encode": code_s, "prior_decode": decode_codes_s,
-                    "vqvae_decode": decode_video_s},
-    }
-    return row, compressed
-
-
 def _encode(vqvae: VQVAE, video: torch.Tensor) -> Codes:
     """As `compress` encodes: one clip at a time, under the coding path's pinned settings."""
     vqvae = coding_vqvae(vqvae)
@@ -93,13 +91,98 @@ def _encode(vqvae: VQVAE, video: torch.Tensor) -> Codes:
     return Codes(torch.cat([c.top for c in codes]), torch.cat([c.bottom for c in codes]))
 
 
+# --- the coding loop of format version 2, the reference ---------------------------------------------------------
+
+
+def format2_encode(prior: PixelSNAIL, codes: torch.Tensor, condition: torch.Tensor | None) -> bytes:
+    """One clip's codes (t, h, w) of one level as format version 2 coded them: a stepper of batch 1, each
+    position's PMF quantised and its code range-coded as it comes."""
+    encoder = SequentialEncoder()
+    symbols = codes.reshape(-1)
+    with pinned_computation():
+        stepper = IncrementalStepper(prior, 1, condition=condition)
+        for position, symbol in enumerate(symbols.tolist()):
+            encoder.encode(symbol, quantize_pmf(stepper.step_log_probs())[0])
+            stepper.feed(symbols[position:position + 1])
+    return encoder.finish()
+
+
+def format2_decode(prior: PixelSNAIL, data: bytes, condition: torch.Tensor | None) -> torch.Tensor:
+    """Inverse of `format2_encode`: codes (1, t, h, w)."""
+    decoder = SequentialDecoder(data)
+    with pinned_computation():
+        stepper = IncrementalStepper(prior, 1, condition=condition)
+        for _ in range(math.prod(prior.config.shape)):
+            symbol = decoder.decode(quantize_pmf(stepper.step_log_probs())[0])
+            stepper.feed(torch.tensor([symbol], dtype=torch.int64))
+    return stepper.codes.clone()
+
+
+def format2_row(priors: CodingPriors, codes: Codes, reference: Compressed, repeats: int) -> dict:
+    """Times the format 2 loop over the clips of `codes`, both levels, and checks its chunks against those of
+    coding batch 1 (`reference`)."""
+    clips = codes.top.shape[0]
+
+    def encode() -> list[bytes]:
+        tops = [format2_encode(priors.top, codes.top[i], None) for i in range(clips)]
+        return tops + [format2_encode(priors.bottom, codes.bottom[i], codes.top[i:i + 1]) for i in range(clips)]
+
+    chunks, encode_s = fastest(encode, repeats)
+    if chunks != reference.chunks:
+        raise AssertionError("the format 2 loop and coding batch 1 wrote different chunks")
+
+    def decode() -> None:
+        for i in range(clips):
+            top = format2_decode(priors.top, chunks[i], None)
+            bottom = format2_decode(priors.bottom, chunks[clips + i], top)
+            assert torch.equal(top[0], codes.top[i]) and torch.equal(bottom[0], codes.bottom[i])
+
+    _, decode_s = fastest(decode, repeats)
+    return _speed_row("format 2 path", None, codes, encode_s, decode_s)
+
+
+def _speed_row(case: str, batch: int | None, codes: Codes, encode_s: float, decode_s: float) -> dict:
+    positions = codes.top.numel() + codes.bottom.numel()
+    return {"case": case, "coding_batch": batch, "clips": codes.top.shape[0], "positions": positions,
+            "encode_s": encode_s, "decode_s": decode_s, "encode_positions_per_s": positions / encode_s,
+            "decode_positions_per_s": positions / decode_s}
+
+
+def batch_row(folder: ModelFolder, codes: Codes, batch: int, repeats: int) -> tuple[dict, Compressed]:
+    """Times `compress_codes` and `decompress_codes` of the clips of `codes` in coding batches of `batch`."""
+    frames = codes.top.shape[0] * 16
+    compressed, encode_s = fastest(lambda: compress_codes(folder, codes, frames, fps=10, coding_batch=batch),
+                                   repeats)
+    assert compressed.header.coding_batch == batch
+    decoded, decode_s = fastest(lambda: decompress_codes(folder, compressed.data), repeats)
+    assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
+    return _speed_row(f"coding batch {batch}", batch, codes, encode_s, decode_s), compressed
+
+
+def frames_row(folder: ModelFolder, video: torch.Tensor, batch: int) -> dict:
+    """compress / decompress of a video in frames per second at coding batch `batch`, VQ-VAE included."""
+    frames = video.shape[0] * video.shape[2]
+    vqvae = folder.vqvae.model
+    codes, encode_s = timed(lambda: _encode(vqvae, video))
+    compressed, code_s = timed(lambda: compress_codes(folder, codes, frames, fps=10, coding_batch=batch))
+    decoded, decode_codes_s = timed(lambda: decompress_codes(folder, compressed.data))
+    _, decode_video_s = timed(lambda: decode_video(vqvae, decoded.codes, frames))
+    return {"clips": video.shape[0], "frames": frames, "coding_batch": batch,
+            "compress_frames_per_s": frames / (encode_s + code_s),
+            "compress_prior_share": code_s / (encode_s + code_s),
+            "decompress_frames_per_s": frames / (decode_codes_s + decode_video_s),
+            "decompress_prior_share": decode_codes_s / (decode_codes_s + decode_video_s),
+            "seconds": {"vqvae_encode": encode_s, "prior_encode": code_s, "prior_decode": decode_codes_s,
+                        "vqvae_decode": decode_video_s}}
+
+
 def rate_row(name: str, compressed: Compressed) -> dict:
     information = compressed.top_bits + compressed.bottom_bits
     payload = 8 * sum(map(len, compressed.chunks))
     positions = compressed.codes.top.numel() + compressed.codes.bottom.numel()
-    return {"codes": name, "positions": positions, "information_bits": information, "payload_bits": payload,
-            "file_bits": 8 * compressed.size, "bits_per_code": payload / positions,
-            "excess": payload / information - 1}
+    return {"codes": name, "coding_batch": compressed.header.coding_batch, "positions": positions,
+            "information_bits": information, "payload_bits": payload, "file_bits": 8 * compressed.size,
+            "bits_per_code": payload / positions, "excess": payload / information - 1}
 
 
 def sharpened_codes(folder: ModelFolder, clips: int, seed: int) -> tuple[ModelFolder, Codes]:
@@ -114,42 +197,65 @@ def sharpened_codes(folder: ModelFolder, clips: int, seed: int) -> tuple[ModelFo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=2, help="clips of 16 frames per measurement (default 2)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 32],
+                        help="coding batches to time (default 1 8 16 32)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per case; the fastest counts (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     folder = tiny_folder(args.seed)
-    print("timing compress / decompress ...", flush=True)
-    timing, compressed = speed(folder, args.clips, args.seed)
-    rates = [rate_row("synthetic video, random priors", compressed)]
+    priors = coding_priors(folder.top.model, folder.bottom.model)
+    default = default_coding_batch(priors)
+    most = max([*args.batches, RATE_CLIPS, default])
+    video = torch.stack([MovingShapes(most, frames=16, size=64, seed=args.seed)[i] for i in range(most)])
+    codes = _encode(folder.vqvae.model, video)
+    clips = lambda n: Codes(codes.top[:n], codes.bottom[:n])  # noqa: E731
+
+    speed, compressed = [], {}
+    for batch in args.batches:
+        print(f"timing coding batch {batch} ...", flush=True)
+        row, compressed[batch] = batch_row(folder, clips(max(batch, RATE_CLIPS)), batch, args.repeats)
+        speed.append(row)
+    print("timing the format 2 path ...", flush=True)
+    reference = compressed[1] if 1 in compressed else batch_row(folder, clips(RATE_CLIPS), 1, 1)[1]
+    speed.insert(0, format2_row(priors, clips(RATE_CLIPS), reference, args.repeats))
+    print(f"timing compress / decompress at coding batch {default} ...", flush=True)
+    frames = frames_row(folder, video[:default], default)
+
+    rates = [rate_row("synthetic video, random priors", compress_codes(folder, clips(RATE_CLIPS), 16 * RATE_CLIPS,
+                                                                       fps=10))]
     print("sampling codes from sharpened priors ...", flush=True)
-    sharp, codes = sharpened_codes(folder, args.clips, args.seed)
-    sharp_compressed = compress_codes(sharp, codes, 16 * args.clips, fps=10, verify=True)
-    assert torch.equal(decompress_codes(sharp, sharp_compressed.data).codes.bottom, codes.bottom)
+    sharp, sharp_codes = sharpened_codes(folder, RATE_CLIPS, args.seed)
+    sharp_compressed = compress_codes(sharp, sharp_codes, 16 * RATE_CLIPS, fps=10, verify=True)
+    assert torch.equal(decompress_codes(sharp, sharp_compressed.data).codes.bottom, sharp_codes.bottom)
     rates.append(rate_row("sampled, sharpened priors", sharp_compressed))
     verified = sharp_compressed.verification.fraction
 
-    print(f"\ntiny preset, {timing['clips']} clips of 16×64×64 ({timing['positions']} code positions), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads for the VQ-VAE, 1 for the priors")
-    print(f"{'':<12}{'frames/s':>10}{'in priors':>11}{'positions/s':>13}")
-    print(f"{'compress':<12}{timing['compress_frames_per_s']:>10.2f}{timing['compress_prior_share']:>10.1%}"
-          f"{timing['encode_positions_per_s']:>13.0f}")
-    print(f"{'decompress':<12}{timing['decompress_frames_per_s']:>10.2f}"
-          f"{timing['decompress_prior_share']:>10.1%}{timing['decode_positions_per_s']:>13.0f}")
+    old = speed[0]
+    print(f"\ntiny preset, random weights, clips of 16×64×64 (2,304 code positions each), torch {torch.__version__}, "
+          f"{os.cpu_count()} CPUs, priors on 1 thread, fastest of {args.repeats} run(s)")
+    print(f"{'case':<18}{'clips':>6}{'positions':>11}{'encode pos/s':>14}{'decode pos/s':>14}{'encode ×':>10}"
+          f"{'decode ×':>10}")
+    for row in speed:
+        print(f"{row['case']:<18}{row['clips']:>6}{row['positions']:>11}{row['encode_positions_per_s']:>14.0f}"
+              f"{row['decode_positions_per_s']:>14.0f}"
+              f"{row['encode_positions_per_s'] / old['encode_positions_per_s']:>10.2f}"
+              f"{row['decode_positions_per_s'] / old['decode_positions_per_s']:>10.2f}")
+    print(f"\nwhole compress / decompress of {frames['clips']} clips at coding batch {default} (the default), "
+          f"VQ-VAE on {torch.get_num_threads()} threads")
+    print(f"{'':<12}{'frames/s':>10}{'in priors':>11}")
+    print(f"{'compress':<12}{frames['compress_frames_per_s']:>10.2f}{frames['compress_prior_share']:>10.1%}")
+    print(f"{'decompress':<12}{frames['decompress_frames_per_s']:>10.2f}{frames['decompress_prior_share']:>10.1%}")
     print(f"\n{'codes':<32}{'-log2 p (bits)':>15}{'written':>10}{'excess':>9}{'bits/code':>11}{'file':>9}")
     for row in rates:
         print(f"{row['codes']:<32}{row['information_bits']:>15.0f}{row['payload_bits']:>10}"
               f"{row['excess']:>9.2%}{row['bits_per_code']:>11.3f}{row['file_bits']:>9}")
     print(f"verification (sharpened priors): the full forward pass gives the coded PMF at {verified:.2%} of "
           "positions")
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                   "machine": platform.machine(), "python": platform.python_version(),
-                   "load_average": os.getloadavg()}
-    RESULTS.write_text(json.dumps({"environment": environment, "speed": timing, "rate": rates,
-                                   "verified_fraction": verified}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    command = "python benchmarks/bench_codec.py " + " ".join(sys.argv[1:])
+    write_results("codec", torch.get_num_threads(), command=command.strip(), repeats=args.repeats,
+                  cpus=os.cpu_count(), load_average=os.getloadavg(),
+                  default_coding_batch=default, speed=speed, frames=frames, rate=rates, verified_fraction=verified)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import hashlib
 import io
 import os
 import struct
@@ -20,6 +21,7 @@ from vqvid.codec.container import (
     read_vqv,
     write_vqv,
 )
+from vqvid.codec.entropy import decode_all, encode_all, quantize_pmf
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
 CHUNKS = (b"top codes", b"", b"bottom codes\x00\xff", b"b1")  # the top layer: chunks 0 and 1
@@ -30,7 +32,7 @@ WRITER = b"torch 9.9; cpu x86_64 AVX512"
 def raw_file(
     *,
     magic: bytes = MAGIC,
-    version: int = 2,
+    version: int = 3,
     mode: int = 1,
     levels: int = 2,
     fingerprint: bytes = b"model-3f2a",
@@ -48,15 +50,20 @@ def raw_file(
     chunks: tuple[bytes, ...] = CHUNKS,
     checks: tuple[int, ...] = CHECKS,
     lengths: tuple[int, ...] | None = None,
+    coding_batch: int = 2,
 ) -> bytes:
     """A .vqv file built from the layout in the container's docstring, field by field, with valid CRCs.
-    version=1 builds the layout of format version 1 (no levels, writer or content checksums)."""
+    version=2 builds the layout of format version 2 (no coding batch), version=1 that of format version 1 (no
+    levels, writer or content checksums either)."""
     fingerprint_length = len(fingerprint) if fingerprint_length is None else fingerprint_length
+    batch: tuple[int, ...] = (coding_batch,)
     if version == 1:
-        layout, counts, entry = "<BB7I3I3II", (mode, fingerprint_length), "<II"
+        layout, counts, entry, batch = "<BB7I3I3II", (mode, fingerprint_length), "<II", ()
         writer = b""
+    elif version == 2:
+        layout, counts, entry, batch = "<BBBB7I3I3II", (mode, levels, fingerprint_length, len(writer)), "<III", ()
     else:
-        layout, counts, entry = "<BBBB7I3I3II", (mode, levels, fingerprint_length, len(writer)), "<III"
+        layout, counts, entry = "<BBBB7I3I3III", (mode, levels, fingerprint_length, len(writer)), "<III"
     fields = struct.pack(
         layout,
         *counts,
@@ -69,6 +76,7 @@ def raw_file(
         *top,
         *bottom,
         len(chunks) if num_chunks is None else num_chunks,
+        *batch,
     )
     lengths = tuple(map(len, chunks)) if lengths is None else lengths
     table = b"".join(
@@ -92,6 +100,7 @@ HEADER = VQVHeader(
     bottom_shape=(4, 8, 12),
     num_chunks=4,
     writer=WRITER.decode(),
+    coding_batch=2,
 )
 VALID = raw_file()
 TOP_LAYER_END = len(VALID) - len(CHUNKS[2]) - len(CHUNKS[3])  # the file cut after its top layer
@@ -168,8 +177,8 @@ def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
     odd = VQVHeader(**{**fields_of(HEADER), "num_chunks": 3})
     with pytest.raises(ValueError, match="3 chunks do not split into 2 layers"):
         write(tmp_path / "clip.vqv", odd, CHUNKS[:3], CHECKS[:3])
-    with pytest.raises(ValueError, match="written in format version 2, not 1"):
-        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 1, "writer": ""}))
+    with pytest.raises(ValueError, match="written in format version 3, not 2"):
+        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 2, "coding_batch": 1}))
     assert not (tmp_path / "clip.vqv").exists()
 
 
@@ -177,10 +186,27 @@ def fields_of(header: VQVHeader) -> dict:
     return {name: getattr(header, name) for name in header.__dataclass_fields__}
 
 
+def test_version_2_files_are_still_read():
+    old = raw_file(version=2)
+    assert len(old) == len(VALID) - 4  # no coding batch field
+    file = read_vqv(old)
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "version": 2, "coding_batch": 1})
+    assert file.chunks == list(CHUNKS) and file.checks == list(CHECKS)
+    cut = read_vqv(old[:TOP_LAYER_END - 4])
+    assert cut.chunks == list(CHUNKS[:2]) and not cut.complete
+    assert "format       version 2" in describe(file, len(old))
+    assert "mode         prior (entropy-coded under the priors, 1 clip(s) at a time)" in describe(file, len(old))
+    assert "prior (entropy-coded under the priors, 2 clip(s) at a time)" in describe(read_vqv(VALID), len(VALID))
+    with pytest.raises(ValueError, match=r"coding_batch: .*found 2 \(files before format version 3 were coded one "
+                                         "clip at a time"):
+        VQVHeader(**{**fields_of(HEADER), "version": 2})
+
+
 def test_version_1_files_are_still_read():
     old = raw_file(version=1, chunks=CHUNKS[:3], checks=CHECKS[:3])
     file = read_vqv(old)
-    assert file.header == VQVHeader(**{**fields_of(HEADER), "num_chunks": 3, "writer": "", "version": 1})
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "num_chunks": 3, "writer": "", "version": 1,
+                                       "coding_batch": 1})
     assert file.chunks == list(CHUNKS[:3]) and file.checks is None and file.complete
     for size in range(len(old)):  # version 1 has no layers: every cut is refused
         with pytest.raises(VQVFormatError):
@@ -200,8 +226,13 @@ def test_a_file_cut_after_its_top_layer_holds_the_top_layer():
     [
         (dict(magic=b"VQV\x00\n\n\x1a\n"), "not a .vqv file: expected magic"),
         (dict(magic=b"RIFF\x00\x00\x00\x00"), "not a .vqv file"),
-        (dict(version=0), "format version: expected one of 1, 2, found 0$"),
-        (dict(version=3), r"format version: expected one of 1, 2, found 3 \(a newer vqvid wrote it\)"),
+        (dict(version=0), "format version: expected one of 1, 2, 3, found 0$"),
+        (dict(version=4), r"format version: expected one of 1, 2, 3, found 4 \(a newer vqvid wrote it\)"),
+        (dict(coding_batch=0), r"coding_batch: expected an integer in \[1, 3\], found 0 \(at most 64 and at most "
+                               r"the file's 3 clip\(s\)\)"),
+        (dict(coding_batch=4), r"coding_batch: expected an integer in \[1, 3\], found 4"),
+        (dict(coding_batch=65, frame_count=8 * 100), r"coding_batch: expected an integer in \[1, 64\], found 65"),
+        (dict(coding_batch=2, mode=0), r"coding_batch: .*found 2 \(mode 'fixed' computes no distributions\)"),
         (dict(mode=2), "mode: expected 0 .fixed. or 1 .prior., found 2"),
         (dict(levels=0), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 0"),
         (dict(levels=3), r"levels: expected 1 \(top\) or 2 \(top and bottom\), found 3"),
@@ -295,6 +326,8 @@ def test_arbitrary_bytes_after_the_magic_raise_only_format_errors(tail):
         read_vqv(MAGIC + b"\x01\x00" + tail)
     with pytest.raises(VQVFormatError):
         read_vqv(MAGIC + b"\x02\x00" + tail)
+    with pytest.raises(VQVFormatError):
+        read_vqv(MAGIC + b"\x03\x00" + tail)
 
 
 @pytest.mark.parametrize(
@@ -332,7 +365,10 @@ def test_fingerprint_mismatch_names_both():
         ("fingerprint", "tab\there", "fingerprint"),
         ("writer", "x" * 256, "writer"),
         ("levels", "bottom", "levels: expected one of"),
-        ("version", 3, "version: expected one of"),
+        ("version", 4, "version: expected one of"),
+        ("coding_batch", 2.0, "coding_batch: expected an integer"),
+        ("coding_batch", 4, r"coding_batch: expected an integer in \[1, 3\], found 4 \(at most 64 and at most "
+                            r"the file's 3 clip\(s\)\)"),
         ("num_codes", 512.0, r"num_codes: expected an integer in \[2, 65536\], found 512.0"),
         ("num_codes", True, "num_codes"),
         ("fps", 0.0, "fps: expected a finite number > 0"),
@@ -377,4 +413,36 @@ def test_describe_by_hand():
     assert "bits/code    74.07 (vs 9 packed)" in text
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
-    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 2" in text
+    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 3" in text
+
+
+# Bytes of a whole format version 3 file: layout, chunk table and range-coded payloads. A change here means
+# existing files no longer read or decode: bump FORMAT_VERSION together with it.
+GOLDEN_V3_FILE_SHA256 = "f935d827c4678393de4c78e3928574268ba7704dd03834d08ac417ed2ed0d9a1"
+GOLDEN_V3_FILE_BYTES = 327
+
+
+def test_a_version_3_file_is_pinned():
+    """Three clips of top (1, 2, 4) and bottom (2, 4, 8) codes in coding batches of 2, coded under PMFs from
+    integer arithmetic (log-probabilities on the 1/16-nat grid), so the bytes are the same on every CPU: what
+    the file writes around the priors' PMFs, which the video codec's tests check on this CPU."""
+    def pmfs_and_codes(n: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        i, k = np.arange(n)[:, None], np.arange(16)[None, :]
+        steps = -((i * 7 + k * 13 + salt) * (k + 3) % 97)  # (n, 16) grid steps, up to 6 nats below
+        pmfs = quantize_pmf((steps / 16).astype(np.float32))
+        return pmfs, (np.arange(n) * 5 + salt) % 16
+
+    header = VQVHeader(fingerprint="golden-v3", mode="prior", num_codes=16, frame_count=10, fps=Fraction(10),
+                       height=16, width=32, clip_frames=4, top_shape=(1, 2, 4), bottom_shape=(2, 4, 8),
+                       num_chunks=6, writer="vqvid golden", coding_batch=2)
+    coded = [pmfs_and_codes(8 if index < 3 else 64, index) for index in range(6)]
+    chunks = [encode_all(codes, pmfs) for pmfs, codes in coded]
+    checks = [zlib.crc32(codes.astype("<u2").tobytes()) for _, codes in coded]
+    buffer = io.BytesIO()
+    write_vqv(buffer, header, chunks, checks)
+    data = buffer.getvalue()
+    assert (hashlib.sha256(data).hexdigest(), len(data)) == (GOLDEN_V3_FILE_SHA256, GOLDEN_V3_FILE_BYTES)
+    file = read_vqv(data)
+    assert file.header == header and file.checks == checks
+    for chunk, (pmfs, codes) in zip(file.chunks, coded, strict=True):
+        np.testing.assert_array_equal(decode_all(chunk, pmfs), codes)

@@ -15,6 +15,7 @@ from vqvid.codec.entropy import (
     SequentialDecoder,
     SequentialEncoder,
     decode_all,
+    decode_each,
     encode_all,
     information_content,
     quantize_pmf,
@@ -195,10 +196,34 @@ def code_both_ways(symbols: np.ndarray, pmfs: np.ndarray) -> bytes:
     for symbol, pmf in zip(symbols, pmfs, strict=True):
         encoder.encode(int(symbol), pmf)
     assert encoder.finish() == batched
+    in_blocks = SequentialEncoder()
+    for part in np.array_split(np.arange(len(symbols)), 3):  # blocks of any size, empty ones too
+        in_blocks.encode_block(symbols[part], pmfs[part])
+    assert in_blocks.finish() == batched
     np.testing.assert_array_equal(decode_all(batched, pmfs), symbols)
     decoder = SequentialDecoder(batched)
     np.testing.assert_array_equal([decoder.decode(pmf) for pmf in pmfs], symbols)
     return batched
+
+
+def test_decode_each_decodes_streams_side_by_side():
+    """One symbol per stream and call, row i for stream i: what n sequential decoders give. A stream without a
+    decoder gives None, a stream invalid under its PMF its ValueError, and the others go on."""
+    rng = np.random.default_rng(3)
+    pmfs = quantize_pmf(log_softmax_rows(rng, 3 * 20, 16, 2.0)).reshape(3, 20, 16)  # (streams, n, K)
+    symbols = np.stack([sample(rng, stream) for stream in pmfs])  # (3, 20)
+    streams = [encode_all(symbols[i], pmfs[i]) for i in range(3)]
+    peaked = quantize_pmf(np.array([[0.0] + [-30.0] * 15], dtype=np.float32))[0]  # (K,) almost all on 0
+    decoders = [SequentialDecoder(streams[0]), None, SequentialDecoder(b"\xff" * 8), SequentialDecoder(streams[2])]
+    decoded = [decode_each(decoders, np.stack([pmfs[0, j], pmfs[1, j], peaked, pmfs[2, j]])) for j in range(20)]
+    np.testing.assert_array_equal([row[0] for row in decoded], symbols[0])
+    np.testing.assert_array_equal([row[3] for row in decoded], symbols[2])
+    assert all(row[1] is None for row in decoded)
+    assert any(isinstance(row[2], ValueError) and "invalid under the given PMFs" in str(row[2]) for row in decoded)
+    with pytest.raises(ValueError, match="expected 4 rows of PMFs, one per stream, got 3"):
+        decode_each(decoders, pmfs[:, 0])
+    with pytest.raises(ValueError, match="summing"):
+        decode_each(decoders[:1], pmfs[:1, 0] - 1)
 
 
 @pytest.mark.parametrize("num_codes", [2, 3, 512, 1000])

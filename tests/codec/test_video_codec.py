@@ -1,5 +1,6 @@
-"""The video codec: exact round trips under tiny random-weight priors, reproducible bytes, refusals, files
-of the top level alone, decoders that compute other PMFs, and files of format version 1.
+"""The video codec: exact round trips under tiny random-weight priors, in coding batches of several clips,
+reproducible bytes, refusals, files of the top level alone, decoders that compute other PMFs, and files of
+format versions 1 and 2.
 
 Clips are 4 frames of 16×16: top grid 1×2×2, bottom 2×4×4, 16 codes. The priors' output layers are scaled up
 so that their distributions are far from uniform: a PMF that differed between encoder and decoder, or a code
@@ -23,7 +24,14 @@ from einops import rearrange
 
 from tests.codec.test_container import raw_file
 from vqvid.codec import FingerprintMismatchError, VQVFormatError, coding, encode_all, quantize_pmf, read_vqv
-from vqvid.codec.coding import DesyncError, codes_checksum, encode_level, writer_description
+from vqvid.codec.coding import (
+    DesyncError,
+    codes_checksum,
+    default_coding_batch,
+    encode_group,
+    encode_level,
+    writer_description,
+)
 from vqvid.codec.packing import pack_fixed, packed_size
 from vqvid.codec.video import (
     compress,
@@ -139,19 +147,25 @@ def test_random_codes_round_trip_exactly(folder, seed):
     assert compressed.verification.fraction > 0.9
 
 
-def test_chunks_are_the_range_code_of_the_priors_distributions(folder):
+@pytest.mark.parametrize("coding_batch", [1, 2])
+def test_chunks_are_the_range_code_of_the_priors_distributions(folder, coding_batch):
     # What each chunk must hold: the top chunks of all clips, then their bottom chunks, each the range code of
-    # the clip's codes of that level under the PMFs the stepper computed. Those PMFs must be the priors'
-    # distributions given the right context: a full forward pass of each prior, a different float computation,
+    # the clip's codes of that level under the PMFs the stepper computed for its coding batch (clips 0-1, then
+    # clip 2 with a dummy clip, for a batch of 2). Those PMFs must be the priors' distributions given the
+    # right context: a full forward pass of each prior over the clip alone, a different float computation,
     # gives the same quantised PMFs up to last-bit float differences, which move a row only rarely.
     codes = random_codes(3, seed=4)
-    compressed = compress_codes(folder, codes, frame_count=12, fps=10)
-    assert compressed.header.num_chunks == 6 and compressed.header.levels == "both"
+    compressed = compress_codes(folder, codes, frame_count=12, fps=10, coding_batch=coding_batch)
+    header = compressed.header
+    assert (header.num_chunks, header.levels, header.coding_batch) == (6, "both", coding_batch)
     priors = coding.coding_priors(folder.top.model, folder.bottom.model)
+    groups = [slice(start, min(start + coding_batch, 3)) for start in range(0, 3, coding_batch)]
+    coded = [(top, bottom) for group in groups for top, bottom in zip(
+        encode_group(priors.top, codes.top[group], None, coding_batch, keep_pmfs=True),
+        encode_group(priors.bottom, codes.bottom[group], codes.top[group], coding_batch, keep_pmfs=True),
+        strict=True)]
     rows_matching, rows = 0, 0
-    for clip in range(3):
-        top = encode_level(priors.top, codes.top[clip], None, keep_pmfs=True)
-        bottom = encode_level(priors.bottom, codes.bottom[clip], codes.top[clip:clip + 1], keep_pmfs=True)
+    for clip, (top, bottom) in enumerate(coded):
         assert compressed.chunks[clip] == encode_all(codes.top[clip].flatten().numpy(), top.pmfs)
         assert compressed.chunks[3 + clip] == encode_all(codes.bottom[clip].flatten().numpy(), bottom.pmfs)
         assert compressed.checks[clip] == codes_checksum(codes.top[clip])
@@ -214,10 +228,10 @@ def test_pieces_and_clips_give_the_same_file_as_one_tensor():
     assert compress(folder, [clips, video[:, 8:]], fps=10).data == whole
 
 
-def test_every_float_of_compression_runs_one_clip_at_a_time_on_one_thread_in_float32(monkeypatch):
+def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_float32(monkeypatch):
     # What makes the bytes independent of the caller's batch size, threads and precision, checked where it
-    # happens on any machine: every VQ-VAE encode and every prior step sees one clip, one thread, float32 and
-    # full-precision matmuls, whatever the caller set.
+    # happens on any machine: every VQ-VAE encode sees one clip, and every prior step, encoding or decoding,
+    # the file's coding batch of clips, one thread, float32 and full-precision matmuls, whatever the caller set.
     folder = tiny_folder(seed=7)
     seen = []
 
@@ -239,33 +253,88 @@ def test_every_float_of_compression_runs_one_clip_at_a_time_on_one_thread_in_flo
     torch.set_float32_matmul_precision("medium")
     try:
         folder.vqvae.model.double()
-        compress(folder, random_video(12, seed=7), fps=10, batch_size=3)
+        data = compress(folder, random_video(12, seed=7), fps=10, batch_size=3, coding_batch=2).data
+        encoded = list(seen)
+        seen.clear()
+        decompress_codes(folder, data)
     finally:
         torch.set_float32_matmul_precision(precision)
         folder.vqvae.model.float()
-    assert {name for name, *_ in seen} == {"encode", "step"}
-    assert sum(name == "encode" for name, *_ in seen) == 3  # 12 frames: 3 clips, each encoded alone
-    assert {tuple(what) for _, *what in seen} == {(1, 1, "highest", torch.float32)}
+    assert {name for name, *_ in encoded} == {"encode", "step"} and {name for name, *_ in seen} == {"step"}
+    assert sum(name == "encode" for name, *_ in encoded) == 3  # 12 frames: 3 clips, each encoded alone
+    assert {tuple(what) for name, *what in encoded if name == "encode"} == {(1, 1, "highest", torch.float32)}
+    # 3 clips in coding batches of 2, the second padded with a dummy clip: the same steps each way.
+    steps = [tuple(what) for name, *what in encoded if name == "step"]
+    assert len(steps) == len(seen) >= 2 * (4 + 32)
+    assert set(steps) == {tuple(what) for _, *what in seen} == {(2, 1, "highest", torch.float32)}
     assert torch.get_num_threads() == 2  # the caller's settings are back
 
 
 def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision():
     # Holds on any CPU because the code enforces it, not because this CPU happens to round alike: every clip is
-    # encoded alone, on one thread, in float32 (pinned_computation; the test above records those settings), so
-    # the caller's batch size and threads never reach a float. Both sides run on the same machine.
+    # encoded alone and the priors step through the file's coding batch of clips, on one thread, in float32
+    # (pinned_computation; the test above records those settings), so the caller's batch size and threads
+    # never reach a float. Both sides run on the same machine. 3 clips in coding batches of 2: a padded group.
     folder = tiny_folder(seed=7)
     video = random_video(12, seed=7)
     torch.set_num_threads(1)
-    reference = compress(folder, video, fps=10, batch_size=1).data
+    reference = compress(folder, video, fps=10, batch_size=1, coding_batch=2).data
+    assert read_vqv(reference).header.coding_batch == 2
     torch.set_num_threads(2)
-    assert compress(folder, video, fps=10, batch_size=3).data == reference
+    assert compress(folder, video, fps=10, batch_size=3, coding_batch=2).data == reference
     assert torch.get_num_threads() == 2  # restored after coding
     # Models in float64 (or training mode) are run from a float32 eval copy; the caller's stay as they were.
     for model in (folder.vqvae.model, folder.top.model, folder.bottom.model):
         model.double().train()
-    assert compress(folder, video, fps=10, batch_size=2).data == reference
+    assert compress(folder, video, fps=10, batch_size=2, coding_batch=2).data == reference
     assert folder.top.model.training and next(folder.bottom.model.parameters()).dtype == torch.float64
     assert next(folder.vqvae.model.parameters()).dtype == torch.float64
+    for model in (folder.vqvae.model, folder.top.model, folder.bottom.model):
+        model.float().eval()
+    # The decoder reads the batch from the header, whatever its caller's threads.
+    codes = [decompress_codes(folder, reference).codes]
+    torch.set_num_threads(1)
+    codes.append(decompress_codes(folder, reference).codes)
+    torch.set_num_threads(2)
+    assert all(torch.equal(c.top, codes[0].top) and torch.equal(c.bottom, codes[0].bottom) for c in codes)
+
+
+@pytest.mark.parametrize("clips, coding_batch", [(5, 2), (5, 3), (4, 4), (2, 16), (3, None)])
+def test_coding_batches_round_trip_exactly(folder, clips, coding_batch):
+    # Groups of the coding batch, the last one padded with dummy clips where the clips do not divide evenly;
+    # a batch larger than the file is cut to its clips, and without one the default is taken.
+    codes = sampled_codes(folder, clips, seed=clips)
+    frames = (clips - 1) * CLIP_FRAMES + 1
+    compressed = compress_codes(folder, codes, frame_count=frames, fps=10, coding_batch=coding_batch)
+    expected = min(clips, coding_batch or default_coding_batch(coding.coding_priors(*tiny_priors())))
+    assert compressed.header.coding_batch == read_vqv(compressed.data).header.coding_batch == expected
+    decoded = decompress_codes(folder, compressed.data)
+    assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
+    assert torch.equal(decompress_codes(folder, compressed.data, levels="top").codes.top, codes.top)
+    cut = compressed.data[:compressed.top_layer_size]
+    assert torch.equal(decompress_codes(folder, cut).codes.top, codes.top)
+    top_only = compress_codes(folder, Codes(codes.top, None), frame_count=frames, fps=10, levels="top",
+                              coding_batch=coding_batch)
+    assert top_only.chunks == compressed.chunks[:clips]  # the top layer does not depend on the bottom codes
+
+
+def test_the_default_coding_batch_fits_the_priors_in_memory():
+    tiny = coding.coding_priors(*tiny_priors())
+    assert default_coding_batch(tiny) == coding.DEFAULT_CODING_BATCH
+    large = PixelSNAIL(PixelSNAILConfig(num_codes=16, shape=(8, 64, 64), channels=256, n_blocks=6,
+                                        n_res_blocks=1, attention=False, dropout=0.0))  # the `thesis` bottom
+    assert 1.5e9 < coding.stepper_bytes(large) < 1.7e9
+    assert default_coding_batch(coding.CodingPriors(tiny.top, large)) == 1
+    assert default_coding_batch(coding.CodingPriors(large, None)) == 1
+
+
+@pytest.mark.parametrize("coding_batch", [0, 65, -1, 2.0, True, "4"])
+def test_a_bad_coding_batch_is_refused(folder, coding_batch):
+    with pytest.raises(ValueError, match=rf"coding_batch {coding_batch!r}: expected a whole number of clips "
+                                         r"from 1 to 64"):
+        compress_codes(folder, random_codes(1, seed=0), frame_count=4, fps=10, coding_batch=coding_batch)
+    with pytest.raises(ValueError, match="coding_batch"):
+        compress(folder, random_video(4), fps=10, coding_batch=coding_batch)
 
 
 def test_fixed_mode_round_trip_without_priors():
@@ -364,9 +433,10 @@ def test_clip_geometry_checks_the_priors_against_the_clip_size(folder):
 # --- decoders that compute other PMFs -------------------------------------------------------------------------
 
 
-def perturbed_pmfs(monkeypatch, at_call: int) -> None:
-    """From the `at_call`-th PMF the decoder computes on, the decoder's PMFs put almost all mass on another
-    symbol than the one they favoured: what a decoder whose floats differ from the encoder's does, at worst."""
+def perturbed_pmfs(monkeypatch, at_call: int, row: int = 0) -> None:
+    """From the `at_call`-th batch of PMFs the decoder computes on, the PMF of `row` (a clip of the coding
+    batch) puts almost all mass on another symbol than the one it favoured: what a decoder whose floats differ
+    from the encoder's does, at worst."""
     calls = {"n": 0}
     quantize = coding.quantize_pmf
 
@@ -374,21 +444,29 @@ def perturbed_pmfs(monkeypatch, at_call: int) -> None:
         pmfs = quantize(log_probs)
         calls["n"] += 1
         if calls["n"] >= at_call:
-            favourite = int(pmfs[0].argmax())
-            pmfs = np.ones_like(pmfs)
-            pmfs[0, (favourite + 1) % pmfs.shape[1]] += 2**24 - pmfs.shape[1]
+            favourite = int(pmfs[row].argmax())
+            pmfs[row] = 1
+            pmfs[row, (favourite + 1) % pmfs.shape[1]] += 2**24 - pmfs.shape[1]
         return pmfs
 
     monkeypatch.setattr(coding, "quantize_pmf", perturbed)
 
 
-@pytest.mark.parametrize("at_call, chunk, what", [(1, 0, "top codes of clip 0"),
-                                                  (4 + 4 + 32 + 9, 3, "bottom codes of clip 1")])
-def test_a_decoder_with_other_pmfs_fails_naming_the_chunk(folder, monkeypatch, at_call, chunk, what):
-    # 2 clips: top chunks 0, 1 (4 codes each), bottom chunks 2, 3 (32 codes each); call 49 is the 9th code
-    # of clip 1's bottom chunk.
-    data = compress_codes(folder, sampled_codes(folder, 2, seed=13), frame_count=8, fps=10).data
-    perturbed_pmfs(monkeypatch, at_call)
+@pytest.mark.parametrize("coding_batch, at_call, row, chunk, what", [
+    # A batch of 1: a call per clip and position. Top chunks 0, 1 (4 codes each), bottom chunks 2, 3 (32
+    # codes each); call 49 is the 9th code of clip 1's bottom chunk.
+    (1, 1, 0, 0, "top codes of clip 0"),
+    (1, 4 + 4 + 32 + 9, 0, 3, "bottom codes of clip 1"),
+    # A batch of 2: a call per position for both clips, a row each; clip 0 decodes right in each case.
+    (2, 1, 1, 1, "top codes of clip 1"),
+    (2, 4 + 9, 1, 3, "bottom codes of clip 1"),
+    (2, 4 + 30, 0, 2, "bottom codes of clip 0"),
+])
+def test_a_decoder_with_other_pmfs_fails_naming_the_chunk(folder, monkeypatch, coding_batch, at_call, row, chunk,
+                                                          what):
+    data = compress_codes(folder, sampled_codes(folder, 2, seed=13), frame_count=8, fps=10,
+                          coding_batch=coding_batch).data
+    perturbed_pmfs(monkeypatch, at_call, row)
     with pytest.raises(DesyncError, match=rf"chunk {chunk} of 4 \({what}\)") as error:
         decompress(folder, data)
     message = str(error.value)
@@ -484,6 +562,34 @@ def test_version_1_files_still_decode(folder, mode):
     assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
     top_only = decompress(folder, data, levels="top")
     assert torch.equal(top_only.codes.top, codes.top) and top_only.codes.bottom is None
+
+
+# --- format version 2 ---------------------------------------------------------------------------------------
+
+
+def version_2_file(folder: ModelFolder, codes: Codes, frame_count: int) -> bytes:
+    """A file as format version 2 wrote it: chunks as now, each clip coded alone (a coding batch of 1), and
+    no coding batch field."""
+    priors = coding.coding_priors(folder.top.model, folder.bottom.model)
+    clips = range(codes.top.shape[0])
+    chunks = [encode_level(priors.top, codes.top[clip], None).data for clip in clips]
+    chunks += [encode_level(priors.bottom, codes.bottom[clip], codes.top[clip:clip + 1]).data for clip in clips]
+    checks = [codes_checksum(codes.top[clip]) for clip in clips] + [codes_checksum(codes.bottom[clip])
+                                                                    for clip in clips]
+    return raw_file(version=2, mode=1, fingerprint=folder.fingerprint.encode(), num_codes=NUM_CODES,
+                    frame_count=frame_count, fps=(10, 1), height=SIZE, width=SIZE, clip_frames=CLIP_FRAMES,
+                    top=TOP_SHAPE, bottom=BOTTOM_SHAPE, chunks=tuple(chunks), checks=tuple(checks))
+
+
+def test_version_2_files_still_decode(folder):
+    codes = sampled_codes(folder, 3, seed=18)
+    data = version_2_file(folder, codes, 11)
+    decoded = decompress_codes(folder, data)
+    assert (decoded.header.version, decoded.header.coding_batch, decoded.levels) == (2, 1, "both")
+    assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
+    assert torch.equal(decompress_codes(folder, data, levels="top").codes.top, codes.top)
+    # The same chunks as a version 3 file of coding batch 1: only the header differs.
+    assert read_vqv(data).chunks == compress_codes(folder, codes, 11, fps=10, coding_batch=1).chunks
 
 
 NEW_PRECISION_API = textwrap.dedent(

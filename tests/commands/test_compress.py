@@ -205,3 +205,40 @@ def test_the_top_level_alone_from_the_command_line(models, frame_folder, tmp_pat
     assert "both levels" in capsys.readouterr().out
     assert decompress.main([str(cut), *model, "-o", str(tmp_path / "x.gif"), "--levels", "both"]) == 2
     assert "holds only top codes (the file ends after its top layer)" in capsys.readouterr().err
+
+
+def test_coding_batch_from_the_command_line(models, frame_folder, tmp_path, capsys):
+    folder, _ = frame_folder
+    model = ["--model", str(models["priors"])]
+    files = {name: tmp_path / f"{name}.vqv" for name in ("default", "one", "threads")}
+    assert compress.main([*model, str(folder), "-o", str(files["default"]), "--no-progress", "--json",
+                          str(tmp_path / "figures.json")]) == 0
+    assert "mode prior (2 clip(s) at a time)" in capsys.readouterr().out  # the default, cut to the 2 clips
+    assert json.loads((tmp_path / "figures.json").read_text())["coding_batch"] == 2
+    assert compress.main([*model, str(folder), "-o", str(files["one"]), "--coding-batch", "1",
+                          "--no-progress"]) == 0
+    assert "mode prior (1 clip(s) at a time)" in capsys.readouterr().out
+    # The bytes do not depend on --batch-size or the caller's threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert compress.main([*model, str(folder), "-o", str(files["threads"]), "--batch-size", "3",
+                              "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert files["threads"].read_bytes() == files["default"].read_bytes()
+    headers = {name: read_vqv(path).header for name, path in files.items()}
+    assert (headers["default"].coding_batch, headers["one"].coding_batch) == (2, 1)
+    assert info.main([str(files["default"])]) == 0
+    assert "entropy-coded under the priors, 2 clip(s) at a time" in capsys.readouterr().out
+    outputs = []
+    for name in ("default", "one"):
+        outputs.append(tmp_path / f"{name}.gif")
+        assert decompress.main([str(files[name]), *model, "-o", str(outputs[-1]), "--no-progress"]) == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()  # the same codes, whatever the coding batch
+
+    for bad in ("0", "65", "-2"):
+        assert compress.main([*model, str(folder), "-o", str(tmp_path / "bad.vqv"), "--coding-batch", bad]) == 2
+        assert capsys.readouterr().err == (f"vqvid compress: --coding-batch {bad}: expected a whole number of "
+                                           "clips from 1 to 64\n")
+    assert not (tmp_path / "bad.vqv").exists()

@@ -5,7 +5,7 @@ Everything here decides the bytes of a file, so a change here that changes them 
 `vqvid.codec.clips`; the `compress` / `decompress` API and what it returns in `vqvid.codec.video`.
 
 A file holds the top chunk of every clip, then (levels "both") the bottom chunk of every clip (`encode_chunks`,
-`decode_chunks`). A chunk (format version 2) holds one level of one clip:
+`decode_chunks`). A chunk (format versions 2 and 3) holds one level of one clip:
 - mode "prior": one range-coded stream (`vqvid.codec.entropy`) of the clip's codes of that level in raster
   order (time, row, column): top codes under the top prior p(top), bottom codes under the bottom prior
   p(bottom | top) given the clip's top codes. Its length is within a few bytes of the information content
@@ -14,14 +14,27 @@ A file holds the top chunk of every clip, then (levels "both") the bottom chunk 
 Its entry in the chunk table carries `codes_checksum` of the codes it holds, which the decoder recomputes
 from what it decoded (version 1 chunks held a clip's top then bottom codes in one stream, with no checksum).
 
+Coding batches (format version 3). The priors step through B clips at once, B the header's coding batch:
+clips 0..B-1, then B..2B-1, and so on, each group through one `IncrementalStepper` of batch B, the last group
+filled up with dummy clips of code 0 whose codes are coded nowhere (`encode_group`, `decode_group`). A step
+then costs little more for B clips than for one, since at small widths the per-operation overhead dominates:
+`benchmarks/bench_codec.py` measures the positions per second. Each clip keeps its own stream, so a chunk is
+still one level of one clip, with its own checksum, and the top layer still decodes alone. One stream per clip
+rather than B streams interleaved into one: interleaving would save at most the 4-8 bytes each stream's tail
+costs, but would tie every clip's chunk to its group's, and the time goes to the priors, not to the coder.
+Version 2 files were coded one clip at a time, which is a coding batch of 1.
+
 Exactness. The decoder rebuilds every distribution from the codes it has decoded so far, and must get exactly
 the PMFs the encoder used, or the rest of the chunk decodes to garbage. Both sides therefore run one fixed
-computation (`pinned_computation`): one clip at a time (batch 1) through an `IncrementalStepper` started from
-nothing and fed the true codes (encoder) or the decoded ones (decoder), on the CPU, in float32, in eval mode,
-with one intra-op thread, full-precision float32 matmuls and no autocast while it runs (the caller's settings
-are restored afterwards); log-probabilities reach the coder only through `quantize_pmf`. The VQ-VAE's encode
-step runs under the same settings, one clip at a time, from a float32 eval copy: so neither the caller's batch
-size, thread count, float precision nor TF32 setting can change a single code or byte.
+computation (`pinned_computation`): the header's coding batch of clips (the dummy clips included) through an
+`IncrementalStepper` started from nothing and fed the true codes (encoder) or the decoded ones (decoder), on
+the CPU, in float32, in eval mode, with one intra-op thread, full-precision float32 matmuls and no autocast
+while it runs (the caller's settings are restored afterwards); log-probabilities reach the coder only through
+`quantize_pmf`. Which clips share a group, and in which slot, follows from the clip index and the coding
+batch alone. The VQ-VAE's encode step runs under the same settings, one clip at a time, from a float32 eval
+copy: so neither the caller's batch size, thread count, float precision nor TF32 setting can change a single
+code or byte. The coding batch itself does change the floats (other matrix shapes, other kernels), which is
+why the header records it.
 
 Files therefore decode exactly on the software and hardware stack that wrote them. Across CPUs with other
 vector units, other BLAS / oneDNN builds or torch versions the same network's floats may differ in the last
@@ -47,8 +60,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vqvid.codec.container import VQVFile, VQVFormatError, VQVHeader
-from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
+from vqvid.codec.container import MAX_CODING_BATCH, VQVFile, VQVFormatError, VQVHeader
+from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, decode_each, quantize_pmf
 from vqvid.codec.packing import bits_per_code, pack_fixed, unpack_fixed
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import VQVAE, Codes
@@ -137,6 +150,9 @@ def encode_clip(vqvae: VQVAE, clip: Tensor) -> Codes:
 
 # --- the priors' step ----------------------------------------------------------------------------------------
 
+DEFAULT_CODING_BATCH = 32  # clips per coding batch by default, chosen at `tiny` width by bench_codec.py
+CODING_MEMORY = 2 << 30  # bytes of stepper caches the default batch may take, so that any decoder can hold it
+
 
 class CodingPriors(NamedTuple):
     top: PixelSNAIL | None  # on the CPU, float32, eval mode; None where the folder has no such prior
@@ -148,49 +164,146 @@ def coding_priors(top: PixelSNAIL | None, bottom: PixelSNAIL | None) -> CodingPr
     return CodingPriors(*(None if prior is None else _float32_eval(prior, "cpu") for prior in (top, bottom)))
 
 
+def stepper_bytes(prior: PixelSNAIL) -> int:
+    """About the bytes an `IncrementalStepper` of one clip holds for `prior`: 8 grids of `channels` floats
+    per residual layer, plus each attention layer's keys and values (within a tenth at the presets' widths)."""
+    config = prior.config
+    per_position = 8 * config.n_blocks * config.n_res_blocks * config.channels
+    if config.attention:
+        per_position += config.n_blocks * (config.key_channels + config.value_channels)
+    return 4 * math.prod(config.shape) * per_position
+
+
+def default_coding_batch(priors: CodingPriors) -> int:
+    """`DEFAULT_CODING_BATCH`, halved while that many clips' stepper caches of the larger prior exceed
+    `CODING_MEMORY`: 32 for the `tiny` priors, 1 for the `thesis` bottom prior (1.6 GB a clip). A function of
+    the priors' configurations alone, so the same command writes the same bytes on every machine."""
+    largest = max(stepper_bytes(prior) for prior in priors if prior is not None)
+    batch = DEFAULT_CODING_BATCH
+    while batch > 1 and batch * largest > CODING_MEMORY:
+        batch //= 2
+    return batch
+
+
+def check_coding_batch(coding_batch: int, name: str = "coding_batch") -> int:
+    """`coding_batch` if it is an integer in [1, MAX_CODING_BATCH], else ValueError naming `name`."""
+    if isinstance(coding_batch, bool) or not isinstance(coding_batch, int) \
+            or not 1 <= coding_batch <= MAX_CODING_BATCH:
+        raise ValueError(f"{name} {coding_batch!r}: expected a whole number of clips from 1 to {MAX_CODING_BATCH}")
+    return coding_batch
+
+
 class EncodedLevel(NamedTuple):
     data: bytes  # the range-coded stream
     bits: float  # -log2 p of the codes under the prior, from its float log-probabilities
     pmfs: np.ndarray | None  # (n, K) the quantised PMFs coded, in raster order, if asked for (verification)
 
 
+_STEPS_PER_BLOCK = 256  # the encoder quantises and codes its PMFs in blocks of this many steps: a few MB
+
+
+def _padded(codes: Tensor | None, batch: int) -> Tensor | None:
+    """codes (b, ...) followed by batch - b dummy clips of code 0: (batch, ...)."""
+    if codes is None or codes.shape[0] == batch:
+        return codes
+    return torch.cat([codes, codes.new_zeros(batch - codes.shape[0], *codes.shape[1:])])
+
+
+def _check_group(prior: PixelSNAIL, clips: int, batch: int, condition: Tensor | None) -> None:
+    if not 1 <= clips <= batch:
+        raise ValueError(f"a coding batch of {batch} holds 1 to {batch} clips, got {clips}")
+    if (condition is None) != (prior.config.condition_shape is None) or (
+            condition is not None and condition.shape[0] != clips):
+        raise ValueError(f"condition: expected top codes for each of the {clips} clip(s) of the bottom prior, "
+                         "None for the top prior")
+
+
+def encode_group(prior: PixelSNAIL, codes: Tensor, condition: Tensor | None, batch: int,
+                 keep_pmfs: bool = False) -> list[EncodedLevel]:
+    """Chunks of mode "prior" of b <= `batch` clips' codes (b, t, h, w) of one level under `prior`, given the
+    clips' top codes `condition` (b, t', h', w') for the bottom prior: one range-coded stream per clip.
+
+    The PMFs of all clips come from one stepper of `batch` clips started from nothing, fed the codes: the b
+    clips in its first slots, dummy clips of code 0 (given top codes 0) in the rest, whose codes are coded
+    nowhere. The floats of a clip's PMFs may depend on `batch` and on its slot (a batch of other size runs
+    other matrix kernels), never on the caller. Mirrors `decode_group` step for step."""
+    _check_group(prior, codes.shape[0], batch, condition)
+    clips = codes.shape[0]
+    symbols = _padded(codes.reshape(clips, -1), batch)  # (batch, n) int64, raster order
+    positions, num_codes = symbols.shape[1], prior.config.num_codes
+    encoders = [SequentialEncoder() for _ in range(clips)]
+    nats = np.zeros(clips)
+    pmfs: list[list[np.ndarray]] = [[] for _ in range(clips)]
+    with pinned_computation():
+        block = torch.empty(clips, _STEPS_PER_BLOCK, num_codes)  # (b, s, K) log-probabilities of a block of steps
+        stepper = IncrementalStepper(prior, batch, condition=_padded(condition, batch))
+        for start in range(0, positions, _STEPS_PER_BLOCK):
+            steps = min(_STEPS_PER_BLOCK, positions - start)
+            for step in range(steps):
+                block[:, step] = stepper.step_log_probs()[:clips]  # (b, K)
+                stepper.feed(symbols[:, start + step])
+            coded = symbols[:clips, start:start + steps]  # (b, s)
+            quantised = quantize_pmf(block[:, :steps].reshape(-1, num_codes)).reshape(clips, steps, -1)
+            nats -= block[:, :steps].gather(2, coded[:, :, None]).double().sum(dim=(1, 2)).numpy()
+            for clip, encoder in enumerate(encoders):
+                encoder.encode_block(coded[clip].numpy(), quantised[clip])
+                if keep_pmfs:
+                    pmfs[clip].append(quantised[clip])
+    return [EncodedLevel(encoder.finish(), float(nats[clip]) / math.log(2),
+                         np.concatenate(pmfs[clip]) if keep_pmfs else None)
+            for clip, encoder in enumerate(encoders)]
+
+
 def encode_level(prior: PixelSNAIL, codes: Tensor, condition: Tensor | None, keep_pmfs: bool = False
                  ) -> EncodedLevel:
-    """One chunk of mode "prior": codes (t, h, w) of one clip under `prior`, given the clip's top codes
-    `condition` (1, t', h', w') for the bottom prior. Mirrors `decode_level` step for step: a stepper started
-    from nothing, fed the codes."""
-    encoder = SequentialEncoder()
-    symbols = codes.reshape(-1)  # (n,) int64, raster order
-    nats = 0.0
-    pmfs = []
+    """One chunk of mode "prior" as format version 2 coded it, a clip alone: codes (t, h, w), condition
+    (1, t', h', w') or None. `encode_group` of one clip in a batch of 1."""
+    return encode_group(prior, codes[None], condition, 1, keep_pmfs)[0]
+
+
+class DecodedGroup(NamedTuple):
+    codes: Tensor  # (b, t, h, w) int64; a clip whose stream failed holds 0 from where it failed
+    errors: list[ValueError | None]  # per clip, why its stream does not decode under these PMFs, or None
+
+
+def decode_group(prior: PixelSNAIL, chunks: list[bytes], condition: Tensor | None, batch: int) -> DecodedGroup:
+    """Inverse of `encode_group`: the codes of b = len(chunks) clips, one stream each, from the same stepper
+    of `batch` clips fed the decoded codes (and code 0 in the dummy slots). A stream that turns out invalid
+    under its PMFs stops there, and its slot is fed code 0 onwards while the others go on: the network mixes
+    nothing across clips, and any clip decoded wrong fails its checksum anyway."""
+    _check_group(prior, len(chunks), batch, condition)
+    clips, positions = len(chunks), math.prod(prior.config.shape)
+    decoders: list[SequentialDecoder | None] = []
+    errors: list[ValueError | None] = []
+    for chunk in chunks:
+        try:
+            decoders.append(SequentialDecoder(chunk))
+            errors.append(None)
+        except ValueError as error:
+            decoders.append(None)
+            errors.append(error)
+    decoded = np.zeros((batch, positions), dtype=np.int64)
     with pinned_computation():
-        stepper = IncrementalStepper(prior, 1, condition=condition)
-        for position, symbol in enumerate(symbols.tolist()):
-            log_probs = stepper.step_log_probs()  # (1, K)
-            pmf = quantize_pmf(log_probs)[0]  # (K,) uint32, sums to 2**24
-            encoder.encode(symbol, pmf)
-            nats -= float(log_probs[0, symbol])
-            if keep_pmfs:
-                pmfs.append(pmf)
-            stepper.feed(symbols[position:position + 1])
-    return EncodedLevel(encoder.finish(), nats / math.log(2), np.stack(pmfs) if keep_pmfs else None)
+        stepper = IncrementalStepper(prior, batch, condition=_padded(condition, batch))
+        for position in range(positions):
+            pmfs = quantize_pmf(stepper.step_log_probs()[:clips])  # (b, K)
+            for clip, symbol in enumerate(decode_each(decoders, pmfs)):
+                if isinstance(symbol, ValueError):
+                    errors[clip], decoders[clip] = symbol, None
+                elif symbol is not None:
+                    decoded[clip, position] = symbol
+            stepper.feed(torch.from_numpy(decoded[:, position]))
+    return DecodedGroup(torch.from_numpy(decoded[:clips]).reshape(clips, *prior.config.shape), errors)
 
 
 def _decode_codes(prior: PixelSNAIL, decoder: SequentialDecoder, condition: Tensor | None) -> Tensor:
-    """Decodes one grid of codes, (1, t, h, w) int64, feeding each code back into the stepper."""
+    """Decodes one grid of codes of format version 1, (1, t, h, w) int64, feeding each code back into the
+    stepper."""
     stepper = IncrementalStepper(prior, 1, condition=condition)
     for _ in range(math.prod(prior.config.shape)):
         pmf = quantize_pmf(stepper.step_log_probs())[0]  # (K,)
         stepper.feed(torch.tensor([decoder.decode(pmf)], dtype=torch.int64))
     return stepper.codes
-
-
-def decode_level(prior: PixelSNAIL, data: bytes, condition: Tensor | None) -> Tensor:
-    """Inverse of `encode_level`: codes (1, t, h, w) int64. ValueError for a stream that is invalid under the
-    PMFs this decoder computes."""
-    decoder = SequentialDecoder(data)
-    with pinned_computation():
-        return _decode_codes(prior, decoder, condition)
 
 
 def decode_clip_v1(priors: CodingPriors, data: bytes, bottom: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -235,41 +348,51 @@ class EncodedChunks(NamedTuple):
     pmfs: list[list[np.ndarray]]  # per level, per clip, the PMFs coded (n, K), if asked for; else empty lists
 
 
+def _groups(num_clips: int, batch: int) -> list[slice]:
+    """The clips coded together: consecutive runs of `batch`, the last one shorter (and padded when coded)."""
+    return [slice(start, min(start + batch, num_clips)) for start in range(0, num_clips, batch)]
+
+
 def encode_chunks(priors: CodingPriors | None, top: Tensor, bottom: Tensor | None, num_codes: int, *,
-                  keep_pmfs: bool = False, progress: Progress | None = None) -> EncodedChunks:
+                  coding_batch: int = 1, keep_pmfs: bool = False, progress: Progress | None = None
+                  ) -> EncodedChunks:
     """The chunks of C clips' codes, top (C, t, h, w) and bottom (C, t', h', w') or None (levels "top"), in
-    file order: under the priors (mode "prior"), or packed without them (priors None, mode "fixed")."""
+    file order: under the priors (mode "prior"), `coding_batch` clips at a time (`encode_group`; the header
+    must record it), or packed without them (priors None, mode "fixed")."""
     layers = [top] if bottom is None else [top, bottom]
     num_clips = top.shape[0]
     total = len(layers) * num_clips
     chunks, bits, pmfs = [], [0.0, 0.0], [[], []]
     checks = [codes_checksum(level_codes[i]) for level_codes in layers for i in range(num_clips)]
     for level, level_codes in enumerate(layers):
-        for i in range(num_clips):
+        for group in _groups(num_clips, 1 if priors is None else coding_batch):
             if priors is None:
-                chunks.append(pack_level(level_codes[i], num_codes))
-                bits[level] += float(bits_per_code(num_codes) * level_codes[i].numel())
+                coded = [pack_level(level_codes[group][0], num_codes)]
+                bits[level] += float(bits_per_code(num_codes) * level_codes[group].numel())
             else:
-                condition = None if level == 0 else top[i:i + 1]
-                coded = encode_level(priors[level], level_codes[i], condition, keep_pmfs=keep_pmfs)
-                chunks.append(coded.data)
-                bits[level] += coded.bits
+                condition = None if level == 0 else top[group]
+                encoded = encode_group(priors[level], level_codes[group], condition, coding_batch,
+                                       keep_pmfs=keep_pmfs)
+                coded = [clip.data for clip in encoded]
+                bits[level] += sum(clip.bits for clip in encoded)
                 if keep_pmfs:
-                    pmfs[level].append(coded.pmfs)
-            if progress is not None:
-                progress(len(chunks), total)
+                    pmfs[level].extend(clip.pmfs for clip in encoded)
+            for chunk in coded:
+                chunks.append(chunk)
+                if progress is not None:
+                    progress(len(chunks), total)
     return EncodedChunks(chunks, checks, bits[0], bits[1], pmfs)
 
 
 def decode_chunks(file: VQVFile, priors: CodingPriors | None, levels: Literal["top", "both"], name: str,
                   progress: Progress | None = None) -> tuple[Tensor, Tensor | None]:
     """Codes top (C, t, h, w) and, for levels "both", bottom (C, t', h', w') int64 of the file's chunks:
-    under the priors (mode "prior") or unpacked (priors None). The file must hold the levels asked for.
-    Raises VQVFormatError naming the chunk, `DesyncError` where the decoded codes fail their checksum."""
+    under the priors (mode "prior"), the header's coding batch of clips at a time, or unpacked (priors None).
+    The file must hold the levels asked for. Raises VQVFormatError naming the chunk, `DesyncError` where the
+    decoded codes fail their checksum."""
     if file.header.version == 1:
         return _decode_v1(file.chunks, file.header, priors, levels, name, progress)
     return _decode_layers(file.chunks, file.checks, file.header, priors, levels, name, progress)
-
 
 
 def _chunk_name(name: str, header: VQVHeader, index: int, level: str, clip: int) -> str:
@@ -291,33 +414,40 @@ def _desync(where: str, header: VQVHeader, what: str) -> DesyncError:
 
 def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, priors: CodingPriors | None,
                    levels: str, name: str, progress: Progress | None) -> tuple[Tensor, Tensor | None]:
-    """Format version 2: the top layer's chunks, then, for levels "both", the bottom layer's."""
+    """Format versions 2 and 3: the top layer's chunks, then, for levels "both", the bottom layer's, in groups
+    of the header's coding batch (1 in version 2). Errors name the first clip of a group that fails."""
     num_clips = header.num_clips
     shapes = {"top": header.top_shape, "bottom": header.bottom_shape}
     decoded: dict[str, list[Tensor]] = {"top": [], "bottom": []}
     wanted = ("top",) if levels == "top" else ("top", "bottom")
     total = num_clips * len(wanted)
     for layer, level in enumerate(wanted):
-        for clip in range(num_clips):
-            index = layer * num_clips + clip
-            where = _chunk_name(name, header, index, level, clip)
-            try:
-                if priors is None:
-                    codes = unpack_level(chunks[index], shapes[level], header.num_codes)
-                else:
-                    condition = None if level == "top" else decoded["top"][clip]
-                    codes = decode_level(getattr(priors, level), chunks[index], condition)
-            except ValueError as error:
-                if priors is None:
+        for group in _groups(num_clips, 1 if priors is None else header.coding_batch):
+            first = layer * num_clips + group.start  # the group's first chunk
+            if priors is None:  # mode "fixed": one clip a group
+                try:
+                    codes = unpack_level(chunks[first], shapes[level], header.num_codes)  # (1, t, h, w)
+                except ValueError as error:
+                    where = _chunk_name(name, header, first, level, group.start)
                     raise VQVFormatError(f"{where}: {error}") from error
-                raise _desync(where, header, f"the stream does not decode ({error})") from error
-            found = codes_checksum(codes)
-            if found != checks[index]:
-                raise _desync(where, header, f"the decoded codes' checksum is {found:#010x}, the encoder "
-                                             f"recorded {checks[index]:#010x}")
-            decoded[level].append(codes)
-            if progress is not None:
-                progress(layer * num_clips + clip + 1, total)
+                errors: list[ValueError | None] = [None]
+            else:
+                condition = None if level == "top" else torch.cat(decoded["top"])[group]
+                size = group.stop - group.start
+                codes, errors = decode_group(getattr(priors, level), chunks[first:first + size], condition,
+                                             header.coding_batch)
+            for offset, error in enumerate(errors):
+                clip, index = group.start + offset, first + offset
+                where = _chunk_name(name, header, index, level, clip)
+                if error is not None:
+                    raise _desync(where, header, f"the stream does not decode ({error})") from error
+                found = codes_checksum(codes[offset])
+                if found != checks[index]:
+                    raise _desync(where, header, f"the decoded codes' checksum is {found:#010x}, the encoder "
+                                                 f"recorded {checks[index]:#010x}")
+                decoded[level].append(codes[offset:offset + 1])
+                if progress is not None:
+                    progress(index + 1, total)
     top = torch.cat(decoded["top"])
     return top, torch.cat(decoded["bottom"]) if levels == "both" else None
 

@@ -1,22 +1,24 @@
 """The .vqv container: a header saying what the codes are and how they were coded, then chunks of coded codes.
 
-Layout of format version 2, every integer little-endian:
+Layout of format version 3, every integer little-endian:
 
     offset    bytes  field
     0         8      magic b"VQV\\x00\\r\\n\\x1a\\n" (\\r\\n and \\x1a expose text-mode transfers, as in PNG)
     8         2      format version, u16 (= FORMAT_VERSION)
-    10        60     fixed fields, `_FIELDS`: mode u8 (0 fixed, 1 prior), levels u8 (1: top codes only, 2: top and
+    10        64     fixed fields, `_FIELDS`: mode u8 (0 fixed, 1 prior), levels u8 (1: top codes only, 2: top and
                      bottom), fingerprint length u8, writer length u8, num_codes u32, frame_count u32,
                      fps numerator u32, fps denominator u32, height u32, width u32, clip_frames u32,
-                     top grid (t, h, w) 3 x u32, bottom grid (t, h, w) 3 x u32, num_chunks u32
-    70        n      model fingerprint, n printable ASCII bytes (1 <= n <= 255)
-    70+n      m      writer: m printable ASCII bytes (0 <= m <= 255) naming the software and CPU that wrote the
+                     top grid (t, h, w) 3 x u32, bottom grid (t, h, w) 3 x u32, num_chunks u32,
+                     coding batch u32 (how many clips' distributions the priors computed together, 1 to
+                     min(MAX_CODING_BATCH, clips); 1 in mode "fixed")
+    74        n      model fingerprint, n printable ASCII bytes (1 <= n <= 255)
+    74+n      m      writer: m printable ASCII bytes (0 <= m <= 255) naming the software and CPU that wrote the
                      file (torch version, CPU instruction set, ...), so that a decoder can explain a refusal
-    70+n+m    12c    chunk table: for each of the c chunks, payload length u32, CRC32 of the payload u32 and
+    74+n+m    12c    chunk table: for each of the c chunks, payload length u32, CRC32 of the payload u32 and
                      CRC32 of what the payload decodes to u32 (`codes_checksum`: the writer computes it, the
                      decoder checks it; the container only stores it)
-    70+n+m+12c  4    header CRC32 (zlib.crc32) of all bytes before it
-    74+n+m+12c       the c payloads, back to back, in table order, up to the end of the file
+    74+n+m+12c  4    header CRC32 (zlib.crc32) of all bytes before it
+    78+n+m+12c       the c payloads, back to back, in table order, up to the end of the file
 
 Chunks come in layers: first the top layer, one chunk per clip holding that clip's top codes, then (levels 2)
 the bottom layer, one chunk per clip holding its bottom codes. A file that ends exactly where its top layer
@@ -24,8 +26,12 @@ ends is therefore still a whole file of top codes: reading it returns the top la
 (`VQVFile.complete` False); a file cut anywhere else is refused.
 
 The format version pins everything a decoder must reproduce bit for bit, including the quantisation of
-probabilities in `vqvid.codec.entropy`. Version 1 (no levels, writer or decoded-code checksums; one chunk per
-clip holding its top then its bottom codes, 8-byte table entries, 58 bytes of fixed fields) is still read.
+probabilities in `vqvid.codec.entropy`, and the coding batch: the priors' floats for a clip depend on how many
+clips they are computed with (`vqvid.codec.coding`), so the decoder must compute with as many. Older versions
+are still read: version 2 is version 3 without the coding batch field (60 bytes of fixed fields; its files were
+coded one clip at a time, a coding batch of 1); version 1 also has no levels, writer or decoded-code
+checksums, one chunk per clip holding its top then its bottom codes, 8-byte table entries and 58 bytes of
+fixed fields.
 
 Reading checks every field before trusting it, and the sizes the file claims against the size it has before
 reading any further, so a damaged or hostile file costs at most its own size in memory and always fails with
@@ -47,8 +53,8 @@ from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 MODES: tuple[str, ...] = ("fixed", "prior")  # index = value of the mode byte
 LEVELS: tuple[str, ...] = ("top", "both")  # index + 1 = value of the levels byte: the layers the file holds
@@ -58,10 +64,12 @@ MAX_NUM_CODES = 1 << 16  # codes are stored as 16-bit integers
 MAX_SIDE = 1 << 14  # pixels per frame side; 16K video is 15360 x 8640
 MAX_CLIP_FRAMES = 1 << 10
 MAX_CLIP_PIXELS = 1 << 28  # frames x height x width of one clip: what a decoder allocates at once
+MAX_CODING_BATCH = 64  # clips whose distributions are computed together: a decoder holds that many steppers' caches
 _U32_MAX = (1 << 32) - 1
 
 _PREAMBLE = struct.Struct("<8sH")  # magic, version
-_FIELDS = struct.Struct("<BBBB7I3I3II")
+_FIELDS = struct.Struct("<BBBB7I3I3III")
+_FIELDS_V2 = struct.Struct("<BBBB7I3I3II")  # version 2: no coding batch
 _CHUNK_ENTRY = struct.Struct("<III")  # payload length, payload CRC32, CRC32 of the decoded content
 _FIELDS_V1 = struct.Struct("<BB7I3I3II")  # version 1: no levels, no writer
 _CHUNK_ENTRY_V1 = struct.Struct("<II")  # version 1: no content checksum
@@ -122,6 +130,7 @@ class VQVHeader:
     num_chunks: int  # payloads that follow the header; must equal len(chunks) when writing
     levels: Literal["top", "both"] = "both"  # the layers of codes the file holds: top only, or top then bottom
     writer: str = ""  # software and CPU that wrote the file, e.g. "torch 2.5.1; cpu AVX2; ..."; "" in version 1
+    coding_batch: int = 1  # clips whose PMFs the priors computed together; 1 in mode "fixed" and before version 3
     version: int = FORMAT_VERSION  # the layout the file was read from; files are always written in the newest
 
     def __post_init__(self) -> None:
@@ -173,6 +182,18 @@ class VQVHeader:
             )
             set_(self, name, dims)
         set_(self, "num_chunks", _check_int("num_chunks", self.num_chunks, 1, _U32_MAX))
+        # A batch never holds more clips than the file: the writer takes the smaller of its batch and the clips.
+        if self.version < 3:
+            most, why = 1, "files before format version 3 were coded one clip at a time"
+        elif self.mode == "fixed":
+            most, why = 1, "mode 'fixed' computes no distributions"
+        else:
+            most = min(MAX_CODING_BATCH, self.num_clips)
+            why = f"at most {MAX_CODING_BATCH} and at most the file's {self.num_clips} clip(s)"
+        try:
+            set_(self, "coding_batch", _check_int("coding_batch", self.coding_batch, 1, most))
+        except ValueError as error:
+            raise ValueError(f"{error} ({why})") from None
 
     @property
     def num_clips(self) -> int:
@@ -219,6 +240,7 @@ def _encode_prefix(header: VQVHeader, chunks: list[bytes], checks: list[int]) ->
         *header.top_shape,
         *header.bottom_shape,
         header.num_chunks,
+        header.coding_batch,
     )
     table = b"".join(
         _CHUNK_ENTRY.pack(len(chunk), zlib.crc32(chunk), check) for chunk, check in zip(chunks, checks, strict=True)
@@ -311,10 +333,12 @@ def _parse(reader: _Reader) -> VQVFile:
         mode, fingerprint_length, *numbers = fields
         levels, writer_length, entry = LEVELS.index("both") + 1, 0, _CHUNK_ENTRY_V1
     else:
-        fields = _FIELDS.unpack(reader.read(offset, _FIELDS.size, "header fields"))
-        offset += _FIELDS.size
+        layout = _FIELDS if version >= 3 else _FIELDS_V2
+        fields = layout.unpack(reader.read(offset, layout.size, "header fields"))
+        offset += layout.size
         mode, levels, fingerprint_length, writer_length, *numbers = fields
         entry = _CHUNK_ENTRY
+    coding_batch = numbers.pop() if version >= 3 else 1
     num_codes, frame_count, fps_num, fps_den, height, width, clip_frames, *grids, num_chunks = numbers
     top_shape, bottom_shape = grids[:3], grids[3:]
     if fingerprint_length == 0:
@@ -361,6 +385,7 @@ def _parse(reader: _Reader) -> VQVFile:
             num_chunks=num_chunks,
             levels=LEVELS[levels - 1],
             writer=writer_bytes.decode("ascii", errors="replace"),
+            coding_batch=coding_batch,
             version=version,
         )
     except ValueError as error:
@@ -445,7 +470,7 @@ def describe(file: VQVFile, file_size: int) -> str:
     codes = clips * (math.prod(top) + (math.prod(bottom) if layers == 2 else 0))
     fixed_bits = (header.num_codes - 1).bit_length()
     mode = (
-        "entropy-coded under the priors"
+        f"entropy-coded under the priors, {header.coding_batch} clip(s) at a time"
         if header.mode == "prior"
         else f"packed at {fixed_bits} bits per code"
     )

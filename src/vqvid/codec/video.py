@@ -17,6 +17,8 @@ with the folder that wrote it, and a chunk whose decoded codes fail their checks
 the chunk and both stacks instead of returning wrong codes. Encoding, coding and decoding never depend on the
 caller's batch size or thread count (`vqvid.codec.coding`, "Exactness"); `batch_size` only groups the VQ-VAE
 decoder's passes (whose floats may differ in the last bits between batch sizes) and the verification passes.
+`coding_batch` is another thing: how many clips the priors code at once (faster for more; the header records it,
+and the decoder codes as many at once, whatever its caller's settings).
 `verify=True` measures how robust the PMFs are: it compares, position by position, the stepper's quantised
 PMFs with those of the batched full forward pass of each prior, a different float computation of the same
 distributions, and reports the fraction that agree. Coding always uses the stepper.
@@ -43,9 +45,11 @@ from vqvid.codec.clips import cut_clips
 from vqvid.codec.coding import (
     CodingPriors,
     Progress,
+    check_coding_batch,
     coding_priors,
     coding_vqvae,
     decode_chunks,
+    default_coding_batch,
     encode_chunks,
     encode_clip,
     writer_description,
@@ -144,7 +148,7 @@ class Decompressed(NamedTuple):
 
 def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | Fraction, *,
              mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
-             progress: Progress | None = None) -> Compressed:
+             coding_batch: int | None = None, progress: Progress | None = None) -> Compressed:
     """Encodes a video with the folder's VQ-VAE and codes the codes into a .vqv file (module docstring).
 
     video: frames 3×N×H×W in [-1, 1] at the model's size, or clips B×3×T×H×W played one after another, or an
@@ -153,9 +157,13 @@ def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | 
     or "top" for a file of the top codes alone. Each clip is encoded alone (`vqvid.codec.coding.encode_clip`),
     on the VQ-VAE's device. batch_size: clips per verification pass; the file does not depend on it. verify:
     also compare the stepper's PMFs with the batched full forward pass (`Compressed.verification`).
+    coding_batch: clips whose codes the priors code at once, 1 to `MAX_CODING_BATCH` (default
+    `default_coding_batch`); the header records the smaller of it and the number of clips.
     """
     geometry = clip_geometry(model)
     _check_batch_size(batch_size)
+    if coding_batch is not None:
+        check_coding_batch(coding_batch)
     _check_levels(levels)
     _choose_mode(model, mode, levels)
     _check_fps(fps)
@@ -170,17 +178,19 @@ def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | 
         raise ValueError("video: expected at least one frame, got none")
     codes = Codes(top=torch.cat(tops), bottom=torch.cat(bottoms))
     return compress_codes(model, codes, frame_count, fps, mode=mode, levels=levels, verify=verify,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, coding_batch=coding_batch, progress=progress)
 
 
 def compress_codes(model: ModelFolder, codes: Codes, frame_count: int, fps: float | Fraction, *,
                    mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
-                   progress: Progress | None = None) -> Compressed:
+                   coding_batch: int | None = None, progress: Progress | None = None) -> Compressed:
     """Codes the codes of C consecutive clips, top (C, L/4, H/8, W/8) and bottom (C, L/2, H/4, W/4) integers,
     of a video of `frame_count` frames (more than (C - 1) L, at most C L) into a .vqv file. With levels "top"
-    the bottom codes may be None; they are not coded."""
+    the bottom codes may be None; they are not coded. coding_batch as in `compress`."""
     geometry = clip_geometry(model)
     _check_batch_size(batch_size)
+    if coding_batch is not None:
+        check_coding_batch(coding_batch)
     _check_levels(levels)
     mode = _choose_mode(model, mode, levels)
     top, bottom = _check_codes(codes, geometry, levels)
@@ -192,15 +202,17 @@ def compress_codes(model: ModelFolder, codes: Codes, frame_count: int, fps: floa
     if not model.fingerprint:
         raise ValueError("model folder: model.json has no fingerprint; write the folder again with "
                          "`vqvid export`")
+    priors, batch = None, 1
+    if mode == "prior":
+        priors = coding_priors(model.top.model, model.bottom.model if bottom is not None else None)
+        batch = min(coding_batch or default_coding_batch(priors), num_clips)
     header = VQVHeader(fingerprint=model.fingerprint, mode=mode, num_codes=geometry.num_codes,
                        frame_count=frame_count, fps=fps, height=geometry.height, width=geometry.width,
                        clip_frames=geometry.clip_frames, top_shape=geometry.top_shape,
                        bottom_shape=geometry.bottom_shape, num_chunks=(1 if bottom is None else 2) * num_clips,
-                       levels=levels, writer=writer_description())
-    priors = None
-    if mode == "prior":
-        priors = coding_priors(model.top.model, model.bottom.model if bottom is not None else None)
-    coded = encode_chunks(priors, top, bottom, geometry.num_codes, keep_pmfs=verify, progress=progress)
+                       levels=levels, writer=writer_description(), coding_batch=batch)
+    coded = encode_chunks(priors, top, bottom, geometry.num_codes, coding_batch=batch, keep_pmfs=verify,
+                          progress=progress)
     verification = None
     if verify:
         matching = sum(_verify(priors, top[start:start + batch_size],

@@ -1,7 +1,7 @@
 """`vqvid compress`: a video into a .vqv file, its codes entropy-coded under the priors of a model folder.
 
     vqvid compress --model MODEL_DIR INPUT -o clip.vqv [--levels top|both] [--fixed] [--verify] [--max-frames N]
-                   [--fps F]
+                   [--fps F] [--coding-batch B]
 
 INPUT is one video file or one folder of numbered frame images, read whole (resampled to the model's frame
 rate if it was trained on one; resized and centre-cropped to its size), or a prepared store or
@@ -14,9 +14,12 @@ every clip's top codes before any bottom codes: `vqvid decompress --levels top` 
 top layer alone, and `--levels top` here writes only that layer (a file a fraction of the size).
 
 Prints the frames, the file size, bits per pixel, kbit/s, and the size against the same codes at fixed width.
-The priors always run on the CPU, one thread, one clip at a time, so that the file decodes exactly (see
-`vqvid.codec.coding`); --device moves only the VQ-VAE, which also encodes one clip at a time under the same
-settings, so the file does not depend on --batch-size (clips per --verify pass) or the machine's threads.
+The priors always run on the CPU, on one thread, through --coding-batch clips at a time (default 32, fewer
+for priors too large to hold 32 clips' caches in 2 GiB; never more than the video's clips), so that the file
+decodes exactly (see `vqvid.codec.coding`): the file records the coding batch, and `vqvid decompress` codes as
+many clips at a time. A larger batch codes faster at small prior widths and costs more memory on both sides.
+--device moves only the VQ-VAE, which encodes one clip at a time under the same settings, so the file does not
+depend on --batch-size (clips per --verify pass) or the machine's threads.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame rate to record (default: the model's, else the source's, else 10)")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="clips per --verify pass (default 4); the file does not depend on it")
+    parser.add_argument("--coding-batch", type=int, metavar="B",
+                        help="clips the priors code at once, 1 to 64 (default 32, fewer for large priors); the "
+                             "file records it and decoding codes as many at once")
     parser.add_argument("--device", default="cpu", help="torch device of the VQ-VAE (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
@@ -57,6 +63,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-frames {args.max_frames}: expected at least 1")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
+    if args.coding_batch is not None:
+        from vqvid.codec.coding import check_coding_batch
+
+        check_coding_batch(args.coding_batch, "--coding-batch")
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise ValueError(f"--fps {args.fps}: expected a positive frame rate")
     from vqvid.commands import options
@@ -108,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.vqvae.model.to(args.device)
         mode = "fixed" if args.fixed else None
         compressed = compress(folder, video.pieces, args.fps or video.fps, mode=mode, levels=args.levels,
-                              verify=args.verify, batch_size=args.batch_size,
+                              verify=args.verify, batch_size=args.batch_size, coding_batch=args.coding_batch,
                               progress=progress_printer(not args.no_progress))
         compressed.write(args.output)
     except (ValueError, OSError) as error:
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     fps = float(header.fps)
     figures = {
         "frames": header.frame_count, "clips": header.num_clips, "mode": header.mode, "levels": header.levels,
+        "coding_batch": header.coding_batch,
         "fps": fps, "top_layer_bytes": compressed.top_layer_size,
         "bytes": compressed.size, "bits_per_pixel": compressed.bits_per_pixel,
         "kbit_per_second": compressed.kbit_per_second, "bits_per_code": 8 * compressed.size / codes,
@@ -129,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         "model_bits": {"top": compressed.top_bits, "bottom": compressed.bottom_bits},
     }
     print(f"wrote {args.output}: {header.frame_count} frames of {header.width}×{header.height} at "
-          f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}, "
+          f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}"
+          + (f" ({header.coding_batch} clip(s) at a time)" if header.mode == "prior" else "") + ", "
           + ("top and bottom codes" if header.levels == "both" else "top codes only"))
     print(f"{compressed.size} bytes: {compressed.bits_per_pixel:.4g} bits/pixel, "
           f"{compressed.kbit_per_second:.2f} kbit/s, {figures['bits_per_code']:.3f} bits/code")
