@@ -11,7 +11,8 @@ The budgets are checkpoints of one run per prior whose learning rate anneals (co
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
 them as a lower bound.
 
-    python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600] [--samples 8]
+    python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
+    python benchmarks/bench_prediction.py --replot   # redraw the plot from benchmarks/results/prediction.json
 
 Needs a finished `make demo` (`--demo`); without one it says so and writes nothing. Writes
 benchmarks/results/prediction.json and docs/prediction_curve.png.
@@ -98,6 +99,9 @@ def _plot(points: list[dict], note: str) -> None:
     right.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="bits per code (held out)",
               title="priors")
     right.legend(fontsize=8)
+    for axes in (left, right):
+        axes.set_xticks(steps, [str(s) for s in steps])
+        axes.minorticks_off()
     figure.suptitle(note, fontsize=9)
     figure.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
@@ -108,11 +112,16 @@ def _plot(points: list[dict], note: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", type=Path, default=ROOT / "demo_out", help="a finished `vqvid demo` folder")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[200, 400, 800, 1600],
+    parser.add_argument("--budgets", type=int, nargs="+", default=[200, 400, 800, 1600, 3200],
                         help="prior training steps at which to measure (multiples of the smallest)")
     parser.add_argument("--samples", type=int, default=8, help="samples per clip (default 8)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads((ROOT / "benchmarks" / "results" / "prediction.json").read_text())
+        _plot(saved["points"], saved["note"])
+        return 0
     needed = [args.demo / p for p in ("vqvae/checkpoints/last.ckpt", "codes/train", "codes/val", "data")]
     if missing := [str(p) for p in needed if not p.exists()]:
         print(f"bench_prediction: needs a finished `make demo` in {args.demo} (missing {', '.join(missing)}); "
