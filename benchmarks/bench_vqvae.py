@@ -18,9 +18,77 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing import get_context
 
+import torch
 from results_file import write_results
+from torch import Tensor, nn
+
+# --- The reference: the original thesis's VQ-VAE, written from its description -----------------------------
+
+
+class _ReferenceResBlock(nn.Module):
+    """ReLU, 1×3×3 convolution (space only) to `hidden`, ReLU, 1×1×1 back: rosinality's ResBlock in 3D."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.ReLU(), nn.Conv3d(channels, hidden, (1, 3, 3), padding=(0, 1, 1)),
+                                  nn.ReLU(inplace=True), nn.Conv3d(hidden, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x)  # (B, C, T, H, W)
+
+
+class ReferenceVQVAE(nn.Module):
+    """rosinality/vq-vae-2-pytorch's two-level VQ-VAE with 3D convolutions, as the original thesis ran it.
+
+    Every 2× down- or up-sampling is one strided 4×4×4 convolution (the bottom encoder's second one strides
+    space only, so the bottom grid is T/2 × H/4 × W/4 and the top grid T/4 × H/8 × W/8, as in vqvid); residual
+    blocks convolve 1×3×3 at width `res_channels` (128 in the original run); ReLU throughout; the top decoder
+    conditions the bottom quantiser; EMA quantisers without restarts. At 128 channels, 2 residual blocks and
+    embedding width 32 it has 3.98 M parameters.
+    """
+
+    def __init__(self, channels: int = 128, res_channels: int = 128, n_res_blocks: int = 2, embed_dim: int = 32,
+                 num_codes: int = 512) -> None:
+        super().__init__()
+        from vqvid.models.quantize import EMAQuantizer
+
+        c, d = channels, embed_dim
+
+        def res_stack() -> list[nn.Module]:
+            return [*(_ReferenceResBlock(c, res_channels) for _ in range(n_res_blocks)), nn.ReLU(inplace=True)]
+
+        relu = partial(nn.ReLU, inplace=True)
+        self.encoder_bottom = nn.Sequential(
+            nn.Conv3d(3, c // 2, 4, stride=2, padding=1), relu(),
+            nn.Conv3d(c // 2, c, (3, 4, 4), stride=(1, 2, 2), padding=1), relu(),
+            nn.Conv3d(c, c, 3, padding=1), *res_stack())  # (B, C, T/2, H/4, W/4)
+        self.encoder_top = nn.Sequential(
+            nn.Conv3d(c, c // 2, 4, stride=2, padding=1), relu(),
+            nn.Conv3d(c // 2, c, 3, padding=1), *res_stack())  # (B, C, T/4, H/8, W/8)
+        self.quantize_conv_top = nn.Conv3d(c, d, 1)
+        self.quantize_top = EMAQuantizer(d, num_codes, restart_threshold=0.0)
+        self.decoder_top = nn.Sequential(
+            nn.Conv3d(d, c, 3, padding=1), *res_stack(), nn.ConvTranspose3d(c, d, 4, stride=2, padding=1))
+        self.quantize_conv_bottom = nn.Conv3d(c + d, d, 1)
+        self.quantize_bottom = EMAQuantizer(d, num_codes, restart_threshold=0.0)
+        self.upsample_top = nn.ConvTranspose3d(d, d, 4, stride=2, padding=1)
+        self.decoder = nn.Sequential(
+            nn.Conv3d(2 * d, c, 3, padding=1), *res_stack(),
+            nn.ConvTranspose3d(c, c // 2, (3, 4, 4), stride=(1, 2, 2), padding=1), relu(),
+            nn.ConvTranspose3d(c // 2, 3, 4, stride=2, padding=1))  # (B, 3, T, H, W)
+
+    def forward(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        """(reconstruction (B, 3, T, H, W), commitment loss) of `video` (B, 3, T, H, W) in [-1, 1]."""
+        bottom_features = self.encoder_bottom(video)
+        top = self.quantize_top(self.quantize_conv_top(self.encoder_top(bottom_features)))
+        top_decoded = self.decoder_top(top.quantized)  # (B, D, T/2, H/4, W/4)
+        bottom = self.quantize_bottom(self.quantize_conv_bottom(torch.cat([bottom_features, top_decoded], 1)))
+        joined = torch.cat([self.upsample_top(top.quantized), bottom.quantized], 1)  # (B, 2D, T/2, H/4, W/4)
+        return self.decoder(joined), top.commitment_loss + bottom.commitment_loss
+
 
 
 @dataclass(frozen=True)
