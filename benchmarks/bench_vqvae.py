@@ -132,6 +132,7 @@ CASES = [
     Case("thesis-spatial-r128-f1", "vqvid", "thesis", **THESIS, design=_design("spatial", 128, 1)),
     Case("thesis-factorised-r32-f1", "vqvid", "thesis", **THESIS, design=_design("factorised", 32, 1)),
     Case("thesis-factorised-r64-f1", "vqvid", "thesis", **THESIS, design=_design("factorised", 64, 1)),
+    Case("thesis-factorised-r128-f1", "vqvid", "thesis", **THESIS, design=_design("factorised", 128, 1)),
     # The `tiny` preset (32 channels, residual width 16) and the designs whose held-out PSNR the README compares.
     Case("tiny", "vqvid", "tiny", **TINY),
     Case("tiny-spatial-r16-f3", "vqvid", "tiny", **TINY, design=_design("spatial", 16, 3)),
