@@ -273,3 +273,15 @@ def test_config_rejects_unknown_block_designs():
         _small(block="2d")
     with pytest.raises(ValueError, match="model.resample_frames must be 1 or 3"):
         _small(resample_frames=2)
+
+
+def test_the_design_is_chosen_by_overrides_and_bad_choices_name_the_field():
+    from vqvid.config import ConfigError, resolve
+    from vqvid.presets import VQVAERun, get_preset
+
+    run = resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.block=factorised", "model.resample_frames=1"])
+    assert (run.model.block, run.model.resample_frames) == ("factorised", 1)
+    with pytest.raises(ConfigError, match=r"model\.block: expected one of \['3d', 'spatial', 'factorised'\]"):
+        resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.block=2d"])
+    with pytest.raises(ConfigError, match="model.resample_frames must be 1 or 3"):
+        resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.resample_frames=2"])
