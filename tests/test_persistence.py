@@ -3,6 +3,7 @@ foreign files with one line (exit 2 from the CLI), and fingerprints survive conf
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -175,6 +176,35 @@ def test_fingerprints_survive_a_config_field_added_later(files, tmp_path):
     assert folder.vqvae.fingerprint == vqvae.fingerprint
     assert folder.top.fingerprint == load_prior(old / "top.ckpt").fingerprint
     assert folder.fingerprint == load_model_folder(files["model"]).fingerprint
+
+
+def _fingerprint_before_block_fields(config_fields: dict, state: dict[str, torch.Tensor]) -> str:
+    """The fingerprint as vqvid computed it before `block` and `resample_frames` existed: SHA-256 over the
+    config's JSON, then every tensor's name, dtype, shape and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(config_fields, sort_keys=True).encode())
+    for name in sorted(state):
+        tensor = state[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files, tmp_path):
+    """Code stores, priors, .vqv files and model folders written before the block design could be chosen
+    record the old fingerprint: a model of the default design must still have it, and its folder, written with
+    a model.json that lacks the fields, must load."""
+    vqvae = load_vqvae(files["vqvae"])
+    old_fields = {k: v for k, v in to_dict(vqvae.config).items() if k not in ("block", "resample_frames")}
+    state = vqvae.model.state_dict()
+    assert vqvae.fingerprint == _fingerprint_before_block_fields(old_fields, state)
+    folder = _edited_folder(files, tmp_path, lambda meta: meta["vqvae"].update({"config": old_fields}))
+    assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
+    # Another design is another model: it must not share the fingerprint of the default one.
+    factorised = dataclasses.replace(vqvae.config, block="factorised")
+    assert fingerprint(factorised, state) != vqvae.fingerprint
+    assert fingerprint(dataclasses.replace(vqvae.config, resample_frames=1), state) != vqvae.fingerprint
 
 
 def test_fingerprint_takes_the_canonical_typed_config_only():

@@ -18,8 +18,11 @@ so a file that declares a huge model is refused instead of allocated.
 A fingerprint is a short hash of a model's config and weights: a code store, a prior and a `.vqv` file record the
 fingerprint of the VQ-VAE whose codes they hold, and refuse to be mixed with another. The config is hashed in one
 canonical form, the typed config with every field (`to_dict(from_dict(...))`), so a checkpoint saved before a
-field was added fingerprints the same whether it is read from the checkpoint or from its exported folder. A model
-folder's fingerprints, its own included, are recomputed from its contents whenever it is loaded.
+field was added fingerprints the same whether it is read from the checkpoint or from its exported folder. Fields
+listed in `UNHASHED_DEFAULTS` are left out of the hash while they hold the value that every model made before
+them used, so those models keep the fingerprints that their code stores, priors, `.vqv` files and model folders
+already record. A model folder's fingerprints, its own included, are recomputed from its contents whenever it is
+loaded.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ LIMITS = {
     "shape": 4_096, "condition_shape": 4_096,  # each of (T, H, W)
 }
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
+# Config fields added after fingerprints were first recorded, with the value that reproduces the models made
+# before them: at that value a field is not hashed, so adding it changed no existing fingerprint.
+UNHASHED_DEFAULTS: dict[type, dict[str, Any]] = {
+    VQVAEConfig: {"block": "3d", "resample_frames": 3, "top_only_weight": 1.0},
+}
 
 ConfigT = TypeVar("ConfigT")
 
@@ -66,11 +74,15 @@ class ModelFolderError(ValueError):
 
 
 def fingerprint(config: Any, state: dict[str, torch.Tensor]) -> str:
-    """16 hex digits of SHA-256 over a typed config (canonical JSON of every field) and every tensor (name,
-    dtype, shape, bytes)."""
+    """16 hex digits of SHA-256 over a typed config (canonical JSON of every field but those at their value of
+    `UNHASHED_DEFAULTS`) and every tensor (name, dtype, shape, bytes)."""
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"fingerprint needs a typed config, got {type(config).__name__}")
-    digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode())
+    fields = to_dict(config)
+    for name, value in UNHASHED_DEFAULTS.get(type(config), {}).items():
+        if fields.get(name) == value:
+            del fields[name]
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())

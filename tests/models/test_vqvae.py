@@ -214,3 +214,78 @@ def test_level_dropout_must_be_a_probability_below_one():
     for value in (0.0, 1.5):
         with pytest.raises(ValueError, match="model.top_only_weight"):
             _small(top_only_weight=value)
+
+
+DESIGNS = [("3d", 3), ("3d", 1), ("spatial", 1), ("factorised", 1), ("factorised", 3)]
+
+
+@pytest.mark.parametrize(("block", "resample_frames"), DESIGNS)
+def test_every_block_design_gives_the_same_code_grids_and_round_trips(block, resample_frames):
+    model = _model(block=block, resample_frames=resample_frames).eval()
+    video = _video(2, 8, 32, 32)
+    with torch.no_grad():
+        out = model(video)
+        codes = model.encode(video)
+        decoded = model.decode_codes(codes.top, codes.bottom)
+    assert out.reconstruction.shape == video.shape
+    assert codes.top.shape == (2, 2, 4, 4) and codes.bottom.shape == (2, 4, 8, 8)
+    assert torch.equal(codes.top, out.top.codes) and torch.equal(codes.bottom, out.bottom.codes)
+    assert torch.allclose(decoded, out.reconstruction, atol=1e-5)
+
+
+def test_the_default_design_is_the_one_models_were_made_with_before_it_could_be_chosen():
+    """Configs saved before `block` and `resample_frames` existed lack them: the defaults must build the model
+    those configs were trained as, 3×3×3 residual convolutions and 3×4×4 space-only resampling."""
+    shapes = {name: tuple(p.shape) for name, p in VQVAE(_small()).state_dict().items()}
+    c, hidden = 8, 4
+    assert shapes["bottom_encoder.2.weight"] == (c, c // 2, 3, 4, 4)
+    assert shapes["decoder.3.weight"] == (c, c // 2, 3, 4, 4)
+    assert shapes["bottom_encoder.5.block.1.weight"] == (hidden, c, 3, 3, 3)
+    assert shapes["bottom_encoder.5.block.3.weight"] == (c, hidden, 1, 1, 1)
+    assert len(shapes) == len(VQVAE(_small(block="3d", resample_frames=3)).state_dict())
+
+
+@pytest.mark.parametrize(("block", "kernels"), [("3d", [(3, 3, 3)]), ("spatial", [(1, 3, 3)]),
+                                                ("factorised", [(1, 3, 3), (3, 1, 1)])])
+def test_residual_blocks_convolve_with_the_chosen_kernels_and_see_frames_accordingly(block, kernels):
+    from vqvid.models.vqvae import ResBlock3d
+
+    torch.manual_seed(0)
+    res = ResBlock3d(8, 4, block=block)
+    convs = [m for m in res.block if isinstance(m, torch.nn.Conv3d)]
+    assert [tuple(m.kernel_size) for m in convs[:-1]] == kernels
+    x = _video(1, 5, 6, 6)[:, :1].repeat(1, 8, 1, 1, 1)  # (1, 8, 5, 6, 6)
+    changed = x.clone()
+    changed[:, :, 3] += 1.0  # one frame only
+    with torch.no_grad():
+        diff = (res(changed) - res(x)).abs().amax(dim=(0, 1, 3, 4))  # (T,) change per output frame
+    assert diff[3] > 0
+    sees_neighbours = bool(diff[2] > 0 and diff[4] > 0)
+    assert sees_neighbours == (block != "spatial")  # only 1×3×3 blocks keep frames apart
+    assert diff[0] == 0 and diff[1] == 0  # 3 frames at most
+
+
+@pytest.mark.parametrize("resample_frames", [1, 3])
+def test_resample_frames_sets_the_time_extent_of_the_space_only_resampling(resample_frames):
+    model = VQVAE(_small(resample_frames=resample_frames))
+    assert tuple(model.bottom_encoder[2].kernel_size) == (resample_frames, 4, 4)
+    assert tuple(model.decoder[3].kernel_size) == (resample_frames, 4, 4)
+
+
+def test_config_rejects_unknown_block_designs():
+    with pytest.raises(ValueError, match="model.block must be one of"):
+        _small(block="2d")
+    with pytest.raises(ValueError, match="model.resample_frames must be 1 or 3"):
+        _small(resample_frames=2)
+
+
+def test_the_design_is_chosen_by_overrides_and_bad_choices_name_the_field():
+    from vqvid.config import ConfigError, resolve
+    from vqvid.presets import VQVAERun, get_preset
+
+    run = resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.block=factorised", "model.resample_frames=1"])
+    assert (run.model.block, run.model.resample_frames) == ("factorised", 1)
+    with pytest.raises(ConfigError, match=r"model\.block: expected one of \['3d', 'spatial', 'factorised'\]"):
+        resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.block=2d"])
+    with pytest.raises(ConfigError, match="model.resample_frames must be 1 or 3"):
+        resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.resample_frames=2"])

@@ -51,6 +51,12 @@ from vqvid.models.quantize import EMAQuantizer, QuantizerOutput
 TIME_FACTOR = 4
 SPACE_FACTOR = 8
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
+# Kernels (frames, height, width) of the convolutions that mix neighbours in a residual block, in order.
+BLOCKS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "3d": ((3, 3, 3),),
+    "spatial": ((1, 3, 3),),
+    "factorised": ((1, 3, 3), (3, 1, 1)),
+}
 
 
 @dataclass
@@ -81,6 +87,14 @@ class VQVAEConfig:
     # about half of the reconstruction loss; a lower weight trades top-only quality for reconstruction (the
     # README's table of level-dropout settings).
     top_only_weight: float = 1.0
+    # The convolution that mixes neighbours in each residual block (see `ResBlock3d`): "3d" is 3×3×3; "spatial"
+    # is 1×3×3, the original thesis code's (VQ-VAE-2's 2D blocks made 3D); "factorised" is 1×3×3 then 3×1×1
+    # (R(2+1)D). "3d" is the default because it is what every model made before this field existed used.
+    block: Literal["3d", "spatial", "factorised"] = "3d"
+    # Frames seen by the two convolutions that resample space only (the bottom encoder's second, stride 1×2×2,
+    # and the decoder's first transposed one): 3 also mixes neighbouring frames there (every model made before
+    # this field existed), 1 makes each a single space-only strided convolution at a third of the cost.
+    resample_frames: int = 3
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "channels", "res_channels", "embed_dim"):
@@ -106,6 +120,10 @@ class VQVAEConfig:
             raise ValueError(f"model.level_dropout must be in [0, 1), got {self.level_dropout}")
         if not 0.0 < self.top_only_weight <= 1.0:
             raise ValueError(f"model.top_only_weight must be in (0, 1], got {self.top_only_weight}")
+        if self.block not in BLOCKS:
+            raise ValueError(f"model.block must be one of {list(BLOCKS)}, got {self.block!r}")
+        if self.resample_frames not in (1, 3):
+            raise ValueError(f"model.resample_frames must be 1 or 3, got {self.resample_frames}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
@@ -136,17 +154,24 @@ class VQVAEOutput(NamedTuple):
 
 
 class ResBlock3d(nn.Module):
-    """x + conv1x1(act(conv3x3x3(act(x)))), VQ-VAE Sec. 4.1 in 3D."""
+    """x + conv1x1(act(conv(act(x)))), VQ-VAE Sec. 4.1 in 3D, where conv is one of `BLOCKS`:
 
-    def __init__(self, channels: int, hidden: int, activation: str = "silu") -> None:
+    - "3d": a 3×3×3 convolution;
+    - "spatial": 1×3×3, space only; time is mixed only by the strided convolutions around the blocks;
+    - "factorised": 1×3×3, activation, 3×1×1, the (2+1)D convolution of R(2+1)D (Tran et al. 2018, "A Closer
+      Look at Spatiotemporal Convolutions for Action Recognition", arXiv 1711.11248, Sec. 3.5), at the same
+      hidden width, so it sees 3×3×3 neighbours at 12/27 of the multiply-adds of a 3×3×3 convolution.
+    """
+
+    def __init__(self, channels: int, hidden: int, activation: str = "silu", block: str = "3d") -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
-        self.block = nn.Sequential(
-            act(),
-            nn.Conv3d(channels, hidden, 3, padding=1),
-            act(),
-            nn.Conv3d(hidden, channels, 1),
-        )
+        layers: list[nn.Module] = []
+        width = channels
+        for kernel in BLOCKS[block]:
+            layers += [act(), nn.Conv3d(width, hidden, kernel, padding=tuple(k // 2 for k in kernel))]
+            width = hidden
+        self.block = nn.Sequential(*layers, act(), nn.Conv3d(hidden, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.block(x)  # (B, C, T, H, W)
@@ -154,17 +179,17 @@ class ResBlock3d(nn.Module):
 
 def _res_stack(config: VQVAEConfig) -> list[nn.Module]:
     c, hidden = config.channels, config.res_channels
-    blocks = (ResBlock3d(c, hidden, config.activation) for _ in range(config.n_res_blocks))
+    blocks = (ResBlock3d(c, hidden, config.activation, config.block) for _ in range(config.n_res_blocks))
     return [*blocks, ACTIVATIONS[config.activation]()]
 
 
 def bottom_encoder(config: VQVAEConfig) -> nn.Sequential:
     """(B, in_channels, T, H, W) -> (B, channels, T/2, H/4, W/4)."""
-    c, act = config.channels, ACTIVATIONS[config.activation]
+    c, act, f = config.channels, ACTIVATIONS[config.activation], config.resample_frames
     return nn.Sequential(
         nn.Conv3d(config.in_channels, c // 2, 4, stride=2, padding=1),  # halves T, H, W
         act(),
-        nn.Conv3d(c // 2, c, (3, 4, 4), stride=(1, 2, 2), padding=1),  # halves H, W
+        nn.Conv3d(c // 2, c, (f, 4, 4), stride=(1, 2, 2), padding=(f // 2, 1, 1)),  # halves H, W
         act(),
         nn.Conv3d(c, c, 3, padding=1),
         *_res_stack(config),
@@ -194,11 +219,11 @@ def top_decoder(config: VQVAEConfig) -> nn.Sequential:
 
 def decoder(config: VQVAEConfig) -> nn.Sequential:
     """Both levels on the bottom grid (B, 2 * embed_dim, T/2, H/4, W/4) -> video (B, in_channels, T, H, W)."""
-    c, act = config.channels, ACTIVATIONS[config.activation]
+    c, act, f = config.channels, ACTIVATIONS[config.activation], config.resample_frames
     return nn.Sequential(
         nn.Conv3d(2 * config.embed_dim, c, 3, padding=1),
         *_res_stack(config),
-        nn.ConvTranspose3d(c, c // 2, (3, 4, 4), stride=(1, 2, 2), padding=1),  # doubles H, W
+        nn.ConvTranspose3d(c, c // 2, (f, 4, 4), stride=(1, 2, 2), padding=(f // 2, 1, 1)),  # doubles H, W
         act(),
         nn.ConvTranspose3d(c // 2, config.in_channels, 4, stride=2, padding=1),  # doubles T, H, W
     )
