@@ -148,7 +148,7 @@ class Demo:
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"],
-            "positions_per_second": result["positions_per_second"],
+            "positions_per_second": result["positions_per_second"], "method": result["method"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
             "padding_cost": result.get("padding_cost"),
@@ -247,7 +247,8 @@ def render_report(report: dict[str, Any]) -> str:
           + f" | {pred['mean_psnr'][key]:.2f} | {pred['mean_ssim'][key]:.3f} |"
           for key, label in PREDICTION_ROWS if key in pred["psnr_per_frame"]],
         "",
-        f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second (incremental sampler).",
+        f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second "
+        f"({pred.get('method', 'incremental')} sampler).",
         "",
         "![original | generated top with original bottom | mean of the samples | four samples](predict.gif)",
         "",
