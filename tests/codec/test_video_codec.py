@@ -228,11 +228,9 @@ def test_pieces_and_clips_give_the_same_file_as_one_tensor():
     assert compress(folder, [clips, video[:, 8:]], fps=10).data == whole
 
 
-def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_float32(monkeypatch):
-    # What makes the bytes independent of the caller's batch size, threads and precision, checked where it
-    # happens on any machine: every VQ-VAE encode sees one clip, and every prior step, encoding or decoding,
-    # the file's coding batch of clips, one thread, float32 and full-precision matmuls, whatever the caller set.
-    folder = tiny_folder(seed=7)
+def _record_coding_settings(monkeypatch) -> list[tuple]:
+    """From now on, every VQ-VAE encode and every prior step of the codec appends (name, batch, threads, matmul
+    precision, parameter dtype) to the list returned."""
     seen = []
 
     def recorder(name, method, batch, model):
@@ -248,6 +246,15 @@ def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_flo
     monkeypatch.setattr(stepper, "step_log_probs", recorder("step", stepper.step_log_probs,
                                                             lambda self: self.codes.shape[0],
                                                             lambda self: self.prior))
+    return seen
+
+
+def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_float32(monkeypatch):
+    # What makes the bytes independent of the caller's batch size, threads and precision, checked where it
+    # happens on any machine: every VQ-VAE encode sees one clip, and every prior step, encoding or decoding,
+    # the file's coding batch of clips, one thread, float32 and full-precision matmuls, whatever the caller set.
+    folder = tiny_folder(seed=7)
+    seen = _record_coding_settings(monkeypatch)
     torch.set_num_threads(2)
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("medium")
@@ -270,13 +277,15 @@ def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_flo
     assert torch.get_num_threads() == 2  # the caller's settings are back
 
 
-def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision():
+def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision(monkeypatch):
     # Holds on any CPU because the code enforces it, not because this CPU happens to round alike: every clip is
     # encoded alone and the priors step through the file's coding batch of clips, on one thread, in float32
-    # (pinned_computation; the test above records those settings), so the caller's batch size and threads
-    # never reach a float. Both sides run on the same machine. 3 clips in coding batches of 2: a padded group.
+    # (pinned_computation), so the caller's batch size and threads never reach a float; the settings every
+    # float of these runs saw are checked at the end. Both sides run on the same machine. 3 clips in coding
+    # batches of 2: a padded group.
     folder = tiny_folder(seed=7)
     video = random_video(12, seed=7)
+    seen = _record_coding_settings(monkeypatch)
     torch.set_num_threads(1)
     reference = compress(folder, video, fps=10, batch_size=1, coding_batch=2).data
     assert read_vqv(reference).header.coding_batch == 2
@@ -297,6 +306,10 @@ def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision():
     codes.append(decompress_codes(folder, reference).codes)
     torch.set_num_threads(2)
     assert all(torch.equal(c.top, codes[0].top) and torch.equal(c.bottom, codes[0].bottom) for c in codes)
+    # The precondition of every comparison above: whatever the caller set, the floats saw the pinned settings.
+    assert {tuple(what) for name, *what in seen} == {(1, 1, "highest", torch.float32),
+                                                     (2, 1, "highest", torch.float32)}
+    assert {tuple(what) for name, *what in seen if name == "step"} == {(2, 1, "highest", torch.float32)}
 
 
 @pytest.mark.parametrize("clips, coding_batch", [(5, 2), (5, 3), (4, 4), (2, 16), (3, None)])
