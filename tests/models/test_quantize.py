@@ -2,6 +2,7 @@ import pytest
 import torch
 from einops import rearrange
 
+from vqvid.models import quantize
 from vqvid.models.quantize import EMAQuantizer
 
 
@@ -37,6 +38,21 @@ def test_nearest_code_matches_brute_force():
     assert torch.equal(out.quantized, expected)
     assert torch.equal(quantizer.embed_codes(out.codes), expected)
     assert torch.equal(quantizer.nearest_codes(x), out.codes)
+
+
+def test_nearest_code_search_by_blocks_of_rows_matches_brute_force_across_block_edges():
+    torch.manual_seed(0)
+    quantizer = EMAQuantizer(dim=4, num_codes=512).eval()
+    rows = quantize._DISTANCE_BLOCK // 512  # rows per block on a CPU
+    x = torch.randn(1, 4, 1, 1, 2 * rows + 3)  # two full blocks and a short third
+    codes = quantizer.nearest_codes(x).flatten()
+    flat = rearrange(x, "b c t h w -> (b t h w) c").double()
+    distances = torch.cdist(flat, quantizer.codebook.double())  # (N, K) float64
+    chosen = distances.gather(1, codes[:, None]).squeeze(1)
+    assert torch.all(chosen <= distances.min(1).values + 1e-5)  # ties within float32 rounding only
+    assert (codes == distances.argmin(1)).float().mean() > 0.999
+    for edge in (rows - 1, rows, 2 * rows, 2 * rows + 2):  # each block wrote its own rows, none left unset
+        assert codes[edge] == distances[edge].argmin()
 
 
 def test_eval_mode_leaves_codebook_alone():

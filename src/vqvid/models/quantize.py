@@ -34,6 +34,9 @@ from torch import Tensor, nn
 
 from vqvid.precision import full_precision_float32
 
+# Distances computed at once by the nearest-code search on a CPU: 2M float32 (8 MB), a block that stays in cache.
+_DISTANCE_BLOCK = 1 << 21
+
 
 class QuantizerOutput(NamedTuple):
     """What `EMAQuantizer.forward` returns; scalars are 0-d tensors."""
@@ -161,10 +164,19 @@ class EMAQuantizer(nn.Module):
     def _nearest(self, flat: Tensor) -> Tensor:
         """Index (N,) of the nearest code to each row of `flat` (N, C) float32."""
         # ||x - e||² = ||x||² - 2 x·e + ||e||²; ||x||² is the same for every code, so it cannot move the
-        # argmin and is left out.
+        # argmin and is left out. One addmm per block of rows computes ||e||² - 2 x·e in a single pass into a
+        # buffer small enough to stay in cache and be reused (the whole (N, K) matrix of a 64×64 bottom grid
+        # is 32 MB, written and read three times over): a quarter of the time on a CPU, the same codes.
+        rows = max(1, _DISTANCE_BLOCK // self.num_codes) if flat.device.type == "cpu" else flat.shape[0]
+        squared = self.embed.pow(2).sum(1)  # (K,)
+        codes = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)  # (N,)
+        distances = flat.new_empty(min(rows, flat.shape[0]), self.num_codes)  # (rows, K)
         with full_precision_float32():
-            distances = self.embed.pow(2).sum(1) - 2 * flat @ self.embed.t()  # (N, K)
-        return distances.argmin(1)
+            for block, out in zip(flat.split(rows), codes.split(rows), strict=True):
+                buffer = distances[: block.shape[0]]
+                torch.addmm(squared, block, self.embed.t(), alpha=-2, out=buffer)
+                torch.argmin(buffer, 1, out=out)
+        return codes
 
     @torch.no_grad()
     def _update(self, flat: Tensor, codes: Tensor, counts: Tensor) -> Tensor:
