@@ -86,7 +86,11 @@ class StopOnNonFinite(Callback):
 def adam_with_schedule(parameters, config: TrainConfig):
     """Adam at `config.lr`: linear warm-up over `config.warmup_steps`, then constant or cosine-annealed to 0 at
     `config.max_steps` (annealing is what lets a short run settle into a sharp optimum)."""
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    parameters = list(parameters)
+    # The fused kernel updates every tensor in one pass (CPU and CUDA): a few times faster than the loop over
+    # tensors, which costs 3-4% of a `tiny` prior's step on a CPU.
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters)
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
     if config.warmup_steps == 0 and config.lr_schedule == "constant":
         return optimizer
 
