@@ -131,6 +131,21 @@ def test_log_probs_are_normalised_distributions_of_the_right_shape():
     torch.testing.assert_close(log_probs.logsumexp(dim=1), torch.zeros(3, *config.shape), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_classes_last_logits_are_the_same_logits_laid_out_for_the_loss(level):
+    config = top_config() if level == "top" else bottom_config()
+    prior = make_prior(config)
+    codes = torch.randint(0, config.num_codes, (2, *config.shape))
+    condition = torch.randint(0, config.condition_num_codes, (2, *config.condition_shape)) \
+        if config.conditional else None
+    logits = prior(codes, condition)  # (B, K, T, H, W)
+    last = prior(codes, condition, classes_last=True)  # (B, T, H, W, K)
+    assert last.shape == (2, *config.shape, config.num_codes) and last.is_contiguous()
+    torch.testing.assert_close(last, logits.movedim(1, -1), atol=1e-6, rtol=0)
+    nll = F.cross_entropy(last.flatten(0, -2), codes.flatten())  # the training loss's layout
+    torch.testing.assert_close(nll, F.cross_entropy(logits, codes), atol=1e-6, rtol=0)
+
+
 def test_sdpa_attention_matches_an_explicit_masked_matrix():
     # Values wider than keys, as in PixelSNAIL: the path that pads queries and keys to the value width.
     prior = make_prior(top_config(key_channels=8, value_channels=24))

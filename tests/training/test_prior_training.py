@@ -96,3 +96,16 @@ def test_resuming_from_a_prior_of_another_level_or_config_is_refused_before_trai
     with pytest.raises(ValueError, match="top.ckpt: a top prior of another model config than this bottom prior"):
         train_prior_run(run, "bottom", codes, None, tmp_path / "run", top, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_bits_per_code_is_the_mean_negative_log2_likelihood_of_every_code():
+    from vqvid.models.pixelsnail import PixelSNAIL
+    from vqvid.training.prior import bits_per_code
+
+    torch.manual_seed(0)
+    prior = PixelSNAIL(MODEL)
+    clips = [torch.randint(0, MODEL.num_codes, MODEL.shape) for _ in range(5)]  # batches of 2, 2 and 1
+    codes = torch.stack(clips)
+    log_probs = prior.eval().log_probs(codes)  # (N, K, T, H, W), the reference layout
+    expected = -log_probs.gather(1, codes[:, None]).mean().item() / np.log(2)
+    assert bits_per_code(prior, clips, batch_size=2) == pytest.approx(expected, rel=1e-6)

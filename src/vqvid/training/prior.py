@@ -41,9 +41,9 @@ class PriorModule(L.LightningModule):
 
     def _nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         codes, condition = self._split(batch)
-        logits = self.model(codes, condition)  # (B, K, T, H, W)
-        nll = F.cross_entropy(logits.float(), codes)  # nats per code
-        accuracy = (logits.argmax(1) == codes).float().mean()
+        logits = self.model(codes, condition, classes_last=True)  # (B, T, H, W, K)
+        nll = F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten())  # nats per code
+        accuracy = (logits.argmax(-1) == codes).float().mean()
         return nll, accuracy
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -141,7 +141,7 @@ def bits_per_code(model: PixelSNAIL, dataset, batch_size: int = 16) -> float:
     total_nats, count = 0.0, 0
     for batch in DataLoader(dataset, batch_size=batch_size):
         codes, condition = batch if isinstance(batch, (list, tuple)) else (batch, None)
-        log_probs = model.log_probs(codes, condition)  # (B, K, T, H, W)
-        total_nats -= log_probs.gather(1, codes.unsqueeze(1)).sum().item()
+        logits = model(codes, condition, classes_last=True)  # (B, T, H, W, K)
+        total_nats += F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten(), reduction="sum").item()
         count += codes.numel()
     return total_nats / count / math.log(2)
