@@ -22,7 +22,13 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert 0 < reconstruction["psnr"] < 60 and 0 < reconstruction["ssim"] <= 1
     assert set(figures["prior_bits_per_code"]) == {"top", "bottom"}
     assert all(0 < bits < 20 for bits in figures["prior_bits_per_code"].values())
-    assert figures["prediction"]["psnr_per_frame"]["frame"] == list(range(8, 16))
+    prediction = figures["prediction"]
+    assert prediction["psnr_per_frame"]["frame"] == list(range(8, 16))
+    at_one = prediction["temperature_1"]  # the same clips sampled at temperature 1
+    assert at_one["psnr_per_frame"]["frame"] == list(range(8, 16))
+    assert {"mean_of_n", "generated", "best_of_n"} <= set(at_one["mean_psnr"])
+    assert at_one["mean_psnr"]["copy_last"] == prediction["mean_psnr"]["copy_last"]  # same truth, same baseline
+    assert not (out / "predict_t1.gif").exists()
     compression = figures["compression"]
     assert {row["method"] for row in compression["rd"]} >= {"vqvid", "vqvid 9-bit", "x264 medium"}
     assert 0 < compression["share_of_fixed_width"]
@@ -32,6 +38,7 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert (out / "model" / "model.json").exists() and (out / "heldout.vqv").exists()
     report_md = (out / "report.md").read_text()
     assert f"{reconstruction['psnr']:.2f}" in report_md
+    assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
     vqvae = load_vqvae(out / "model").model
     with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from
         codebooks = store.codebooks()

@@ -136,15 +136,21 @@ class Demo:
                                     "--bottom", str(self.prior_ckpts["bottom"]), "--out", str(self.model_dir)])
 
     def predict(self) -> None:
-        figures = self.out / "predict.json"
-        argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", "8", "--frames",
-                "16", "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "4", "-o",
-                str(self.out / "predict.gif"), "--json", str(figures), "--seed", "0"]
-        self.run_command("predict", argv)
-        result = json.loads(figures.read_text())
-        figures.unlink()
+        """The default decoding, then the same clips and seed sampled at temperature 1 (the model's own
+        distribution), whose GIF is not kept."""
+        results = {}
+        for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
+            figures = self.out / f"{name}.json"
+            argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", "8", "--frames",
+                    "16", "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "4", "-o",
+                    str(self.out / f"{name}.gif"), "--json", str(figures), "--seed", "0", *extra]
+            self.run_command("predict", argv)
+            results[name] = json.loads(figures.read_text())
+            figures.unlink()
+        (self.out / "predict_t1.gif").unlink()
         mean = lambda values: sum(values) / len(values)
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
+        result, at_one = results["predict"], results["predict_t1"]
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"],
@@ -152,6 +158,10 @@ class Demo:
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
             "padding_cost": result.get("padding_cost"),
+            "temperature_1": {
+                "psnr_per_frame": at_one["psnr_per_frame"], "ssim_per_frame": at_one["ssim_per_frame"],
+                "mean_psnr": means(at_one["psnr_per_frame"]), "mean_ssim": means(at_one["ssim_per_frame"]),
+            },
         }
 
     def compress(self) -> None:
@@ -189,6 +199,15 @@ class Demo:
 PREDICTION_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),
                    ("best_of_n", "best of N"), ("generated_top", "sampled top + true bottom"),
                    ("copy_last", "copy last frame"))
+# Rows of the run at temperature 1 (copy-last is the same as above)
+PREDICTION_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"),
+                      ("best_of_n", "best of N, T = 1"))
+
+
+def _prediction_rows(table: dict[str, Any], rows: tuple[tuple[str, str], ...]) -> list[str]:
+    return [f"| {label} | " + " | ".join(f"{v:.1f}" for v in table["psnr_per_frame"][key])
+            + f" | {table['mean_psnr'][key]:.2f} | {table['mean_ssim'][key]:.3f} |"
+            for key, label in rows if key in table["psnr_per_frame"]]
 
 
 def _dB(value: float | None) -> str:
@@ -235,7 +254,8 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## Prediction (frames 8-15 of held-out clips from frames 0-7)",
         "",
-        f"{pred['samples']} futures sampled per clip (temperature {pred['temperature']:g}). The prediction "
+        f"{pred['samples']} futures sampled per clip (temperature {pred['temperature']:g}; the rows marked T = 1 "
+        "sample the same clips from the priors' own distribution). The prediction "
         "`vqvid predict` shows by default "
         "is their pixel mean; best of N takes, per clip, the sample closest to the truth (an oracle: the usual "
         "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the top "
@@ -243,9 +263,8 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "| decoding | " + " | ".join(str(f) for f in pred["psnr_per_frame"]["frame"]) + " | mean PSNR | mean SSIM |",
         "|---|" + "---|" * (len(pred["psnr_per_frame"]["frame"]) + 2),
-        *[f"| {label} | " + " | ".join(f"{v:.1f}" for v in pred["psnr_per_frame"][key])
-          + f" | {pred['mean_psnr'][key]:.2f} | {pred['mean_ssim'][key]:.3f} |"
-          for key, label in PREDICTION_ROWS if key in pred["psnr_per_frame"]],
+        *_prediction_rows(pred, PREDICTION_ROWS),
+        *(_prediction_rows(pred["temperature_1"], PREDICTION_ROWS_T1) if "temperature_1" in pred else []),
         "",
         f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second "
         f"({pred.get('method', 'incremental')} sampler).",
