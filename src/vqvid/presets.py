@@ -58,7 +58,7 @@ def _tiny() -> Preset:
             # Factorised blocks: in the demo's 800-step run on its held-out clips, 26.03 dB from both levels,
             # 22.84 from the top alone, 7.16 dB top-swap cost, against 25.34, 21.72 and 5.53 with 3×3×3 blocks,
             # at the same step time (docs/levels.md). Batches of 6 clips do as well as 8 in this short run
-            # (25.74 dB against 25.67) in three quarters of the time; level dropout 0.2 rather than the
+            # (25.74 dB against 25.67) in 70% of the time; level dropout 0.2 rather than the
             # default 0.25 buys back reconstruction (26.08 dB) for some top-only quality (21.87 dB).
             model=VQVAEConfig(channels=32, res_channels=16, n_res_blocks=1, embed_dim=16, num_codes=512,
                               decay=0.95, block="factorised", level_dropout=0.2),
