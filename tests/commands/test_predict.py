@@ -94,7 +94,9 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
         (["--context", "3"], r"context=3 .*use one of \[0, 4\]"),
         (["--frames", "6"], "frames=6: expected a multiple of 4 larger than context=4"),
         (["--samples", "0"], "samples=0: expected at least 1"),
-        (["--temperature", "0"], "temperature: expected a positive number"),
+        (["--temperature", "0"], r"--temperature 0\.0: expected a positive number"),
+        (["--bottom-temperature", "-1"], r"--bottom-temperature -1\.0: expected a positive number"),
+        (["--bottom-temperature", "nan"], r"--bottom-temperature nan: expected a positive number"),
         (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
     ],
 )

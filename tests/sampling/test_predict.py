@@ -194,3 +194,19 @@ def test_padding_cost_is_nothing_for_a_still_clip_and_counts_changed_codes(folde
     assert cost.padded_psnr != cost.whole_clip_psnr
     with pytest.raises(ValueError, match="no context frames"):
         padding_cost(vqvae, moving, 0)
+
+
+def test_bottom_temperature_changes_only_the_bottom_prior_and_near_zero_takes_its_most_likely_codes(folder):
+    video = clips(b=1)
+    base = run(folder, video, seed=5)
+    same = run(folder, video, seed=5, bottom_temperature=1.0)  # the default temperature, said explicitly
+    assert torch.equal(same.codes.top, base.codes.top) and torch.equal(same.codes.bottom, base.codes.bottom)
+    cold = run(folder, video, seed=5, bottom_temperature=1e-6, method="naive")
+    assert torch.equal(cold.codes.top, base.codes.top)  # one window: every top code is drawn before the bottom
+    assert not torch.equal(cold.codes.bottom, base.codes.bottom)
+    # Each sampled bottom code is the most likely one given the codes before it: the full forward pass's argmax.
+    top, bottom = cold.codes.top[:, 0], cold.codes.bottom[:, 0]  # (1, T/4, ...), (1, T/2, ...)
+    most_likely = folder.bottom.model(bottom, top).argmax(1)  # (1, T/2, H/4, W/4)
+    known = 2  # context 4 frames: the first 2 bottom frames are encoded, not sampled
+    agree = (most_likely[:, known:] == bottom[:, known:]).float().mean()
+    assert agree > 0.99, agree  # near-ties of the logits may go either way

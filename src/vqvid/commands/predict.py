@@ -1,7 +1,7 @@
 """`vqvid predict`: future frames from context frames, sampled from the priors of a model folder.
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
-                  [--decoding mean|sample] [--temperature T] [--top-k K] [--seed S]
+                  [--decoding mean|sample] [--temperature T] [--bottom-temperature T] [--top-k K] [--seed S]
                   [--method fused|incremental|naive] [--json FILE]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "samples (default), or 'sample', each sample on its own")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"below 1 sharpens each code's distribution (default {DEFAULT_TEMPERATURE:g})")
+    parser.add_argument("--bottom-temperature", type=float,
+                        help="temperature of the bottom prior alone (default: --temperature); lower keeps "
+                             "single samples' detail closer to the most likely one")
     parser.add_argument("--top-k", type=int, help="draw each code from its K most likely values only")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
     parser.add_argument("--method", choices=("fused", "incremental", "naive"), default="fused",
@@ -85,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.clips < 1:
             raise ValueError(f"--clips {args.clips}: expected at least 1")
+        for option, value in (("--temperature", args.temperature), ("--bottom-temperature", args.bottom_temperature)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{option} {value}: expected a positive number")
         from vqvid.commands import options
 
         options.device(device)
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             part.model.to(device)
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
-                             method=args.method, progress=not args.no_progress)
+                             method=args.method, progress=not args.no_progress,
+                             bottom_temperature=args.bottom_temperature)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid predict: {error}", file=sys.stderr)
         return 2
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
                "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
+               "bottom_temperature": args.bottom_temperature if args.bottom_temperature is not None
+               else args.temperature,
                # the table that holds the figures of what the output shows as the prediction
                "decoding": {"mean": "mean_of_n", "sample": "generated"}[args.decoding],
                "positions": prediction.positions, "seconds": prediction.seconds,

@@ -177,13 +177,14 @@ def _windows(context_top: int, total_top: int, window_top: int) -> list[_Window]
 @torch.no_grad()
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
-            progress: bool = True) -> Prediction:
+            progress: bool = True, bottom_temperature: float | None = None) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
 
-    `temperature`, `top_k` and `method` are those of `vqvid.sampling.sample`. One generator seeded with `seed`
-    draws everything, so a seed gives the same prediction again on the same device.
+    `temperature`, `top_k` and `method` are those of `vqvid.sampling.sample`; `bottom_temperature`, when given,
+    replaces `temperature` for the bottom prior alone. One generator seeded with `seed` draws everything, so a
+    seed gives the same prediction again on the same device.
     """
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
@@ -213,6 +214,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     generator = torch.Generator(device).manual_seed(seed)
     options = dict(temperature=temperature, top_k=top_k, generator=generator, method=method,
                    progress=progress)
+    bottom_options = options if bottom_temperature is None else {**options, "temperature": bottom_temperature}
     positions, seconds = 0, 0.0
     for window in windows:
         begin = time.perf_counter()
@@ -222,7 +224,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         bottom_window = bottom[:, 2 * window.start : 2 * window.end]  # (B*S, L/2, H/4, W/4), a view
         bottom_start = 2 * (window.known - window.start) * height_bottom * width_bottom
         bottom_window.copy_(sample(bottom_prior.model, bottom_window, condition=top_window,
-                                   start=bottom_start, **options))
+                                   start=bottom_start, **bottom_options))
         if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - begin
