@@ -228,25 +228,46 @@ def test_pieces_and_clips_give_the_same_file_as_one_tensor():
     assert compress(folder, [clips, video[:, 8:]], fps=10).data == whole
 
 
-def _record_coding_settings(monkeypatch) -> list[tuple]:
+def _record_coding_settings(monkeypatch, inputs: list | None = None) -> list[tuple]:
     """From now on, every VQ-VAE encode and every prior step of the codec appends (name, batch, threads, matmul
-    precision, parameter dtype) to the list returned."""
+    precision, parameter dtype) to the list returned; with `inputs`, also (name, what it computes from) to that
+    list: the clip encoded, or the step's position, codes and condition, each with the model's weights."""
     seen = []
 
-    def recorder(name, method, batch, model):
+    def recorder(name, method, batch, model, operands):
         def record(self, *args, **kwargs):
             seen.append((name, batch(self, *args), torch.get_num_threads(), torch.get_float32_matmul_precision(),
                          next(model(self).parameters()).dtype))
+            if inputs is not None:
+                weights = torch.cat([p.detach().flatten().double() for p in model(self).parameters()])
+                inputs.append((name, *(x.clone() if torch.is_tensor(x) else x for x in operands(self, *args)),
+                               weights))
             return method(self, *args, **kwargs)
         return record
 
     stepper = coding.IncrementalStepper
     monkeypatch.setattr(VQVAE, "encode", recorder("encode", VQVAE.encode, lambda _, video: video.shape[0],
-                                                  lambda vqvae: vqvae))
-    monkeypatch.setattr(stepper, "step_log_probs", recorder("step", stepper.step_log_probs,
-                                                            lambda self: self.codes.shape[0],
-                                                            lambda self: self.prior))
+                                                  lambda vqvae: vqvae, lambda _, video: (video,)))
+    monkeypatch.setattr(stepper, "step_log_probs", recorder(
+        "step", stepper.step_log_probs, lambda self: self.codes.shape[0], lambda self: self.prior,
+        lambda self: (self.position, self.codes)))
+    if inputs is not None:  # what a stepper is started from: its batch and condition (the top codes)
+        init = stepper.__init__
+
+        def started(self, prior, codes, *, condition=None, start=0):
+            inputs.append(("start", codes, None if condition is None else condition.clone(), start))
+            init(self, prior, codes, condition=condition, start=start)
+
+        monkeypatch.setattr(stepper, "__init__", started)
     return seen
+
+
+def _same_computations(first: list[tuple], second: list[tuple]) -> bool:
+    """Whether two input records hold the same computations on exactly equal operands."""
+    same = lambda a, b: torch.equal(a, b) if torch.is_tensor(a) and torch.is_tensor(b) else a == b
+    return len(first) == len(second) and all(
+        len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        for a, b in zip(first, second, strict=True))
 
 
 def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_float32(monkeypatch):
@@ -277,29 +298,45 @@ def test_every_float_of_the_codec_runs_with_the_files_batch_on_one_thread_in_flo
     assert torch.get_num_threads() == 2  # the caller's settings are back
 
 
-def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision(monkeypatch):
-    # Holds on any CPU because the code enforces it, not because this CPU happens to round alike: every clip is
-    # encoded alone and the priors step through the file's coding batch of clips, on one thread, in float32
-    # (pinned_computation), so the caller's batch size and threads never reach a float; the settings every
-    # float of these runs saw are checked at the end. Both sides run on the same machine. 3 clips in coding
-    # batches of 2: a padded group.
+def test_the_callers_batch_size_threads_and_precision_never_reach_what_the_file_is_computed_from(monkeypatch):
+    # Every clip is encoded alone and the priors step through the file's coding batch of clips on one thread in
+    # float32 (pinned_computation), so the caller's batch size, threads, precision and model dtype never reach a
+    # float of the file. Checked exactly, on any CPU: each run's encodes and prior steps see equal operands (clip,
+    # integer codes, float32 weights) and the same settings, and every file decodes to the same codes. (Equal
+    # operands and settings give equal bytes only where the same kernels round alike, so bytes are not compared
+    # across these runs.) 3 clips in coding batches of 2: a padded group.
     folder = tiny_folder(seed=7)
     video = random_video(12, seed=7)
-    seen = _record_coding_settings(monkeypatch)
+    inputs: list[tuple] = []
+    seen = _record_coding_settings(monkeypatch, inputs)
+
+    def run(batch_size: int) -> tuple[bytes, list[tuple]]:
+        inputs.clear()
+        data = compress(folder, video, fps=10, batch_size=batch_size, coding_batch=2).data
+        return data, list(inputs)
+
     torch.set_num_threads(1)
-    reference = compress(folder, video, fps=10, batch_size=1, coding_batch=2).data
+    reference, reference_inputs = run(batch_size=1)
     assert read_vqv(reference).header.coding_batch == 2
+    expected = decompress_codes(folder, reference).codes
     torch.set_num_threads(2)
-    assert compress(folder, video, fps=10, batch_size=3, coding_batch=2).data == reference
+    data, computed = run(batch_size=3)
+    assert _same_computations(computed, reference_inputs)
     assert torch.get_num_threads() == 2  # restored after coding
+    files = [data]
     # Models in float64 (or training mode) are run from a float32 eval copy; the caller's stay as they were.
     for model in (folder.vqvae.model, folder.top.model, folder.bottom.model):
         model.double().train()
-    assert compress(folder, video, fps=10, batch_size=2, coding_batch=2).data == reference
+    data, computed = run(batch_size=2)
+    assert _same_computations(computed, reference_inputs)
+    files.append(data)
     assert folder.top.model.training and next(folder.bottom.model.parameters()).dtype == torch.float64
     assert next(folder.vqvae.model.parameters()).dtype == torch.float64
     for model in (folder.vqvae.model, folder.top.model, folder.bottom.model):
         model.float().eval()
+    for data in files:
+        codes = decompress_codes(folder, data).codes
+        assert torch.equal(codes.top, expected.top) and torch.equal(codes.bottom, expected.bottom)
     # The decoder reads the batch from the header, whatever its caller's threads.
     codes = [decompress_codes(folder, reference).codes]
     torch.set_num_threads(1)
@@ -310,6 +347,20 @@ def test_bytes_do_not_depend_on_the_callers_batch_size_threads_or_precision(monk
     assert {tuple(what) for name, *what in seen} == {(1, 1, "highest", torch.float32),
                                                      (2, 1, "highest", torch.float32)}
     assert {tuple(what) for name, *what in seen if name == "step"} == {(2, 1, "highest", torch.float32)}
+
+
+def test_operand_records_tell_a_changed_computation_apart(monkeypatch):
+    # The comparison above can fail: another coding batch changes what the prior steps compute from.
+    folder = tiny_folder(seed=7)
+    video = random_video(12, seed=7)
+    first: list[tuple] = []
+    _record_coding_settings(monkeypatch, first)
+    compress(folder, video, fps=10, coding_batch=2)
+    second = list(first)
+    first.clear()
+    compress(folder, video, fps=10, coding_batch=3)
+    assert not _same_computations(first, second)
+    assert _same_computations(second, second) and not _same_computations(second, second[:-1])
 
 
 @pytest.mark.parametrize("clips, coding_batch", [(5, 2), (5, 3), (4, 4), (2, 16), (3, None)])
