@@ -421,7 +421,10 @@ def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, pr
     decoded: dict[str, list[Tensor]] = {"top": [], "bottom": []}
     wanted = ("top",) if levels == "top" else ("top", "bottom")
     total = num_clips * len(wanted)
+    top: Tensor | None = None  # (C, t, h, w), the top layer's codes once it is decoded: the bottom's condition
     for layer, level in enumerate(wanted):
+        if level == "bottom":
+            top = torch.cat(decoded["top"])
         for group in _groups(num_clips, 1 if priors is None else header.coding_batch):
             first = layer * num_clips + group.start  # the group's first chunk
             if priors is None:  # mode "fixed": one clip a group
@@ -432,7 +435,7 @@ def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, pr
                     raise VQVFormatError(f"{where}: {error}") from error
                 errors: list[ValueError | None] = [None]
             else:
-                condition = None if level == "top" else torch.cat(decoded["top"])[group]
+                condition = None if top is None else top[group]
                 size = group.stop - group.start
                 codes, errors = decode_group(getattr(priors, level), chunks[first:first + size], condition,
                                              header.coding_batch)
@@ -448,7 +451,8 @@ def _decode_layers(chunks: list[bytes], checks: list[int], header: VQVHeader, pr
                 decoded[level].append(codes[offset:offset + 1])
                 if progress is not None:
                     progress(index + 1, total)
-    top = torch.cat(decoded["top"])
+    if top is None:  # levels "top": the loop never reached the bottom layer
+        top = torch.cat(decoded["top"])
     return top, torch.cat(decoded["bottom"]) if levels == "both" else None
 
 
