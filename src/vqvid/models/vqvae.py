@@ -84,8 +84,8 @@ class VQVAEConfig:
     level_dropout: float = 0.25
     # Weight of a dropped clip's reconstruction loss, relative to a clip decoded from both levels. A top-only
     # decode errs several times more than a full one, so at weight 1 a quarter of the clips dropped carries
-    # about half of the reconstruction loss; a lower weight trades top-only quality for reconstruction (the
-    # README's table of level-dropout settings).
+    # about half of the reconstruction loss; a lower weight trades top-only quality for reconstruction
+    # (docs/levels.md measures the trade).
     top_only_weight: float = 1.0
     # The convolution that mixes neighbours in each residual block (see `ResBlock3d`): "3d" is 3×3×3; "spatial"
     # is 1×3×3, the original thesis code's (VQ-VAE-2's 2D blocks made 3D); "factorised" is 1×3×3 then 3×1×1
@@ -150,7 +150,7 @@ class VQVAEOutput(NamedTuple):
     top: QuantizerOutput  # quantized (B, embed_dim, T/4, H/8, W/8), codes (B, T/4, H/8, W/8)
     bottom: QuantizerOutput  # quantized (B, embed_dim, T/2, H/4, W/4), codes (B, T/2, H/4, W/4)
     # (B,) float: 1 for a clip decoded from both levels, 0 for one whose bottom level was dropped
-    bottom_kept: Tensor | None = None
+    bottom_kept: Tensor
 
 
 class ResBlock3d(nn.Module):
