@@ -27,7 +27,6 @@ Prints the tables and writes benchmarks/results/codec.json. Run it on a quiet ma
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from vqvid.codec.coding import (
     CodingPriors,
     coding_priors,
     coding_vqvae,
+    decode_grid,
     default_coding_batch,
     encode_clip,
     pinned_computation,
@@ -108,14 +108,9 @@ def format2_encode(prior: PixelSNAIL, codes: torch.Tensor, condition: torch.Tens
 
 
 def format2_decode(prior: PixelSNAIL, data: bytes, condition: torch.Tensor | None) -> torch.Tensor:
-    """Inverse of `format2_encode`: codes (1, t, h, w)."""
-    decoder = SequentialDecoder(data)
+    """Inverse of `format2_encode`: codes (1, t, h, w), through the codec's own one-clip loop."""
     with pinned_computation():
-        stepper = IncrementalStepper(prior, 1, condition=condition)
-        for _ in range(math.prod(prior.config.shape)):
-            symbol = decoder.decode(quantize_pmf(stepper.step_log_probs())[0])
-            stepper.feed(torch.tensor([symbol], dtype=torch.int64))
-    return stepper.codes.clone()
+        return decode_grid(prior, SequentialDecoder(data), condition).clone()
 
 
 def format2_row(priors: CodingPriors, codes: Codes, reference: Compressed, repeats: int) -> dict:

@@ -296,9 +296,9 @@ def decode_group(prior: PixelSNAIL, chunks: list[bytes], condition: Tensor | Non
     return DecodedGroup(torch.from_numpy(decoded[:clips]).reshape(clips, *prior.config.shape), errors)
 
 
-def _decode_codes(prior: PixelSNAIL, decoder: SequentialDecoder, condition: Tensor | None) -> Tensor:
-    """Decodes one grid of codes of format version 1, (1, t, h, w) int64, feeding each code back into the
-    stepper."""
+def decode_grid(prior: PixelSNAIL, decoder: SequentialDecoder, condition: Tensor | None) -> Tensor:
+    """Decodes one clip's grid of codes, (1, t, h, w) int64, one position at a time from a stepper of batch 1
+    fed each decoded code: the loop of format versions 1 and 2. Call it inside `pinned_computation`."""
     stepper = IncrementalStepper(prior, 1, condition=condition)
     for _ in range(math.prod(prior.config.shape)):
         pmf = quantize_pmf(stepper.step_log_probs())[0]  # (K,)
@@ -311,8 +311,8 @@ def decode_clip_v1(priors: CodingPriors, data: bytes, bottom: bool = True) -> tu
     (1, t, h, w) and bottom (1, t', h', w') int64, or top and None without `bottom` (the rest is not read)."""
     decoder = SequentialDecoder(data)
     with pinned_computation():
-        top = _decode_codes(priors.top, decoder, None)
-        return top, _decode_codes(priors.bottom, decoder, top) if bottom else None
+        top = decode_grid(priors.top, decoder, None)
+        return top, decode_grid(priors.bottom, decoder, top) if bottom else None
 
 
 # --- mode "fixed" --------------------------------------------------------------------------------------------
