@@ -72,16 +72,20 @@ def fastest(run: Callable[[], T], repeats: int) -> tuple[T, float]:
     return runs[0][0], min(seconds for _, seconds in runs)
 
 
+def folder_of(vqvae: VQVAE, top: PixelSNAIL, bottom: PixelSNAIL, frames: int, size: int, name: str) -> ModelFolder:
+    """A model folder of models in memory, never saved (their fingerprints are placeholders)."""
+    return ModelFolder(LoadedVQVAE(vqvae, vqvae.config, "vqvae", {"frames": frames, "size": size}),
+                       LoadedPrior(top, top.config, "top", "top", "vqvae"),
+                       LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), name)
+
+
 def tiny_folder(seed: int) -> ModelFolder:
     """The `tiny` preset's VQ-VAE and priors with random weights, in eval mode."""
     torch.manual_seed(seed)
     preset = get_preset("tiny")
     vqvae = VQVAE(preset.vqvae.model).eval()
-    data = {"frames": preset.vqvae.data.frames, "size": preset.vqvae.data.size}
     top, bottom = PixelSNAIL(preset.top.model).eval(), PixelSNAIL(preset.bottom.model).eval()
-    return ModelFolder(LoadedVQVAE(vqvae, vqvae.config, "vqvae", data),
-                       LoadedPrior(top, top.config, "top", "top", "vqvae"),
-                       LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), "bench-tiny")
+    return folder_of(vqvae, top, bottom, preset.vqvae.data.frames, preset.vqvae.data.size, "bench-tiny")
 
 
 def _encode(vqvae: VQVAE, video: torch.Tensor) -> Codes:

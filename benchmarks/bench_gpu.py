@@ -47,6 +47,8 @@ from vqvid.models.pixelsnail import CausalSelfAttention, PixelSNAIL, PixelSNAILC
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
 from vqvid.presets import get_preset
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks, imported where used
+
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"
 
 
@@ -121,7 +123,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 def vqvae_cases(device: torch.device, sizes: Sizes, dry: bool) -> list[dict]:
     """Training steps of the `thesis` VQ-VAE (bf16 and float32) and of the original design (bf16)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_vqvae import ReferenceVQVAE
 
     config = get_preset("thesis").vqvae.model
@@ -251,9 +252,10 @@ def sampling_cases(device: torch.device, sizes: Sizes, dry: bool) -> list[dict]:
 
 def coding_case(device: torch.device, sizes: Sizes, dry: bool) -> dict:
     """`compress_codes` / `decompress_codes` of the `tiny` preset's codes, as `bench_codec.py` runs them."""
+    from bench_codec import folder_of
+
     from vqvid.codec.video import compress_codes, decompress_codes
     from vqvid.models.vqvae import Codes
-    from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 
     preset = get_preset("tiny")
     vqvae_config, top_config, bottom_config = preset.vqvae.model, preset.top.model, preset.bottom.model
@@ -265,9 +267,7 @@ def coding_case(device: torch.device, sizes: Sizes, dry: bool) -> dict:
     torch.manual_seed(0)
     vqvae = VQVAE(vqvae_config).to(device).eval()
     top, bottom = PixelSNAIL(top_config).to(device).eval(), PixelSNAIL(bottom_config).to(device).eval()
-    folder = ModelFolder(LoadedVQVAE(vqvae, vqvae_config, "vqvae", {"frames": frames, "size": size}),
-                         LoadedPrior(top, top_config, "top", "top", "vqvae"),
-                         LoadedPrior(bottom, bottom_config, "bottom", "bottom", "vqvae"), "bench-gpu")
+    folder = folder_of(vqvae, top, bottom, frames, size, "bench-gpu")
     clips = sizes.coding_clips
     codes = Codes(torch.randint(0, vqvae_config.num_codes, (clips, *top_config.shape)),
                   torch.randint(0, vqvae_config.num_codes, (clips, *bottom_config.shape)))
@@ -287,14 +287,10 @@ def coding_case(device: torch.device, sizes: Sizes, dry: bool) -> dict:
 
 
 def _coding_device(folder) -> str:
-    """Where the codec runs the priors (today: the CPU, whatever device the folder's models are on)."""
-    try:
-        from vqvid.codec.coding import coding_priors
+    """Where the codec runs the priors (the CPU, whatever device the folder's models are on)."""
+    from vqvid.codec.coding import coding_priors
 
-        priors = coding_priors(folder.top.model, folder.bottom.model)
-        return str(next(priors.top.parameters()).device)
-    except (ImportError, AttributeError, TypeError):  # the codec's internals moved: say so, measure anyway
-        return "unknown"
+    return str(next(coding_priors(folder.top.model, folder.bottom.model).top.parameters()).device)
 
 
 def environment(device: torch.device) -> dict:
