@@ -7,7 +7,9 @@ per frame, averaged over frames and clips (how video codecs are usually compared
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from einops import rearrange
@@ -75,3 +77,54 @@ def code_size(frames: int, height: int, width: int, top_shape: tuple[int, ...], 
     bits_per_code = math.ceil(math.log2(num_codes))
     n_codes = math.prod(top_shape) + math.prod(bottom_shape)
     return CodeSize(code_bits=n_codes * bits_per_code, raw_bits=frames * height * width * 3 * 8)
+
+
+class KnownShape(Protocol):
+    """A shape whose truth is known (`vqvid.data.synthetic.Shape`): `visible` (T, H, W) its coverage in [0, 1]
+    where nothing hides it, `without` (3, T, H, W) the scene in [-1, 1] with the shape left out."""
+
+    visible: torch.Tensor
+    without: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ShapeScores:
+    """Whether a prediction keeps the shapes of a scene, per frame (lists of T):
+
+    - `psnr`: PSNR (dB) inside each shape's true outline, averaged over the shapes;
+    - `kept`: the share of shapes whose outline holds pixels nearer the shape than the scene without it, i.e.
+      the shape is still there, in about its place and colours, rather than dissolved into what lies behind it;
+    - `shapes`: how many shapes count in the frame (NaN in the other two lists where none does).
+    """
+
+    psnr: list[float]
+    kept: list[float]
+    shapes: list[int]
+
+
+def shape_scores(prediction: torch.Tensor, truth: torch.Tensor, shapes: Sequence[Sequence[KnownShape]],
+                 min_pixels: int = 16, min_contrast: float = 0.01) -> ShapeScores:
+    """Score `prediction` (B, 3, T, H, W) against `truth` inside the shapes of each clip (`shapes[b]`, their
+    tensors covering the same T frames). A shape counts in a frame where at least `min_pixels` pixels are mostly
+    its own (visible > 0.5) and it stands out from what lies behind it: a mean squared difference of at least
+    `min_contrast` (on [0, 1] pixels) between the truth and the scene without it, inside its outline."""
+    if prediction.shape != truth.shape or len(shapes) != prediction.shape[0]:
+        raise ValueError(f"shape_scores: prediction {tuple(prediction.shape)}, truth {tuple(truth.shape)} and "
+                         f"{len(shapes)} clips' shapes must agree")
+    squared = lambda a, b, mask: ((a - b) / 2).square().mul(mask).sum((0, 2, 3))  # (T,) on [0, 1] pixels
+    errors, kept, counted = [], [], []
+    for clip, target, clip_shapes in zip(prediction.float().clamp(-1, 1), truth.float(), shapes, strict=True):
+        for shape in clip_shapes:
+            mask = (shape.visible > 0.5).float()[None]  # (1, T, H, W)
+            pixels = 3 * mask.sum((0, 2, 3))
+            to_truth = squared(clip, target, mask) / pixels.clamp(min=1)
+            to_without = squared(clip, shape.without.float(), mask) / pixels.clamp(min=1)
+            contrast = squared(target, shape.without.float(), mask) / pixels.clamp(min=1)
+            counted.append((pixels >= 3 * min_pixels) & (contrast >= min_contrast))
+            errors.append(to_truth)
+            kept.append(to_truth < to_without)
+    counted, errors, kept = (torch.stack(v) for v in (counted, errors, kept))  # (shapes, T)
+    n = counted.sum(0)
+    db = -10 * torch.log10(errors.clamp(min=1e-10))
+    mean = lambda v: torch.where(n > 0, (v * counted).sum(0) / n.clamp(min=1), torch.nan).tolist()
+    return ShapeScores(psnr=mean(db), kept=mean(kept.float()), shapes=n.tolist())

@@ -88,3 +88,28 @@ def test_written_videos_decode_close_to_the_clips(tmp_path):
         mse = ((decoded - clip) ** 2).mean() / 4  # on a [0, 1] scale
         # 4:2:0 chroma on 32×32 frames costs a few dB; another clip would score near 10 dB
         assert decoded.shape == clip.shape and 10 * torch.log10(1 / mse) > 25
+
+
+def test_shapes_are_the_clip_s_layers_with_their_outlines_and_the_scene_without_each():
+    clips = MovingShapes(5, frames=6, size=32, seed=7)
+    for index in range(5):
+        clip, shapes = clips[index], clips.shapes(index)
+        assert 2 <= len(shapes) <= 4 and {s.kind for s in shapes} <= {"circle", "square", "triangle"}
+        # coverage where nothing hides it telescopes: the shapes' visible parts never add up past one pixel
+        visible = torch.stack([s.visible for s in shapes])  # (N, T, H, W)
+        assert visible.shape == (len(shapes), 6, 32, 32) and visible.min() >= 0
+        assert visible.sum(0).max() <= 1 + 1e-5
+        for shape in shapes:
+            assert shape.without.shape == clip.shape
+            # leaving a shape out changes only the pixels it covers and nothing hides (up to the float rounding
+            # of drawing an opaque shape over different pixels)
+            torch.testing.assert_close(shape.without[:, shape.visible == 0], clip[:, shape.visible == 0],
+                                       rtol=0, atol=1e-6)
+            inside = shape.visible > 0.9
+            assert inside.sum() > 0 and (shape.without - clip).abs()[:, inside].amax(0).mean() > 0.02
+    # a clip's shapes depend only on seed and index, like the clip
+    again = MovingShapes(50, frames=6, size=32, seed=7).shapes(3)
+    assert all(torch.equal(a.visible, b.visible) and torch.equal(a.without, b.without)
+               for a, b in zip(clips.shapes(3), again, strict=True))
+    with pytest.raises(IndexError):
+        clips.shapes(5)

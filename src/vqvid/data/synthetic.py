@@ -11,6 +11,7 @@ of (seed, index) alone, generated on the fly with numpy.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +49,53 @@ class MovingShapes(Dataset):
     def describe(self, index: int) -> str:
         return f"synthetic(seed={self.seed})#{index % self.num_clips}"
 
+    def shapes(self, index: int) -> list[Shape]:
+        """The shapes of clip `index`, in drawing order, each with its outline and the clip drawn without it:
+        ground truth for measuring whether a prediction keeps the shapes (`vqvid.metrics.shape_scores`)."""
+        self[index]  # the same range check
+        rng = np.random.default_rng([self.seed, index % self.num_clips])
+        background, layers = _layers(rng, self.frames, self.size)
+        shapes = []
+        for i, (kind, alpha, _) in enumerate(layers):
+            visible = alpha.copy()
+            for _, above, _ in layers[i + 1 :]:
+                visible *= 1 - above
+            without = _composite(background, layers[:i] + layers[i + 1 :])
+            shapes.append(Shape(kind, torch.from_numpy(visible), torch.from_numpy(without * 2 - 1)))
+        return shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One shape of a clip: `kind` (circle, square or triangle), `visible` (T, H, W) its coverage in [0, 1]
+    where shapes drawn after it do not hide it, `without` (3, T, H, W) the clip in [-1, 1] drawn without it."""
+
+    kind: str
+    visible: torch.Tensor
+    without: torch.Tensor
+
 
 def _render(rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
-    """One clip, float32 (3, T, H, W) in [0, 1]. Coordinates stay separable ((1, 1, W) and (1, H, 1)) until a
-    full frame is needed, channels come first so that numpy's inner loops run along rows, and everything is
-    float32: that keeps a 16×64×64 clip to a few milliseconds."""
+    """One clip, float32 (3, T, H, W) in [0, 1]."""
+    return _composite(*_layers(rng, frames, size))
+
+
+def _layers(rng: np.random.Generator, frames: int, size: int):
+    """A clip's background (3, T, H, W) and its shapes in drawing order, each (kind, coverage (T, H, W),
+    colour (3, T, H, W) or (3, 1, 1, 1)). Coordinates stay separable ((1, 1, W) and (1, H, 1)) until a full
+    frame is needed, channels come first so that numpy's inner loops run along rows, and everything is float32:
+    that keeps a 16×64×64 clip to a few milliseconds."""
     t = np.arange(frames, dtype=np.float32)[:, None, None]  # (T, 1, 1)
     pixels = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
     x, y = pixels[None, None, :], pixels[None, :, None]  # (1, 1, W), (1, H, 1)
-    video = _background(rng, t, x, y, size)  # (3, T, H, W)
-    for _ in range(rng.integers(2, 5)):
-        alpha, colour = _shape(rng, t, x, y, size)  # (T, H, W), (3, T, H, W) or (3, 1, 1, 1)
+    background = _background(rng, t, x, y, size)
+    return background, [_shape(rng, t, x, y, size) for _ in range(rng.integers(2, 5))]
+
+
+def _composite(background: np.ndarray, layers: list) -> np.ndarray:
+    """The shapes drawn over the background in order, clipped to [0, 1]: (3, T, H, W) float32."""
+    video = background.copy()
+    for _, alpha, colour in layers:
         video += alpha * (colour - video)
     return np.clip(video, 0, 1, out=video)
 
@@ -80,8 +117,8 @@ def _background(rng: np.random.Generator, t: np.ndarray, x: np.ndarray, y: np.nd
 
 
 def _shape(rng: np.random.Generator, t: np.ndarray, x: np.ndarray, y: np.ndarray, size: int):
-    """One bouncing shape: its coverage (T, H, W), anti-aliased, and its colour, (3, 1, 1, 1) when plain else
-    (3, T, H, W)."""
+    """One bouncing shape: its kind, its coverage (T, H, W), anti-aliased, and its colour, (3, 1, 1, 1) when
+    plain else (3, T, H, W)."""
     kind, texture = rng.choice(_SHAPES), rng.choice(_TEXTURES)
     radius = rng.uniform(0.1, 0.2) * size
     speed, heading = rng.uniform(0.5, 1.5) * size / 32, rng.uniform(0, 2 * math.pi)  # pixels per frame
@@ -105,7 +142,7 @@ def _shape(rng: np.random.Generator, t: np.ndarray, x: np.ndarray, y: np.ndarray
     # Periods of a sixth to a quarter of the frame: textures that a 4×-downsampling autoencoder can keep.
     wavenumber = 2 * math.pi / rng.uniform(size / 6, size / 4)
     if texture == "plain":
-        return alpha, base
+        return str(kind), alpha, base
     if texture == "stripes":
         angle = rng.uniform(0, math.pi)
         along_x, along_y = wavenumber * math.cos(angle) * dx, wavenumber * math.sin(angle) * dy
@@ -113,7 +150,7 @@ def _shape(rng: np.random.Generator, t: np.ndarray, x: np.ndarray, y: np.ndarray
     else:
         pattern = np.sin(wavenumber * dx) * np.sin(wavenumber * dy)
     colour = base + (0.5 + 0.5 * pattern) * (other - base)  # (3, T, H, W)
-    return alpha, colour
+    return str(kind), alpha, colour
 
 
 def _bounce(position: np.ndarray, low: float, span: float) -> np.ndarray:
