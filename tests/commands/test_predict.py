@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from einops import repeat
 from PIL import Image
 
@@ -98,6 +99,7 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
         (["--bottom-temperature", "-1"], r"--bottom-temperature -1\.0: expected a positive number"),
         (["--bottom-temperature", "nan"], r"--bottom-temperature nan: expected a positive number"),
         (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
+        (["--save-samples", "samples.npz"], r"--save-samples samples\.npz: expected a file ending in \.pt"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(model_dir, tmp_path, capsys, options, message):
@@ -124,3 +126,20 @@ def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
     with Image.open(out) as gif:  # original | generated top with original bottom | 3 samples
         assert gif.size == (-(-128 // SIZE) * (5 * SIZE + 4 * 2), -(-128 // SIZE) * SIZE)
     assert json.loads(figures_path.read_text())["decoding"] == "generated"
+
+
+def test_save_samples_writes_what_the_figures_were_measured_on(model_dir, tmp_path):
+    saved, figures_path = tmp_path / "samples.pt", tmp_path / "figures.json"
+    assert main(["--model", str(model_dir), "synthetic:2", "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "3", "--clips", "2", "--seed", "1", "-o", str(tmp_path / "out.gif"), "--json",
+                 str(figures_path), "--save-samples", str(saved), "--no-progress", "--device", "cpu"]) == 0
+    data = torch.load(saved)
+    clips = torch.stack([open_clips("synthetic:2", ClipSpec(frames=CLIP_FRAMES, stride=CLIP_FRAMES, size=SIZE))[i]
+                         for i in range(2)])
+    assert data["context"] == 4 and torch.equal(data["clips"], clips)
+    assert data["samples"].shape == (2, 3, 3, CLIP_FRAMES, SIZE, SIZE)
+    assert data["generated_top"].shape == data["samples"].shape
+    table = json.loads(figures_path.read_text())["psnr_per_frame"]
+    mean = data["samples"].clamp(-1, 1).mean(1)[:, :, 4:]
+    assert table["mean_of_n"] == pytest.approx(psnr_per_frame(mean, clips[:, :, 4:]).tolist(), abs=1e-4)
+    assert not list(tmp_path.glob(".samples.pt.*"))  # no partial file left behind

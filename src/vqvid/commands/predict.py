@@ -2,7 +2,7 @@
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
                   [--decoding mean|sample] [--temperature T] [--bottom-temperature T] [--top-k K] [--seed S]
-                  [--method fused|incremental|naive] [--json FILE]
+                  [--method fused|incremental|naive] [--json FILE] [--save-samples FILE.pt]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
 top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame rate of the output (default: the clips' fps, else 10)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--save-samples", type=Path, metavar="FILE.pt",
+                        help="also write the clips (B, 3, T, H, W), the decoded samples (B, S, 3, T', H, W) and "
+                             "the sampled tops decoded with the true bottom codes (or None), float32 in [-1, 1], "
+                             "to this torch file (torch.load), for measures of your own")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         options.device(device)
         options.frame_rate(args.fps)
         options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
+        if args.save_samples is not None:
+            options.output_file(args.save_samples, "--save-samples", (".pt",))
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
         data = folder.vqvae.data
@@ -155,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         from vqvid.files import write_text
 
         write_text(args.json, json.dumps(figures, indent=2))
+    if args.save_samples is not None:
+        from vqvid.files import atomic_path
+
+        with atomic_path(args.save_samples) as partial:
+            torch.save({"clips": clips, "samples": video, "generated_top": generated_top,
+                        "context": args.context}, partial)
     return 0
 
 
