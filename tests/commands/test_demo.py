@@ -3,9 +3,13 @@
 import json
 
 import numpy as np
+import pytest
+import torch
+from einops import repeat
 from PIL import Image
 
-from vqvid.commands.demo import main
+from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED, held_out_shape_scores, main
+from vqvid.data import MovingShapes
 from vqvid.data.codes import CodeStore
 from vqvid.persistence import load_vqvae
 
@@ -28,7 +32,10 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert at_one["psnr_per_frame"]["frame"] == list(range(8, 16))
     assert {"mean_of_n", "generated", "best_of_n"} <= set(at_one["mean_psnr"])
     assert at_one["mean_psnr"]["copy_last"] == prediction["mean_psnr"]["copy_last"]  # same truth, same baseline
-    assert not (out / "predict_t1.gif").exists()
+    assert not (out / "predict_t1.gif").exists() and not list(out.glob("*.pt"))
+    for shapes in (prediction["shapes"], at_one["shapes"]):  # known shapes of the held-out clips, kept or not
+        assert shapes["frame"] == list(range(8, 16)) and min(shapes["shapes"]) > 0
+        assert all(0 <= v <= 1 for key in ("mean_of_n", "generated", "copy_last") for v in shapes[key]["kept"])
     compression = figures["compression"]
     assert {row["method"] for row in compression["rd"]} >= {"vqvid", "vqvid 9-bit", "x264 medium"}
     assert 0 < compression["share_of_fixed_width"]
@@ -38,9 +45,27 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert (out / "model" / "model.json").exists() and (out / "heldout.vqv").exists()
     report_md = (out / "report.md").read_text()
     assert f"{reconstruction['psnr']:.2f}" in report_md
+    assert "| single sample, T = 1 | " in report_md and "Do the shapes keep their identity?" in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
     vqvae = load_vqvae(out / "model").model
     with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from
         codebooks = store.codebooks()
     np.testing.assert_array_equal(codebooks.top, vqvae.top_quantizer.codebook.numpy())
     np.testing.assert_array_equal(codebooks.bottom, vqvae.bottom_quantizer.codebook.numpy())
+
+
+def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():
+    videos = MovingShapes(2, frames=HELD_OUT_FRAMES, size=32, seed=HELD_OUT_SEED)
+    clips = torch.stack([videos[i // 2][:, 16 * (i % 2) : 16 * (i % 2) + 16] for i in range(4)])
+    saved = {"clips": clips, "samples": repeat(clips, "b ... -> b s ...", s=2), "generated_top": None,
+             "context": 8}
+    scores = held_out_shape_scores(saved)
+    assert scores["frame"] == list(range(8, 16)) and min(scores["shapes"]) >= 4
+    assert scores["mean_of_n"]["kept"] == [1.0] * 8 and scores["generated"]["kept"] == [1.0] * 8
+    assert "generated_top" not in scores
+    # the shapes move: repeating frame 7 loses some of them by frame 15
+    assert scores["copy_last"]["kept"][-1] < 1 and scores["copy_last"]["psnr"][-1] < scores["copy_last"]["psnr"][0]
+    # clips that are not the held-out videos are refused, not scored against another clip's shapes
+    saved["clips"] = saved["clips"].flip(0)
+    with pytest.raises(RuntimeError, match="held-out clip 0 is not frames 0-15 of video 0"):
+        held_out_shape_scores(saved)

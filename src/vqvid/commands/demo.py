@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,8 +80,8 @@ class Demo:
 
         folder = self.out / "data"
         n_videos = 1 if self.fast else 2
-        # 32 frames per video: two clips of 16; a seed far from the training clips' seeds keeps them held out
-        self.test_videos = write_synthetic_videos(folder, n_videos, size=64, frames=32, fps=10, seed=90_000)
+        self.test_videos = write_synthetic_videos(folder, n_videos, size=64, frames=HELD_OUT_FRAMES, fps=10,
+                                                  seed=HELD_OUT_SEED)
         self.figures["data"] = {"train_source": self.train_source, "test_videos": [str(p) for p in self.test_videos]}
 
     def vqvae(self) -> None:
@@ -138,15 +139,20 @@ class Demo:
     def predict(self) -> None:
         """The default decoding, then the same clips and seed sampled at temperature 1 (the model's own
         distribution), whose GIF is not kept."""
-        results = {}
+        import torch
+
+        results, shapes = {}, {}
         for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
-            figures = self.out / f"{name}.json"
+            figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
             argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", "8", "--frames",
                     "16", "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "4", "-o",
-                    str(self.out / f"{name}.gif"), "--json", str(figures), "--seed", "0", *extra]
+                    str(self.out / f"{name}.gif"), "--json", str(figures), "--seed", "0",
+                    "--save-samples", str(saved), *extra]
             self.run_command("predict", argv)
             results[name] = json.loads(figures.read_text())
+            shapes[name] = held_out_shape_scores(torch.load(saved))
             figures.unlink()
+            saved.unlink()
         (self.out / "predict_t1.gif").unlink()
         mean = lambda values: sum(values) / len(values)
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
@@ -157,10 +163,11 @@ class Demo:
             "positions_per_second": result["positions_per_second"], "method": result["method"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
-            "padding_cost": result.get("padding_cost"),
+            "padding_cost": result.get("padding_cost"), "shapes": shapes["predict"],
             "temperature_1": {
                 "psnr_per_frame": at_one["psnr_per_frame"], "ssim_per_frame": at_one["ssim_per_frame"],
                 "mean_psnr": means(at_one["psnr_per_frame"]), "mean_ssim": means(at_one["ssim_per_frame"]),
+                "shapes": shapes["predict_t1"],
             },
         }
 
@@ -196,6 +203,50 @@ class Demo:
         print((self.out / "report.md").read_text())
 
 
+# The held-out videos: HELD_OUT_FRAMES frames each (read as clips of 16), from a seed far from the training
+# clips' seeds, so that they are held out and the generator can say where every shape is
+HELD_OUT_SEED, HELD_OUT_FRAMES = 90_000, 32
+
+
+def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
+    """Shape figures (`vqvid.metrics.shape_scores`) of a `vqvid predict --save-samples` file of the held-out
+    videos, for each way of reading the samples: the pixel mean of each clip's samples, single samples, the
+    sampled top with the true bottom codes, and the last context frame repeated."""
+    from dataclasses import replace
+
+    from einops import rearrange, repeat
+
+    from vqvid.data.synthetic import MovingShapes
+    from vqvid.metrics import psnr, shape_scores
+
+    clips, samples, context = saved["clips"], saved["samples"], saved["context"]  # (B, 3, T, ...), (B, S, 3, ...)
+    (b, _, t, size, _), s = clips.shape, samples.shape[1]
+    end = min(t, samples.shape[3])
+    videos = MovingShapes(b, frames=HELD_OUT_FRAMES, size=size, seed=HELD_OUT_SEED)
+    per_video = HELD_OUT_FRAMES // t
+    shapes = []
+    for i in range(b):  # clip i: frames [t * (i % per_video), ...) of video i // per_video
+        video, start = i // per_video, t * (i % per_video)
+        truth = videos[video][:, start : start + t]
+        if psnr(clips[i : i + 1], truth[None]) < 25:  # an MP4 round trip costs a few dB, another clip far more
+            raise RuntimeError(f"held-out clip {i} is not frames {start}-{start + t - 1} of video {video}")
+        cut = slice(start + context, start + end)
+        shapes.append([replace(shape, visible=shape.visible[cut], without=shape.without[:, cut])
+                       for shape in videos.shapes(video)])
+    truth = clips[:, :, context:end]
+    each = lambda v: rearrange(v[:, :, :, context:end], "b s c t h w -> (b s) c t h w")
+    readings = {"mean_of_n": (samples.clamp(-1, 1).mean(1)[:, :, context:end], truth, shapes),
+                "generated": (each(samples), repeat(truth, "b ... -> (b s) ...", s=s),
+                              [clip for clip in shapes for _ in range(s)]),
+                "copy_last": (repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context), truth,
+                              shapes)}
+    if saved["generated_top"] is not None:
+        readings["generated_top"] = (each(saved["generated_top"]), *readings["generated"][1:])
+    scores = {name: shape_scores(*reading) for name, reading in readings.items()}
+    return {"frame": list(range(context, end)), "shapes": scores["copy_last"].shapes,
+            **{name: {"kept": score.kept, "psnr": score.psnr} for name, score in scores.items()}}
+
+
 PREDICTION_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),
                    ("best_of_n", "best of N"), ("generated_top", "sampled top + true bottom"),
                    ("copy_last", "copy last frame"))
@@ -210,8 +261,27 @@ def _prediction_rows(table: dict[str, Any], rows: tuple[tuple[str, str], ...]) -
             for key, label in rows if key in table["psnr_per_frame"]]
 
 
+SHAPE_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),
+              ("generated_top", "sampled top + true bottom"), ("copy_last", "copy last frame"))
+SHAPE_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"))
+
+
+def _shape_rows(shapes: dict[str, Any], rows: tuple[tuple[str, str], ...]) -> list[str]:
+    percent = lambda v: "n/a" if math.isnan(v) else f"{100 * v:.0f}%"
+    finite = lambda values: [v for v in values if not math.isnan(v)]
+    mean = lambda values: sum(finite(values)) / max(len(finite(values)), 1)
+    return [f"| {label} | " + " | ".join(percent(v) for v in shapes[key]["kept"])
+            + f" | {percent(mean(shapes[key]['kept']))} | {mean(shapes[key]['psnr']):.2f} |"
+            for key, label in rows if key in shapes]
+
+
 def _dB(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _shape_count(pred: dict[str, Any]) -> str:
+    counts = sorted(set(pred["shapes"]["shapes"]))
+    return f"{counts[0]} shapes" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} shapes, by frame"
 
 
 def render_report(report: dict[str, Any]) -> str:
@@ -265,6 +335,16 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(pred["psnr_per_frame"]["frame"]) + 2),
         *_prediction_rows(pred, PREDICTION_ROWS),
         *(_prediction_rows(pred["temperature_1"], PREDICTION_ROWS_T1) if "temperature_1" in pred else []),
+        "",
+        "Do the shapes keep their identity? The generator knows every shape of the held-out clips; a shape "
+        "counts as kept in a frame when, inside its true outline, the prediction is nearer the shape than the "
+        "scene without it (in its place and colours rather than dissolved into what lies behind it). Share of "
+        f"the shapes kept per predicted frame ({_shape_count(pred)}), and PSNR (dB) inside the outlines:",
+        "",
+        "| decoding | " + " | ".join(str(f) for f in pred["shapes"]["frame"]) + " | mean | PSNR in shapes |",
+        "|---|" + "---|" * (len(pred["shapes"]["frame"]) + 2),
+        *_shape_rows(pred["shapes"], SHAPE_ROWS),
+        *(_shape_rows(pred["temperature_1"]["shapes"], SHAPE_ROWS_T1) if "temperature_1" in pred else []),
         "",
         f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second "
         f"({pred.get('method', 'incremental')} sampler).",
