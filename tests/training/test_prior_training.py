@@ -100,7 +100,7 @@ def test_resuming_from_a_prior_of_another_level_or_config_is_refused_before_trai
 
 def test_bits_per_code_is_the_mean_negative_log2_likelihood_of_every_code():
     from vqvid.models.pixelsnail import PixelSNAIL
-    from vqvid.training.prior import bits_per_code
+    from vqvid.training.prior import bits_per_code, bits_per_frame
 
     torch.manual_seed(0)
     prior = PixelSNAIL(MODEL)
@@ -109,3 +109,6 @@ def test_bits_per_code_is_the_mean_negative_log2_likelihood_of_every_code():
     log_probs = prior.eval().log_probs(codes)  # (N, K, T, H, W), the reference layout
     expected = -log_probs.gather(1, codes[:, None]).mean().item() / np.log(2)
     assert bits_per_code(prior, clips, batch_size=2) == pytest.approx(expected, rel=1e-6)
+    # frame by frame: frame t's codes alone
+    per_frame = -log_probs.gather(1, codes[:, None]).squeeze(1).mean((0, 2, 3)) / np.log(2)
+    assert bits_per_frame(prior, clips, batch_size=2) == pytest.approx(per_frame.tolist(), rel=1e-6)

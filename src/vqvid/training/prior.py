@@ -135,13 +135,22 @@ def init_from_codebooks(model: PixelSNAIL, dataset) -> None:
 @torch.no_grad()
 def bits_per_code(model: PixelSNAIL, dataset, batch_size: int = 16) -> float:
     """Mean negative log2-likelihood per code of `model` on a `CodeDataset` (whole dataset, eval mode)."""
+    per_frame = bits_per_frame(model, dataset, batch_size)
+    return sum(per_frame) / len(per_frame)  # every latent frame holds as many codes
+
+
+@torch.no_grad()
+def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[float]:
+    """`bits_per_code` of each latent frame t of the grid: how well the prior predicts frame t from the frames
+    before it (and, for the bottom prior, the top codes)."""
     from torch.utils.data import DataLoader
 
     model.eval()
-    total_nats, count = 0.0, 0
+    total_nats, count = torch.zeros(model.config.shape[0], dtype=torch.float64), 0
     for batch in DataLoader(dataset, batch_size=batch_size):
         codes, condition = batch if isinstance(batch, (list, tuple)) else (batch, None)
         logits = model(codes, condition, classes_last=True)  # (B, T, H, W, K)
-        total_nats += F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten(), reduction="sum").item()
-        count += codes.numel()
-    return total_nats / count / math.log(2)
+        nats = F.cross_entropy(logits.movedim(-1, 1).float(), codes, reduction="none")  # (B, T, H, W)
+        total_nats += nats.double().sum((0, 2, 3)).cpu()
+        count += codes[:, 0].numel()
+    return (total_nats / count / math.log(2)).tolist()
