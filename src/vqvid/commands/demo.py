@@ -49,6 +49,12 @@ class Demo:
     def train_source(self) -> str:
         return "synthetic:64" if self.fast else "synthetic:512"
 
+    @property
+    def prior_source(self) -> str:
+        """The priors' training clips: more than the VQ-VAE's, since the clips cost nothing and the priors
+        overfit 512 (held-out top bits 4.46 against 4.39 from 2,048, same steps and time)."""
+        return "synthetic:64" if self.fast else "synthetic:2048"
+
     def stage(self, name: str, run: Callable[[], None]) -> None:
         print(f"\n=== demo: {name}", flush=True)
         start = time.perf_counter()
@@ -82,7 +88,8 @@ class Demo:
         n_videos = 1 if self.fast else 2
         self.test_videos = write_synthetic_videos(folder, n_videos, size=64, frames=HELD_OUT_FRAMES, fps=10,
                                                   seed=HELD_OUT_SEED)
-        self.figures["data"] = {"train_source": self.train_source, "test_videos": [str(p) for p in self.test_videos]}
+        self.figures["data"] = {"train_source": self.train_source, "prior_source": self.prior_source,
+                                "test_videos": [str(p) for p in self.test_videos]}
 
     def vqvae(self) -> None:
         steps = self.vqvae_steps or (20 if self.fast else None)
@@ -108,7 +115,7 @@ class Demo:
 
     def extract(self) -> None:
         self.codes = {}
-        for split, source in (("train", self.train_source), ("val", "synthetic:16" if self.fast else "synthetic:64")):
+        for split, source in (("train", self.prior_source), ("val", "synthetic:16" if self.fast else "synthetic:64")):
             self.codes[split] = self.fresh(self.out / "codes" / split)
             self.run_command("extract", ["--vqvae", str(self.vqvae_ckpt), "--data", source, "--split", split,
                                          "--out", str(self.codes[split]), "--batch-size", "8"])
