@@ -5,7 +5,10 @@ training and validation code stores), saving checkpoints at every budget, and at
 - both priors' bits per code on the held-out validation codes;
 - frames 8-15 of the demo's held-out videos predicted from frames 0-7 (`vqvid predict`, N samples per clip at
   its default temperature): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples), of
-  single samples, and of the best of the N samples per clip; copy-last-frame as the line to beat.
+  single samples, and of the best of the N samples per clip; copy-last-frame as the line to beat;
+- whether the shapes keep their identity: the share of the held-out clips' shapes still in their place and
+  colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for the default decoding, single
+  samples and copy-last.
 
 The budgets are checkpoints of one run per prior whose learning rate anneals (cosine) to 0 at the largest
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
@@ -13,6 +16,11 @@ them as a lower bound.
 
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
     python benchmarks/bench_prediction.py --replot   # redraw the plot from benchmarks/results/prediction.json
+    python benchmarks/bench_prediction.py --levels [--demo demo_out]   # which level loses the shapes
+
+`--levels` trains nothing: on the demo's own model it decodes the same samples with one level replaced by the
+truth or left out, which tells which prior loses what. Rows that use a true level know part of the future; they
+diagnose, they do not predict.
 
 Needs a finished `make demo` (`--demo`); without one it says so and writes nothing. Writes
 benchmarks/results/prediction.json and docs/prediction_curve.png.
@@ -30,10 +38,13 @@ from pathlib import Path
 import torch
 from results_file import write_results
 
+from vqvid.commands.demo import held_out_shape_scores
+
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
 DECODINGS = {"mean_of_n": "default: mean of N samples", "best_of_n": "best of N samples",
              "generated": "single sample", "copy_last": "copy last frame"}
+SHAPE_DECODINGS = ("mean_of_n", "generated", "copy_last")
 
 
 def _run(command: str, argv: list[str]) -> None:
@@ -67,17 +78,105 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work:
     model = work / f"model_{budget}"
     _run("export", ["--vqvae", str(demo / "vqvae" / "checkpoints" / "last.ckpt"), "--top",
                     str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model)])
-    figures = work / f"predict_{budget}.json"
+    figures, saved = work / f"predict_{budget}.json", work / f"predict_{budget}.pt"
     _run("predict", ["--model", str(model), str(demo / "data"), "--context", "8", "--frames", "16",
                      "--samples", str(samples), "--clips", "4", "-o", str(work / f"predict_{budget}.gif"),
-                     "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu"])
+                     "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
+                     "--save-samples", str(saved)])
     result = json.loads(figures.read_text())
+    shapes = held_out_shape_scores(torch.load(saved))
     mean = lambda values: sum(values) / len(values)
     return {
         "steps": budget, "bits_per_code": bits,
         "mean_psnr": {k: mean(result["psnr_per_frame"][k]) for k in DECODINGS},
         "mean_ssim": {k: mean(result["ssim_per_frame"][k]) for k in DECODINGS},
+        "shapes_kept": {k: mean(shapes[k]["kept"]) for k in SHAPE_DECODINGS},
+        "shapes_kept_last_frame": {k: shapes[k]["kept"][-1] for k in SHAPE_DECODINGS},
     }
+
+
+LEVEL_ROWS = {
+    "sampled": "sampled top, sampled bottom (the prediction)",
+    "sampled_top_only": "sampled top, decoded alone",
+    "sampled_top_true_bottom": "sampled top, true bottom",
+    "true_top_sampled_bottom": "true top, bottom sampled given it",
+    "true_top_only": "true top, decoded alone",
+    "reconstruction": "true top, true bottom (reconstruction)",
+}
+
+
+@torch.no_grad()
+def levels(demo: Path, samples: int) -> dict:
+    """PSNR and shapes kept over frames 8-15 of the demo's 4 held-out clips for each row of LEVEL_ROWS: one
+    `predict` at the default temperature, its samples decoded as they are and with a level swapped for the
+    truth or left out; the bottom prior also samples given the true top codes."""
+    from einops import rearrange, repeat
+
+    from vqvid.commands.predict import DEFAULT_TEMPERATURE
+    from vqvid.data import ClipSpec
+    from vqvid.data.codes import CodeDataset
+    from vqvid.data.inputs import open_prediction_input
+    from vqvid.data.sources import read_clips
+    from vqvid.metrics import psnr_per_frame
+    from vqvid.persistence import load_model_folder
+    from vqvid.sampling import sample
+    from vqvid.sampling.predict import predict
+    from vqvid.training.prior import bits_per_frame
+
+    folder = load_model_folder(demo / "model")
+    vqvae = folder.vqvae.model
+    dataset, _ = open_prediction_input(str(demo / "data"), ClipSpec(frames=16, stride=16, size=64), 16)
+    clips = torch.stack(read_clips(dataset, 4, "bench_prediction"))  # (B, 3, 16, H, W)
+    prediction = predict(folder, clips, 8, 16, samples=samples, temperature=DEFAULT_TEMPERATURE, seed=0,
+                         progress=False)
+    each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
+    per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
+    decode = lambda top, bottom: per_clip(torch.cat([vqvae.decode_codes(t, b) for t, b in zip(
+        top.split(1), bottom.split(1) if bottom is not None else [None] * len(top), strict=True)]))
+    true = vqvae.encode(clips)
+    true_top = repeat(true.top, "b ... -> (b s) ...", s=samples)
+    context_bottom = each(prediction.codes.bottom).clone()  # the context's own bottom codes, then resampled
+    bottom = sample(folder.bottom.model, context_bottom, condition=true_top, start=4 * 16 * 16,
+                    temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
+    videos = {
+        "sampled": prediction.video,
+        "sampled_top_only": decode(each(prediction.codes.top), None),
+        "sampled_top_true_bottom": prediction.generated_top,
+        "true_top_sampled_bottom": decode(true_top, bottom),
+        "true_top_only": vqvae.decode_codes(true.top, None)[:, None],  # one "sample" per clip
+        "reconstruction": vqvae.decode_codes(true.top, true.bottom)[:, None],
+    }
+    mean = lambda values: sum(values) / len(values)
+    rows = {}
+    for name, video in videos.items():
+        shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": 8})
+        truth = clips[:, :, 8:]
+        single = mean([psnr_per_frame(video[:, i, :, 8:].clamp(-1, 1), truth).mean().item()
+                       for i in range(video.shape[1])])
+        rows[name] = {"psnr_mean_of_n": psnr_per_frame(video.clamp(-1, 1).mean(1)[:, :, 8:], truth).mean().item(),
+                      "psnr_single": single, "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
+                      "kept_single": mean(shapes["generated"]["kept"]),
+                      "kept_single_frame_15": shapes["generated"]["kept"][-1]}
+    rows["copy_last"] = {"kept": mean(shapes["copy_last"]["kept"]), "kept_frame_15": shapes["copy_last"]["kept"][-1]}
+    # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
+    rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
+                                                    CodeDataset(demo / "codes" / "val", level))
+                              for level in ("top", "bottom")}
+    return rows
+
+
+def _print_levels(rows: dict) -> None:
+    print(f"{'decoding of frames 8-15':46s} {'PSNR mean of N':>15s} {'single':>7s} {'kept, mean of N':>16s} "
+          f"{'single':>7s} {'single @15':>10s}")
+    for name, label in LEVEL_ROWS.items():
+        r = rows[name]
+        print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
+              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
+    print(f"{'copy last frame':46s} {'':15s} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% {'':7s} "
+          f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
+    for level, bits in rows["bits_per_frame"].items():
+        print(f"{level} prior, held-out bits per code of latent frame 0, 1, ...: "
+              + ", ".join(f"{b:.2f}" for b in bits))
 
 
 def _plot(points: list[dict], note: str) -> None:
@@ -87,19 +186,27 @@ def _plot(points: list[dict], note: str) -> None:
     import matplotlib.pyplot as plt
 
     steps = [p["steps"] for p in points]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    shaped = [p for p in points if "shapes_kept" in p]  # results written before the shape scores lack them
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for key, label in DECODINGS.items():
         style = "k--" if key == "copy_last" else "o-"
         left.plot(steps, [p["mean_psnr"][key] for p in points], style, label=label)
     left.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="PSNR of frames 8-15 (dB)",
              title="prediction, held-out clips")
     left.legend(fontsize=8)
+    for key in SHAPE_DECODINGS:
+        style = "k--" if key == "copy_last" else "o-"
+        middle.plot([p["steps"] for p in shaped], [100 * p["shapes_kept"][key] for p in shaped], style,
+                    label=DECODINGS[key])
+    middle.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="shapes kept, frames 8-15 (%)",
+               title="shape identity, held-out clips", ylim=(0, 100))
+    middle.legend(fontsize=8)
     for level in ("top", "bottom"):
         right.plot(steps, [p["bits_per_code"][level] for p in points], "o-", label=f"{level} prior")
     right.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="bits per code (held out)",
               title="priors")
     right.legend(fontsize=8)
-    for axes in (left, right):
+    for axes in (left, middle, right):
         axes.set_xticks(steps, [str(s) for s in steps])
         axes.minorticks_off()
     figure.suptitle(note, fontsize=9)
@@ -117,6 +224,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=8, help="samples per clip (default 8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON")
+    parser.add_argument("--levels", action="store_true",
+                        help="only decode the demo model's samples level by level (which level loses the shapes)")
     args = parser.parse_args()
     if args.replot:
         saved = json.loads((ROOT / "benchmarks" / "results" / "prediction.json").read_text())
@@ -128,6 +237,12 @@ def main() -> int:
               "skipped")
         return 0
     torch.set_num_threads(args.threads)
+    if args.levels:
+        rows = levels(args.demo, args.samples)
+        _print_levels(rows)
+        write_results("prediction_levels", args.threads, samples=args.samples, rows=rows,
+                      note="the demo model's samples of frames 8-15 of its 4 held-out clips, level by level")
+        return 0
     budgets = sorted(args.budgets)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -139,7 +254,8 @@ def main() -> int:
             p = points[-1]
             print(f"{budget:6d} steps: bits/code top {p['bits_per_code']['top']:.3f} bottom "
                   f"{p['bits_per_code']['bottom']:.3f}; PSNR " + ", ".join(
-                      f"{DECODINGS[k]} {v:.2f}" for k, v in p["mean_psnr"].items()), flush=True)
+                      f"{DECODINGS[k]} {v:.2f}" for k, v in p["mean_psnr"].items()) + "; shapes kept " + ", ".join(
+                      f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()), flush=True)
     note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, 4 held-out clips; one run per prior "
             f"annealed at {budgets[-1]} steps")
     write_results("prediction", args.threads, budgets=budgets, samples=args.samples,
