@@ -6,11 +6,13 @@ Each stage runs the same code as its own `vqvid` command (through that command's
   1. data         synthetic clips; held-out test clips written as an MP4 file, read back like any user video
   2. vqvae        `vqvid train vqvae --preset tiny`
   3. reconstruct  `vqvid reconstruct` of the held-out video: input | reconstruction, and the three level panels
-  4. extract      `vqvid extract`: codes of the training clips and of held-out validation clips
+  4. extract      `vqvid extract`: codes of the priors' training clips (2,048, more than the VQ-VAE's 512) and
+                  of held-out validation clips
   5. priors       `vqvid train prior --level top`, then `--level bottom`; bits per code on held-out codes
   6. export       `vqvid export`: one model folder with the VQ-VAE and both priors
   7. predict      `vqvid predict`: the second half of held-out clips from their first half, against the
-                  copy-last-frame baseline
+                  copy-last-frame baseline, and whether the shapes keep their identity (the generator knows
+                  where each one is)
   8. compress     `vqvid compress` / `decompress` of a held-out video, and `vqvid rd` against x264/x265
 Writes `report.md` (for people) and `report.json` (the same figures) into the output folder.
 `--fast` shrinks every stage to a smoke test (used by the test suite); its figures mean nothing.
