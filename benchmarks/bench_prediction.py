@@ -84,7 +84,7 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work:
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
                      "--save-samples", str(saved)])
     result = json.loads(figures.read_text())
-    shapes = held_out_shape_scores(torch.load(saved))
+    shapes = held_out_shape_scores(torch.load(saved, weights_only=True))
     mean = lambda values: sum(values) / len(values)
     return {
         "steps": budget, "bits_per_code": bits,

@@ -133,7 +133,7 @@ def test_save_samples_writes_what_the_figures_were_measured_on(model_dir, tmp_pa
     assert main(["--model", str(model_dir), "synthetic:2", "--context", "4", "--frames", str(CLIP_FRAMES),
                  "--samples", "3", "--clips", "2", "--seed", "1", "-o", str(tmp_path / "out.gif"), "--json",
                  str(figures_path), "--save-samples", str(saved), "--no-progress", "--device", "cpu"]) == 0
-    data = torch.load(saved)
+    data = torch.load(saved, weights_only=True)
     clips = torch.stack([open_clips("synthetic:2", ClipSpec(frames=CLIP_FRAMES, stride=CLIP_FRAMES, size=SIZE))[i]
                          for i in range(2)])
     assert data["context"] == 4 and torch.equal(data["clips"], clips)

@@ -160,7 +160,7 @@ class Demo:
                     "--save-samples", str(saved), *extra]
             self.run_command("predict", argv)
             results[name] = json.loads(figures.read_text())
-            shapes[name] = held_out_shape_scores(torch.load(saved))
+            shapes[name] = held_out_shape_scores(torch.load(saved, weights_only=True))
             figures.unlink()
             saved.unlink()
         (self.out / "predict_t1.gif").unlink()
