@@ -112,12 +112,11 @@ def levels(demo: Path, samples: int) -> dict:
     truth or left out; the bottom prior also samples given the true top codes."""
     from einops import rearrange, repeat
 
-    from vqvid.commands.predict import DEFAULT_TEMPERATURE
+    from vqvid.commands.predict import DEFAULT_TEMPERATURE, quality_tables
     from vqvid.data import ClipSpec
     from vqvid.data.codes import CodeDataset
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
-    from vqvid.metrics import psnr_per_frame
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
     from vqvid.sampling.predict import predict
@@ -150,11 +149,9 @@ def levels(demo: Path, samples: int) -> dict:
     rows = {}
     for name, video in videos.items():
         shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": 8})
-        truth = clips[:, :, 8:]
-        single = mean([psnr_per_frame(video[:, i, :, 8:].clamp(-1, 1), truth).mean().item()
-                       for i in range(video.shape[1])])
-        rows[name] = {"psnr_mean_of_n": psnr_per_frame(video.clamp(-1, 1).mean(1)[:, :, 8:], truth).mean().item(),
-                      "psnr_single": single, "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
+        psnr = quality_tables(clips, video, None, 8)["psnr_per_frame"]
+        rows[name] = {"psnr_mean_of_n": mean(psnr["mean_of_n"]), "psnr_single": mean(psnr["generated"]),
+                      "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
     rows["copy_last"] = {"kept": mean(shapes["copy_last"]["kept"]), "kept_frame_15": shapes["copy_last"]["kept"][-1]}

@@ -220,12 +220,10 @@ HELD_OUT_SEED, HELD_OUT_FRAMES = 90_000, 32
 
 def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
     """Shape figures (`vqvid.metrics.shape_scores`) of a `vqvid predict --save-samples` file of the held-out
-    videos, for each way of reading the samples: the pixel mean of each clip's samples, single samples, the
-    sampled top with the true bottom codes, and the last context frame repeated."""
+    videos, for each reading of the samples that `vqvid predict` reports but best of N (which picks by PSNR)."""
     from dataclasses import replace
 
-    from einops import rearrange, repeat
-
+    from vqvid.commands.predict import readings
     from vqvid.data.synthetic import MovingShapes
     from vqvid.metrics import psnr, shape_scores
 
@@ -243,16 +241,10 @@ def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
         cut = slice(start + context, start + end)
         shapes.append([replace(shape, visible=shape.visible[cut], without=shape.without[:, cut])
                        for shape in videos.shapes(video)])
-    truth = clips[:, :, context:end]
-    each = lambda v: rearrange(v[:, :, :, context:end], "b s c t h w -> (b s) c t h w")
-    readings = {"mean_of_n": (samples.clamp(-1, 1).mean(1)[:, :, context:end], truth, shapes),
-                "generated": (each(samples), repeat(truth, "b ... -> (b s) ...", s=s),
-                              [clip for clip in shapes for _ in range(s)]),
-                "copy_last": (repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context), truth,
-                              shapes)}
-    if saved["generated_top"] is not None:
-        readings["generated_top"] = (each(saved["generated_top"]), *readings["generated"][1:])
-    scores = {name: shape_scores(*reading) for name, reading in readings.items()}
+    per_sample = [clip for clip in shapes for _ in range(s)]  # rows of single-sample readings are clip-major
+    scores = {name: shape_scores(prediction, truth, shapes if len(prediction) == b else per_sample)
+              for name, (prediction, truth) in readings(clips, samples, saved["generated_top"], context).items()
+              if name != "best_of_n"}
     return {"frame": list(range(context, end)), "shapes": scores["copy_last"].shapes,
             **{name: {"kept": score.kept, "psnr": score.psnr} for name, score in scores.items()}}
 

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                "decoding": {"mean": "mean_of_n", "sample": "generated"}[args.decoding],
                "positions": prediction.positions, "seconds": prediction.seconds,
                "positions_per_second": prediction.positions_per_second}
-    figures.update(_quality_tables(clips, video, generated_top, args.context))
+    figures.update(quality_tables(clips, video, generated_top, args.context))
     if args.context and t >= geometry.clip_frames:
         cost = padding_cost(folder.vqvae.model, clips[:, :, : geometry.clip_frames].to(device), args.context)
         figures["padding_cost"] = cost._asdict()
@@ -170,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
-                    context: int) -> dict[str, dict[str, list[float]]]:
-    """Per-frame PSNR (dB) and SSIM of each generated frame the input covers, for every way of reading the S
-    samples: clips (B, 3, T, H, W), video and generated_top (B, S, 3, F, H, W).
+def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
+             context: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every way of reading the S samples, as (prediction, truth) pairs over the generated frames the input
+    covers: clips (B, 3, T, H, W), video and generated_top (B, S, 3, F, H, W). Single samples ("generated",
+    "generated_top") come as B*S rows, clip-major; the others as B rows.
 
-    - generated: each sample on its own, averaged over clips and samples;
+    - generated: each sample on its own;
     - best_of_n: per clip the sample with the highest mean PSNR over these frames (an oracle that knows the
       truth: the standard figure of stochastic video prediction, e.g. SVG, Denton & Fergus 2018, and SAVP,
       Lee et al. 2018);
@@ -183,7 +184,7 @@ def _quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: tor
     - generated_top: the sampled top codes decoded with the input's own bottom codes;
     - copy_last: the last context frame repeated (needs context > 0).
     """
-    from vqvid.metrics import psnr_per_frame, ssim_per_frame
+    from vqvid.metrics import psnr_per_frame
 
     b, samples = video.shape[:2]
     end = min(clips.shape[2], video.shape[3])
@@ -203,7 +204,17 @@ def _quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: tor
         candidates["generated_top"] = (each(generated_top), truth_each)
     if context:
         candidates["copy_last"] = (repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context), truth)
-    frames = list(range(context, end))
+    return candidates
+
+
+def quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
+                    context: int) -> dict[str, dict[str, list[float]]]:
+    """Per-frame PSNR (dB) and SSIM of each generated frame the input covers, for every reading of the samples
+    (`readings`), averaged over clips (and samples)."""
+    from vqvid.metrics import psnr_per_frame, ssim_per_frame
+
+    candidates = readings(clips, video, generated_top, context)
+    frames = list(range(context, context + candidates["mean_of_n"][1].shape[2]))
     return {
         "psnr_per_frame": {"frame": frames, **{name: psnr_per_frame(v, t).tolist()
                                                for name, (v, t) in candidates.items()}},
