@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.data.test_video import frame_index, write_test_video
 from vqvid.data import ClipSpec, DataError, DataWarning, MovingShapes, open_clips, select_frames
+from vqvid.data.sources import SYNTHETIC_CACHE_BYTES
 
 SPEC = ClipSpec(frames=8, stride=8, size=32)
 
@@ -62,6 +63,9 @@ def test_synthetic_sources_are_parsed_and_checked():
     clips = open_clips("synthetic:3", ClipSpec(frames=4, size=16))
     assert isinstance(clips, MovingShapes) and len(clips) == 3 and clips[0].shape == (3, 4, 16, 16)
     assert clips.describe(1) == "synthetic(seed=0)#1"
+    assert clips.cached  # a small set stays in memory once rendered, a large one is rendered at every read
+    too_many = SYNTHETIC_CACHE_BYTES // (12 * 4 * 16 * 16) + 1  # float32 RGB clips of 4×16×16
+    assert not open_clips(f"synthetic:{too_many}", ClipSpec(frames=4, size=16)).cached
     for bad in ("synthetic:0", "synthetic:x", "synthetic:-2"):
         with pytest.raises(DataError, match="synthetic:N"):
             open_clips(bad, SPEC)

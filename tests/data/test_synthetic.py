@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqvid.data import MovingShapes, open_clips, write_synthetic_videos
+from vqvid.data import MovingShapes, open_clips, synthetic, write_synthetic_videos
 from vqvid.data.synthetic import _bounce
 from vqvid.data.video import ClipSpec
 
@@ -28,6 +28,18 @@ def test_a_clip_depends_only_on_seed_and_index():
     assert torch.equal(a[-1], a[2])
     assert not torch.equal(a[0], a[1])
     assert not torch.equal(a[0], MovingShapes(3, frames=6, size=32, seed=6)[0])
+
+
+def test_a_cached_set_renders_each_clip_once_and_gives_the_same_clips(monkeypatch):
+    render, renders = synthetic._render, []
+    monkeypatch.setattr(synthetic, "_render", lambda *args: renders.append(1) or render(*args))
+    truth = torch.from_numpy(render(np.random.default_rng([0, 1]), 4, 16) * 2 - 1)  # clip 1, rendered directly
+    plain, cached = MovingShapes(3, frames=4, size=16), MovingShapes(3, frames=4, size=16, cache=True)
+    assert cached.cached and not plain.cached
+    cached[1].fill_(0)  # what a reader does to its tensor does not reach the cache
+    for clip in (plain[1], plain[-2], cached[1], cached[-2]):
+        assert torch.equal(clip, truth)
+    assert len(renders) == 2 + 1  # the plain set renders at every read, the cached set once
 
 
 def test_shapes_move_between_frames():

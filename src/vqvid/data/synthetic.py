@@ -29,22 +29,35 @@ _TRIANGLE_NORMALS = ((0.0, 1.0), (math.sqrt(3) / 2, -0.5), (-math.sqrt(3) / 2, -
 class MovingShapes(Dataset):
     """`num_clips` clips of 3×frames×size×size in [-1, 1]; clip i depends only on (seed, i)."""
 
-    def __init__(self, num_clips: int, frames: int = 16, size: int = 64, seed: int = 0) -> None:
+    def __init__(self, num_clips: int, frames: int = 16, size: int = 64, seed: int = 0,
+                 cache: bool = False) -> None:
         for name, value, low in (("num_clips", num_clips, 1), ("frames", frames, 1), ("size", size, 8),
                                  ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"MovingShapes: {name} must be an integer >= {low}, got {value!r}")
         self.num_clips, self.frames, self.size, self.seed = num_clips, frames, size, seed
+        # `cache`: keep every clip once rendered (12·frames·size² bytes each, in every process that reads the
+        # set), so that epochs after the first cost no rendering, which otherwise competes with training for
+        # the cores; a cached clip is the same array that rendering it again would give
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.num_clips
 
+    @property
+    def cached(self) -> bool:
+        return self._cache is not None
+
     def __getitem__(self, index: int) -> torch.Tensor:
         if not -self.num_clips <= index < self.num_clips:
             raise IndexError(f"clip {index} out of range for {self.num_clips} clips")
-        rng = np.random.default_rng([self.seed, index % self.num_clips])
-        video = _render(rng, self.frames, self.size)  # (3, T, H, W) in [0, 1]
-        return torch.from_numpy(video * 2 - 1)
+        index %= self.num_clips
+        video = self._cache.get(index) if self._cache is not None else None
+        if video is None:
+            video = _render(np.random.default_rng([self.seed, index]), self.frames, self.size)  # (3, T, H, W)
+            if self._cache is not None:
+                self._cache[index] = video
+        return torch.from_numpy(video * 2 - 1)  # a new tensor: the cached clip in [0, 1] stays as it was
 
     def describe(self, index: int) -> str:
         return f"synthetic(seed={self.seed})#{index % self.num_clips}"
