@@ -16,11 +16,12 @@ them as a lower bound.
 
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
     python benchmarks/bench_prediction.py --replot   # redraw the plot from benchmarks/results/prediction.json
-    python benchmarks/bench_prediction.py --levels [--demo demo_out]   # which level loses the shapes
+    python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
 
-`--levels` trains nothing: on the demo's own model it decodes the same samples with one level replaced by the
-truth or left out, which tells which prior loses what. Rows that use a true level know part of the future; they
-diagnose, they do not predict.
+`--levels` trains nothing: on the demo's own model (or `--model`, another model folder of the demo's VQ-VAE) it
+decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what.
+Rows that use a true level know part of the future; they diagnose, they do not predict. `--videos N` measures on
+N held-out videos of the demo's generator (2 clips each) instead of the demo's own 4.
 
 Needs a finished `make demo` (`--demo`); without one it says so and writes nothing. Writes
 benchmarks/results/prediction.json and docs/prediction_curve.png.
@@ -67,6 +68,23 @@ def _train(level: str, demo: Path, out: Path, budgets: list[int]) -> float:
     return time.perf_counter() - start
 
 
+def _clips(data: Path) -> int:
+    """How many 16-frame clips `vqvid predict` reads from the held-out videos in `data`."""
+    from vqvid.data import ClipSpec
+    from vqvid.data.inputs import open_prediction_input
+
+    return len(open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)[0])
+
+
+def _held_out_videos(count: int, folder: Path) -> Path:
+    """`count` held-out videos of the demo's generator (the demo's own are the first 4) written into `folder`."""
+    from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED
+    from vqvid.data.synthetic import write_synthetic_videos
+
+    write_synthetic_videos(folder, count, size=64, frames=HELD_OUT_FRAMES, fps=10, seed=HELD_OUT_SEED)
+    return folder
+
+
 def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work: Path) -> dict:
     from vqvid.data.codes import CodeDataset
     from vqvid.persistence import load_prior
@@ -80,7 +98,8 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work:
                     str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model)])
     figures, saved = work / f"predict_{budget}.json", work / f"predict_{budget}.pt"
     _run("predict", ["--model", str(model), str(demo / "data"), "--context", "8", "--frames", "16",
-                     "--samples", str(samples), "--clips", "4", "-o", str(work / f"predict_{budget}.gif"),
+                     "--samples", str(samples), "--clips", str(_clips(demo / "data")), "-o",
+                     str(work / f"predict_{budget}.gif"),
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
                      "--save-samples", str(saved)])
     result = json.loads(figures.read_text())
@@ -106,10 +125,10 @@ LEVEL_ROWS = {
 
 
 @torch.no_grad()
-def levels(demo: Path, samples: int) -> dict:
-    """PSNR and shapes kept over frames 8-15 of the demo's 4 held-out clips for each row of LEVEL_ROWS: one
-    `predict` at the default temperature, its samples decoded as they are and with a level swapped for the
-    truth or left out; the bottom prior also samples given the true top codes."""
+def levels(demo: Path, samples: int, model: Path, data: Path) -> dict:
+    """PSNR and shapes kept over frames 8-15 of every held-out clip in `data` for each row of LEVEL_ROWS: one
+    `predict` of the model folder `model` at the default temperature, its samples decoded as they are and with a
+    level swapped for the truth or left out; the bottom prior also samples given the true top codes."""
     from einops import rearrange, repeat
 
     from vqvid.commands.predict import DEFAULT_TEMPERATURE, quality_tables
@@ -122,10 +141,10 @@ def levels(demo: Path, samples: int) -> dict:
     from vqvid.sampling.predict import predict
     from vqvid.training.prior import bits_per_frame
 
-    folder = load_model_folder(demo / "model")
+    folder = load_model_folder(model)
     vqvae = folder.vqvae.model
-    dataset, _ = open_prediction_input(str(demo / "data"), ClipSpec(frames=16, stride=16, size=64), 16)
-    clips = torch.stack(read_clips(dataset, 4, "bench_prediction"))  # (B, 3, 16, H, W)
+    dataset, _ = open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)
+    clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, 16, H, W)
     prediction = predict(folder, clips, 8, 16, samples=samples, temperature=DEFAULT_TEMPERATURE, seed=0,
                          progress=False)
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
@@ -154,7 +173,8 @@ def levels(demo: Path, samples: int) -> dict:
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
-    rows["copy_last"] = {"kept": mean(shapes["copy_last"]["kept"]), "kept_frame_15": shapes["copy_last"]["kept"][-1]}
+    rows["copy_last"] = {"psnr": mean(psnr["copy_last"]), "kept": mean(shapes["copy_last"]["kept"]),
+                         "kept_frame_15": shapes["copy_last"]["kept"][-1]}
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
     rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
                                                     CodeDataset(demo / "codes" / "val", level))
@@ -169,7 +189,8 @@ def _print_levels(rows: dict) -> None:
         r = rows[name]
         print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
               f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
-    print(f"{'copy last frame':46s} {'':15s} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% {'':7s} "
+    print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
+          f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
     for level, bits in rows["bits_per_frame"].items():
         print(f"{level} prior, held-out bits per code of latent frame 0, 1, ...: "
@@ -223,6 +244,8 @@ def main() -> int:
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON")
     parser.add_argument("--levels", action="store_true",
                         help="only decode the demo model's samples level by level (which level loses the shapes)")
+    parser.add_argument("--model", type=Path, help="--levels: this model folder instead of the demo's")
+    parser.add_argument("--videos", type=int, help="--levels: this many held-out videos instead of the demo's")
     args = parser.parse_args()
     if args.replot:
         saved = json.loads((ROOT / "benchmarks" / "results" / "prediction.json").read_text())
@@ -235,10 +258,15 @@ def main() -> int:
         return 0
     torch.set_num_threads(args.threads)
     if args.levels:
-        rows = levels(args.demo, args.samples)
+        model = args.model or args.demo / "model"
+        with tempfile.TemporaryDirectory() as tmp:
+            data = _held_out_videos(args.videos, Path(tmp)) if args.videos else args.demo / "data"
+            clips = _clips(data)
+            rows = levels(args.demo, args.samples, model, data)
         _print_levels(rows)
-        write_results("prediction_levels", args.threads, samples=args.samples, rows=rows,
-                      note="the demo model's samples of frames 8-15 of its 4 held-out clips, level by level")
+        write_results("prediction_levels", args.threads, samples=args.samples,
+                      model=str(args.model or "the demo's"), rows=rows,
+                      note=f"samples of frames 8-15 of {clips} held-out clips, level by level")
         return 0
     budgets = sorted(args.budgets)
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,8 +281,8 @@ def main() -> int:
                   f"{p['bits_per_code']['bottom']:.3f}; PSNR " + ", ".join(
                       f"{DECODINGS[k]} {v:.2f}" for k, v in p["mean_psnr"].items()) + "; shapes kept " + ", ".join(
                       f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()), flush=True)
-    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, 4 held-out clips; one run per prior "
-            f"annealed at {budgets[-1]} steps")
+    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {_clips(args.demo / 'data')} "
+            f"held-out clips; one run per prior annealed at {budgets[-1]} steps")
     write_results("prediction", args.threads, budgets=budgets, samples=args.samples,
                   training_seconds=seconds, points=points, note=note)
     _plot(points, note)
