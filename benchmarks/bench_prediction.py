@@ -17,6 +17,7 @@ them as a lower bound.
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
     python benchmarks/bench_prediction.py --replot   # redraw the plot from benchmarks/results/prediction.json
     python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
+           [--temperature T] [--bottom-temperature T] [--top-k K]
 
 `--levels` trains nothing: on the demo's own model (or `--model`, another model folder of the demo's VQ-VAE) it
 decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what.
@@ -40,6 +41,7 @@ import torch
 from results_file import write_results
 
 from vqvid.commands.demo import held_out_shape_scores
+from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
@@ -125,13 +127,15 @@ LEVEL_ROWS = {
 
 
 @torch.no_grad()
-def levels(demo: Path, samples: int, model: Path, data: Path) -> dict:
+def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float,
+           bottom_temperature: float | None = None, top_k: int | None = None) -> dict:
     """PSNR and shapes kept over frames 8-15 of every held-out clip in `data` for each row of LEVEL_ROWS: one
-    `predict` of the model folder `model` at the default temperature, its samples decoded as they are and with a
-    level swapped for the truth or left out; the bottom prior also samples given the true top codes."""
+    `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
+    decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
+    the true top codes."""
     from einops import rearrange, repeat
 
-    from vqvid.commands.predict import DEFAULT_TEMPERATURE, quality_tables
+    from vqvid.commands.predict import quality_tables
     from vqvid.data import ClipSpec
     from vqvid.data.codes import CodeDataset
     from vqvid.data.inputs import open_prediction_input
@@ -145,7 +149,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path) -> dict:
     vqvae = folder.vqvae.model
     dataset, _ = open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)
     clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, 16, H, W)
-    prediction = predict(folder, clips, 8, 16, samples=samples, temperature=DEFAULT_TEMPERATURE, seed=0,
+    prediction = predict(folder, clips, 8, 16, samples=samples, temperature=temperature, seed=0, top_k=top_k,
+                         bottom_temperature=bottom_temperature,
                          progress=False)
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
     per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
@@ -155,7 +160,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path) -> dict:
     true_top = repeat(true.top, "b ... -> (b s) ...", s=samples)
     context_bottom = each(prediction.codes.bottom).clone()  # the context's own bottom codes, then resampled
     bottom = sample(folder.bottom.model, context_bottom, condition=true_top, start=4 * 16 * 16,
-                    temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
+                    temperature=bottom_temperature or temperature, top_k=top_k,
+                    generator=torch.Generator().manual_seed(0))
     videos = {
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
@@ -173,6 +179,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path) -> dict:
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
+    if samples > 1:  # per clip the sample nearest the truth (an oracle), as `vqvid predict` reports it
+        rows["sampled"]["psnr_best_of_n"] = mean(quality_tables(clips, videos["sampled"], None, 8)
+                                                  ["psnr_per_frame"]["best_of_n"])
     rows["copy_last"] = {"psnr": mean(psnr["copy_last"]), "kept": mean(shapes["copy_last"]["kept"]),
                          "kept_frame_15": shapes["copy_last"]["kept"][-1]}
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
@@ -189,6 +198,8 @@ def _print_levels(rows: dict) -> None:
         r = rows[name]
         print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
               f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
+    if "psnr_best_of_n" in rows["sampled"]:
+        print(f"{'the prediction, best of N (an oracle)':46s} {rows['sampled']['psnr_best_of_n']:15.2f}")
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
@@ -246,6 +257,10 @@ def main() -> int:
                         help="only decode the demo model's samples level by level (which level loses the shapes)")
     parser.add_argument("--model", type=Path, help="--levels: this model folder instead of the demo's")
     parser.add_argument("--videos", type=int, help="--levels: this many held-out videos instead of the demo's")
+    parser.add_argument("--temperature", type=float, help="--levels: sample at this temperature instead of the "
+                        "default")
+    parser.add_argument("--bottom-temperature", type=float, help="--levels: the bottom prior's own temperature")
+    parser.add_argument("--top-k", type=int, help="--levels: sample among the k most likely codes only")
     args = parser.parse_args()
     if args.replot:
         saved = json.loads((ROOT / "benchmarks" / "results" / "prediction.json").read_text())
@@ -262,9 +277,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             data = _held_out_videos(args.videos, Path(tmp)) if args.videos else args.demo / "data"
             clips = _clips(data)
-            rows = levels(args.demo, args.samples, model, data)
+            rows = levels(args.demo, args.samples, model, data, args.temperature or DEFAULT_TEMPERATURE,
+                          args.bottom_temperature, args.top_k)
         _print_levels(rows)
         write_results("prediction_levels", args.threads, samples=args.samples,
+                      temperature=args.temperature or DEFAULT_TEMPERATURE,
+                      bottom_temperature=args.bottom_temperature, top_k=args.top_k,
                       model=str(args.model or "the demo's"), rows=rows,
                       note=f"samples of frames 8-15 of {clips} held-out clips, level by level")
         return 0
