@@ -3,9 +3,13 @@
 Speed of the priors' coding, in code positions per second, encoding (`compress_codes`) and decoding
 (`decompress_codes`), all in one run:
 - "format 2 path": the coding loop of format version 2, reproduced here: one clip at a time, a PMF quantised and
-  a symbol range-coded per call. Its chunks are checked to be the bytes that coding batch 1 writes;
+  a symbol range-coded per call. Its chunks are checked to be the bytes that format 3 writes at coding batch 1
+  (the same stepper);
 - coding batch B = 1, 8, 16, 32: B clips through one stepper (`vqvid.codec.coding.encode_group`), one
-  group of B clips each (B = 1: 2 clips), so the figure is what every full group runs at.
+  group of B clips each (B = 1: 2 clips), so the figure is what every full group runs at: `compress_codes` /
+  `decompress_codes`, format 4 (`FusedStepper`);
+- "format 3 stepper": the largest coding batch again, coded and decoded with format 3's `IncrementalStepper`
+  (`encode_group` / `decode_group` at version 3), the reference for format 4's fused stepper.
 Each case runs --repeats times (default 2) and keeps its fastest run: on a shared machine the slower runs are
 the ones other work interrupted.
 The priors run on one thread, as the codec always runs them; the VQ-VAE's parts (encoding video to codes one
@@ -41,8 +45,10 @@ from vqvid.codec.coding import (
     coding_priors,
     coding_vqvae,
     decode_grid,
+    decode_group,
     default_coding_batch,
     encode_clip,
+    encode_group,
     pinned_computation,
 )
 from vqvid.codec.entropy import SequentialDecoder, SequentialEncoder, quantize_pmf
@@ -117,9 +123,34 @@ def format2_decode(prior: PixelSNAIL, data: bytes, condition: torch.Tensor | Non
         return decode_grid(prior, SequentialDecoder(data), condition).clone()
 
 
-def format2_row(priors: CodingPriors, codes: Codes, reference: Compressed, repeats: int) -> dict:
-    """Times the format 2 loop over the clips of `codes`, both levels, and checks its chunks against those of
-    coding batch 1 (`reference`)."""
+def format3_chunks(priors: CodingPriors, codes: Codes, batch: int) -> list[bytes]:
+    """The chunks of the clips of `codes` as format 3 coded them, in groups of `batch` clips."""
+    clips = codes.top.shape[0]
+    groups = [slice(start, min(start + batch, clips)) for start in range(0, clips, batch)]
+    tops = [c.data for g in groups for c in encode_group(priors.top, codes.top[g], None, batch, version=3)]
+    return tops + [c.data for g in groups
+                   for c in encode_group(priors.bottom, codes.bottom[g], codes.top[g], batch, version=3)]
+
+
+def format3_row(priors: CodingPriors, codes: Codes, batch: int, repeats: int) -> dict:
+    """Times format 3's stepper coding and decoding the clips of `codes` in coding batches of `batch`."""
+    clips = codes.top.shape[0]
+    groups = [slice(start, min(start + batch, clips)) for start in range(0, clips, batch)]
+    chunks, encode_s = fastest(lambda: format3_chunks(priors, codes, batch), repeats)
+
+    def decode() -> None:
+        for g in groups:
+            top = decode_group(priors.top, chunks[g], None, batch, version=3).codes
+            bottom = decode_group(priors.bottom, chunks[clips + g.start:clips + g.stop], top, batch, version=3)
+            assert torch.equal(top, codes.top[g]) and torch.equal(bottom.codes, codes.bottom[g])
+
+    _, decode_s = fastest(decode, repeats)
+    return _speed_row(f"batch {batch}, format 3", batch, codes, encode_s, decode_s)
+
+
+def format2_row(priors: CodingPriors, codes: Codes, repeats: int) -> dict:
+    """Times the format 2 loop over the clips of `codes`, both levels, and checks its chunks against those
+    that format 3 writes at coding batch 1."""
     clips = codes.top.shape[0]
 
     def encode() -> list[bytes]:
@@ -127,8 +158,8 @@ def format2_row(priors: CodingPriors, codes: Codes, reference: Compressed, repea
         return tops + [format2_encode(priors.bottom, codes.bottom[i], codes.top[i:i + 1]) for i in range(clips)]
 
     chunks, encode_s = fastest(encode, repeats)
-    if chunks != reference.chunks:
-        raise AssertionError("the format 2 loop and coding batch 1 wrote different chunks")
+    if chunks != format3_chunks(priors, codes, 1):
+        raise AssertionError("the format 2 loop and format 3 at coding batch 1 wrote different chunks")
 
     def decode() -> None:
         for i in range(clips):
@@ -155,7 +186,7 @@ def batch_row(folder: ModelFolder, codes: Codes, batch: int, repeats: int) -> tu
     assert compressed.header.coding_batch == batch
     decoded, decode_s = fastest(lambda: decompress_codes(folder, compressed.data), repeats)
     assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
-    return _speed_row(f"coding batch {batch}", batch, codes, encode_s, decode_s), compressed
+    return _speed_row(f"batch {batch}, format 4", batch, codes, encode_s, decode_s), compressed
 
 
 def frames_row(folder: ModelFolder, video: torch.Tensor, batch: int) -> dict:
@@ -215,9 +246,10 @@ def main() -> None:
         print(f"timing coding batch {batch} ...", flush=True)
         row, compressed[batch] = batch_row(folder, clips(max(batch, RATE_CLIPS)), batch, args.repeats)
         speed.append(row)
+    print(f"timing format 3's stepper at coding batch {max(args.batches)} ...", flush=True)
+    speed.append(format3_row(priors, clips(max(args.batches)), max(args.batches), args.repeats))
     print("timing the format 2 path ...", flush=True)
-    reference = compressed[1] if 1 in compressed else batch_row(folder, clips(RATE_CLIPS), 1, 1)[1]
-    speed.insert(0, format2_row(priors, clips(RATE_CLIPS), reference, args.repeats))
+    speed.insert(0, format2_row(priors, clips(RATE_CLIPS), args.repeats))
     print(f"timing compress / decompress at coding batch {default} ...", flush=True)
     frames = frames_row(folder, video[:default], default)
 
@@ -233,10 +265,10 @@ def main() -> None:
     old = speed[0]
     print(f"\ntiny preset, random weights, clips of 16×64×64 (2,304 code positions each), torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs, priors on 1 thread, fastest of {args.repeats} run(s)")
-    print(f"{'case':<18}{'clips':>6}{'positions':>11}{'encode pos/s':>14}{'decode pos/s':>14}{'encode ×':>10}"
+    print(f"{'case':<20}{'clips':>6}{'positions':>11}{'encode pos/s':>14}{'decode pos/s':>14}{'encode ×':>10}"
           f"{'decode ×':>10}")
     for row in speed:
-        print(f"{row['case']:<18}{row['clips']:>6}{row['positions']:>11}{row['encode_positions_per_s']:>14.0f}"
+        print(f"{row['case']:<20}{row['clips']:>6}{row['positions']:>11}{row['encode_positions_per_s']:>14.0f}"
               f"{row['decode_positions_per_s']:>14.0f}"
               f"{row['encode_positions_per_s'] / old['encode_positions_per_s']:>10.2f}"
               f"{row['decode_positions_per_s'] / old['decode_positions_per_s']:>10.2f}")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from vqvid.codec import container
 from vqvid.codec.container import (
+    FORMAT_VERSION,
     FingerprintMismatchError,
     VQVFormatError,
     VQVHeader,
@@ -32,7 +33,7 @@ WRITER = b"torch 9.9; cpu x86_64 AVX512"
 def raw_file(
     *,
     magic: bytes = MAGIC,
-    version: int = 3,
+    version: int = FORMAT_VERSION,
     mode: int = 1,
     levels: int = 2,
     fingerprint: bytes = b"model-3f2a",
@@ -177,13 +178,23 @@ def test_write_refuses_a_chunk_count_other_than_the_header_says(tmp_path):
     odd = VQVHeader(**{**fields_of(HEADER), "num_chunks": 3})
     with pytest.raises(ValueError, match="3 chunks do not split into 2 layers"):
         write(tmp_path / "clip.vqv", odd, CHUNKS[:3], CHECKS[:3])
-    with pytest.raises(ValueError, match="written in format version 3, not 2"):
-        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 2, "coding_batch": 1}))
+    with pytest.raises(ValueError, match="written in format version 4, not 3"):
+        write(tmp_path / "clip.vqv", VQVHeader(**{**fields_of(HEADER), "version": 3}))
     assert not (tmp_path / "clip.vqv").exists()
 
 
 def fields_of(header: VQVHeader) -> dict:
     return {name: getattr(header, name) for name in header.__dataclass_fields__}
+
+
+def test_version_3_files_are_still_read():
+    # Version 3 has version 4's layout; only the stepper its PMFs came from differs (vqvid.codec.coding)
+    old = raw_file(version=3)
+    assert old[:8] + old[10:-4 - sum(map(len, CHUNKS))] == VALID[:8] + VALID[10:-4 - sum(map(len, CHUNKS))]
+    file = read_vqv(old)
+    assert file.header == VQVHeader(**{**fields_of(HEADER), "version": 3})
+    assert file.chunks == list(CHUNKS) and file.checks == list(CHECKS)
+    assert "format       version 3" in describe(file, len(old))
 
 
 def test_version_2_files_are_still_read():
@@ -226,8 +237,8 @@ def test_a_file_cut_after_its_top_layer_holds_the_top_layer():
     [
         (dict(magic=b"VQV\x00\n\n\x1a\n"), "not a .vqv file: expected magic"),
         (dict(magic=b"RIFF\x00\x00\x00\x00"), "not a .vqv file"),
-        (dict(version=0), "format version: expected one of 1, 2, 3, found 0$"),
-        (dict(version=4), r"format version: expected one of 1, 2, 3, found 4 \(a newer vqvid wrote it\)"),
+        (dict(version=0), "format version: expected one of 1, 2, 3, 4, found 0$"),
+        (dict(version=5), r"format version: expected one of 1, 2, 3, 4, found 5 \(a newer vqvid wrote it\)"),
         (dict(coding_batch=0), r"coding_batch: expected an integer in \[1, 3\], found 0 \(at most 64 and at most "
                                r"the file's 3 clip\(s\)\)"),
         (dict(coding_batch=4), r"coding_batch: expected an integer in \[1, 3\], found 4"),
@@ -365,7 +376,7 @@ def test_fingerprint_mismatch_names_both():
         ("fingerprint", "tab\there", "fingerprint"),
         ("writer", "x" * 256, "writer"),
         ("levels", "bottom", "levels: expected one of"),
-        ("version", 4, "version: expected one of"),
+        ("version", 5, "version: expected one of"),
         ("coding_batch", 2.0, "coding_batch: expected an integer"),
         ("coding_batch", 4, r"coding_batch: expected an integer in \[1, 3\], found 4 \(at most 64 and at most "
                             r"the file's 3 clip\(s\)\)"),
@@ -413,16 +424,18 @@ def test_describe_by_hand():
     assert "bits/code    74.07 (vs 9 packed)" in text
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
-    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 3" in text
+    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 4" in text
 
 
-# Bytes of a whole format version 3 file: layout, chunk table and range-coded payloads. A change here means
-# existing files no longer read or decode: bump FORMAT_VERSION together with it.
+# Bytes of a whole format version 4 file: layout, chunk table and range-coded payloads. A change here means
+# existing files no longer read or decode: bump FORMAT_VERSION together with it. The version 3 file of the same
+# content differs only in its version field and header CRC.
+GOLDEN_V4_FILE_SHA256 = "9a8e59432c2cf92a99a0209d4adc8bcb65eebb5c67ced4219e65e97369daa9e1"
 GOLDEN_V3_FILE_SHA256 = "f935d827c4678393de4c78e3928574268ba7704dd03834d08ac417ed2ed0d9a1"
-GOLDEN_V3_FILE_BYTES = 327
+GOLDEN_FILE_BYTES = 327
 
 
-def test_a_version_3_file_is_pinned():
+def test_a_version_4_file_is_pinned_and_a_version_3_file_has_its_layout():
     """Three clips of top (1, 2, 4) and bottom (2, 4, 8) codes in coding batches of 2, coded under PMFs from
     integer arithmetic (log-probabilities on the 1/16-nat grid), so the bytes are the same on every CPU: what
     the file writes around the priors' PMFs, which the video codec's tests check on this CPU."""
@@ -441,7 +454,12 @@ def test_a_version_3_file_is_pinned():
     buffer = io.BytesIO()
     write_vqv(buffer, header, chunks, checks)
     data = buffer.getvalue()
-    assert (hashlib.sha256(data).hexdigest(), len(data)) == (GOLDEN_V3_FILE_SHA256, GOLDEN_V3_FILE_BYTES)
+    assert (hashlib.sha256(data).hexdigest(), len(data)) == (GOLDEN_V4_FILE_SHA256, GOLDEN_FILE_BYTES)
+    prefix_end = len(data) - sum(map(len, chunks)) - 4  # where the header CRC starts
+    prefix = data[:8] + (3).to_bytes(2, "little") + data[10:prefix_end]
+    as_v3 = prefix + zlib.crc32(prefix).to_bytes(4, "little") + data[prefix_end + 4:]
+    assert hashlib.sha256(as_v3).hexdigest() == GOLDEN_V3_FILE_SHA256
+    assert read_vqv(as_v3).header == VQVHeader(**{**fields_of(header), "version": 3})
     file = read_vqv(data)
     assert file.header == header and file.checks == checks
     for chunk, (pmfs, codes) in zip(file.chunks, coded, strict=True):

@@ -32,6 +32,7 @@ from vqvid.codec.coding import (
     encode_level,
     writer_description,
 )
+from vqvid.codec.container import FORMAT_VERSION
 from vqvid.codec.packing import pack_fixed, packed_size
 from vqvid.codec.video import (
     compress,
@@ -44,6 +45,8 @@ from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.models.vqvae import VQVAE, Codes, VQVAEConfig
 from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling import sample
+from vqvid.sampling.fused import FusedStepper
+from vqvid.sampling.steppers import IncrementalStepper
 
 NUM_CODES = 16
 CLIP_FRAMES, SIZE = 4, 16
@@ -245,7 +248,7 @@ def _record_coding_settings(monkeypatch, inputs: list | None = None) -> list[tup
             return method(self, *args, **kwargs)
         return record
 
-    stepper = coding.IncrementalStepper
+    stepper = coding.stepper_class(FORMAT_VERSION)  # the stepper new files are coded with
     monkeypatch.setattr(VQVAE, "encode", recorder("encode", VQVAE.encode, lambda _, video: video.shape[0],
                                                   lambda vqvae: vqvae, lambda _, video: (video,)))
     monkeypatch.setattr(stepper, "step_log_probs", recorder(
@@ -652,8 +655,43 @@ def test_version_2_files_still_decode(folder):
     assert (decoded.header.version, decoded.header.coding_batch, decoded.levels) == (2, 1, "both")
     assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
     assert torch.equal(decompress_codes(folder, data, levels="top").codes.top, codes.top)
-    # The same chunks as a version 3 file of coding batch 1: only the header differs.
-    assert read_vqv(data).chunks == compress_codes(folder, codes, 11, fps=10, coding_batch=1).chunks
+
+
+# --- format version 3 ---------------------------------------------------------------------------------------
+
+
+def version_3_file(folder: ModelFolder, codes: Codes, frame_count: int, coding_batch: int) -> bytes:
+    """A file as format version 3 wrote it: version 4's layout, its PMFs from `IncrementalStepper`."""
+    priors = coding.coding_priors(folder.top.model, folder.bottom.model)
+    clips = codes.top.shape[0]
+    groups = [slice(start, min(start + coding_batch, clips)) for start in range(0, clips, coding_batch)]
+    chunks = [clip.data for group in groups
+              for clip in encode_group(priors.top, codes.top[group], None, coding_batch, version=3)]
+    chunks += [clip.data for group in groups for clip in encode_group(
+        priors.bottom, codes.bottom[group], codes.top[group], coding_batch, version=3)]
+    checks = [codes_checksum(codes.top[clip]) for clip in range(clips)] + [
+        codes_checksum(codes.bottom[clip]) for clip in range(clips)]
+    return raw_file(version=3, mode=1, fingerprint=folder.fingerprint.encode(), num_codes=NUM_CODES,
+                    frame_count=frame_count, fps=(10, 1), height=SIZE, width=SIZE, clip_frames=CLIP_FRAMES,
+                    top=TOP_SHAPE, bottom=BOTTOM_SHAPE, chunks=tuple(chunks), checks=tuple(checks),
+                    coding_batch=coding_batch)
+
+
+def test_each_version_is_coded_and_decoded_with_its_own_stepper(folder, monkeypatch):
+    stepper_class, used = coding.stepper_class, []
+    monkeypatch.setattr(coding, "stepper_class", lambda version: used.append(stepper_class(version)) or used[-1])
+    codes = sampled_codes(folder, 3, seed=19)
+    old = version_3_file(folder, codes, 11, coding_batch=2)
+    assert set(used) == {IncrementalStepper}
+    used.clear()
+    decoded = decompress_codes(folder, old)
+    assert (decoded.header.version, decoded.header.coding_batch) == (3, 2) and set(used) == {IncrementalStepper}
+    assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
+    used.clear()
+    new = compress_codes(folder, codes, 11, fps=10, coding_batch=2)
+    assert new.header.version == FORMAT_VERSION == 4 and set(used) == {FusedStepper}
+    used.clear()
+    assert torch.equal(decompress_codes(folder, new.data).codes.bottom, codes.bottom) and set(used) == {FusedStepper}
 
 
 NEW_PRECISION_API = textwrap.dedent(

@@ -1,6 +1,6 @@
 """The .vqv container: a header saying what the codes are and how they were coded, then chunks of coded codes.
 
-Layout of format version 3, every integer little-endian:
+Layout of format versions 3 and 4, every integer little-endian:
 
     offset    bytes  field
     0         8      magic b"VQV\\x00\\r\\n\\x1a\\n" (\\r\\n and \\x1a expose text-mode transfers, as in PNG)
@@ -27,11 +27,12 @@ ends is therefore still a whole file of top codes: reading it returns the top la
 
 The format version pins everything a decoder must reproduce bit for bit, including the quantisation of
 probabilities in `vqvid.codec.entropy`, and the coding batch: the priors' floats for a clip depend on how many
-clips they are computed with (`vqvid.codec.coding`), so the decoder must compute with as many. Older versions
-are still read: version 2 is version 3 without the coding batch field (60 bytes of fixed fields; its files were
-coded one clip at a time, a coding batch of 1); version 1 also has no levels, writer or decoded-code
-checksums, one chunk per clip holding its top then its bottom codes, 8-byte table entries and 58 bytes of
-fixed fields.
+clips they are computed with (`vqvid.codec.coding`), so the decoder must compute with as many, and the computation
+itself: version 4 computes them with the fused stepper, version 3 with the module-by-module one (same layout; the
+floats differ in the last bits). Older versions are still read: version 2 is version 3 without the coding batch
+field (60 bytes of fixed fields; its files were coded one clip at a time, a coding batch of 1); version 1 also has
+no levels, writer or decoded-code checksums, one chunk per clip holding its top then its bottom codes, 8-byte table
+entries and 58 bytes of fixed fields.
 
 Reading checks every field before trusting it, and the sizes the file claims against the size it has before
 reading any further, so a damaged or hostile file costs at most its own size in memory and always fails with
@@ -53,8 +54,8 @@ from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 MODES: tuple[str, ...] = ("fixed", "prior")  # index = value of the mode byte
 LEVELS: tuple[str, ...] = ("top", "both")  # index + 1 = value of the levels byte: the layers the file holds
