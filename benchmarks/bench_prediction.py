@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from results_file import write_results
 
-from vqvid.commands.demo import held_out_shape_scores
+from vqvid.commands.demo import held_out_shape_scores, write_held_out_videos
 from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,16 +78,7 @@ def _clips(data: Path) -> int:
     return len(open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)[0])
 
 
-def _held_out_videos(count: int, folder: Path) -> Path:
-    """`count` held-out videos of the demo's generator (the demo's own are the first 4) written into `folder`."""
-    from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED
-    from vqvid.data.synthetic import write_synthetic_videos
-
-    write_synthetic_videos(folder, count, size=64, frames=HELD_OUT_FRAMES, fps=10, seed=HELD_OUT_SEED)
-    return folder
-
-
-def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work: Path) -> dict:
+def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path) -> dict:
     from vqvid.data.codes import CodeDataset
     from vqvid.persistence import load_prior
     from vqvid.training.prior import bits_per_code
@@ -100,7 +91,7 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, work:
                     str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model)])
     figures, saved = work / f"predict_{budget}.json", work / f"predict_{budget}.pt"
     _run("predict", ["--model", str(model), str(demo / "data"), "--context", "8", "--frames", "16",
-                     "--samples", str(samples), "--clips", str(_clips(demo / "data")), "-o",
+                     "--samples", str(samples), "--clips", str(clips), "-o",
                      str(work / f"predict_{budget}.gif"),
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
                      "--save-samples", str(saved)])
@@ -135,11 +126,12 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     the true top codes."""
     from einops import rearrange, repeat
 
-    from vqvid.commands.predict import quality_tables
+    from vqvid.commands.predict import readings
     from vqvid.data import ClipSpec
     from vqvid.data.codes import CodeDataset
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
+    from vqvid.metrics import psnr_per_frame
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
     from vqvid.sampling.predict import predict
@@ -160,7 +152,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     true_top = repeat(true.top, "b ... -> (b s) ...", s=samples)
     context_bottom = each(prediction.codes.bottom).clone()  # the context's own bottom codes, then resampled
     bottom = sample(folder.bottom.model, context_bottom, condition=true_top, start=4 * 16 * 16,
-                    temperature=bottom_temperature or temperature, top_k=top_k,
+                    temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                     generator=torch.Generator().manual_seed(0))
     videos = {
         "sampled": prediction.video,
@@ -174,16 +166,17 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     rows = {}
     for name, video in videos.items():
         shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": 8})
-        psnr = quality_tables(clips, video, None, 8)["psnr_per_frame"]
-        rows[name] = {"psnr_mean_of_n": mean(psnr["mean_of_n"]), "psnr_single": mean(psnr["generated"]),
+        psnr = {reading: psnr_per_frame(prediction, truth).mean().item()  # over frames 8-15 (and samples)
+                for reading, (prediction, truth) in readings(clips, video, None, 8).items()}
+        rows[name] = {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
-    if samples > 1:  # per clip the sample nearest the truth (an oracle), as `vqvid predict` reports it
-        rows["sampled"]["psnr_best_of_n"] = mean(quality_tables(clips, videos["sampled"], None, 8)
-                                                  ["psnr_per_frame"]["best_of_n"])
-    rows["copy_last"] = {"psnr": mean(psnr["copy_last"]), "kept": mean(shapes["copy_last"]["kept"]),
-                         "kept_frame_15": shapes["copy_last"]["kept"][-1]}
+        if name == "sampled":  # the prediction: also its best of N and copy-last, as `vqvid predict` reports them
+            if samples > 1:  # per clip the sample nearest the truth (an oracle)
+                rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
+            rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
+                                 "kept_frame_15": shapes["copy_last"]["kept"][-1]}
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
     rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
                                                     CodeDataset(demo / "codes" / "val", level))
@@ -257,8 +250,8 @@ def main() -> int:
                         help="only decode the demo model's samples level by level (which level loses the shapes)")
     parser.add_argument("--model", type=Path, help="--levels: this model folder instead of the demo's")
     parser.add_argument("--videos", type=int, help="--levels: this many held-out videos instead of the demo's")
-    parser.add_argument("--temperature", type=float, help="--levels: sample at this temperature instead of the "
-                        "default")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"--levels: sample at this temperature (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--bottom-temperature", type=float, help="--levels: the bottom prior's own temperature")
     parser.add_argument("--top-k", type=int, help="--levels: sample among the k most likely codes only")
     args = parser.parse_args()
@@ -275,31 +268,33 @@ def main() -> int:
     if args.levels:
         model = args.model or args.demo / "model"
         with tempfile.TemporaryDirectory() as tmp:
-            data = _held_out_videos(args.videos, Path(tmp)) if args.videos else args.demo / "data"
+            data = Path(tmp) if args.videos else args.demo / "data"
+            if args.videos:  # the demo's own held-out videos are the first of these
+                write_held_out_videos(data, args.videos)
             clips = _clips(data)
-            rows = levels(args.demo, args.samples, model, data, args.temperature or DEFAULT_TEMPERATURE,
-                          args.bottom_temperature, args.top_k)
+            rows = levels(args.demo, args.samples, model, data, args.temperature, args.bottom_temperature,
+                          args.top_k)
         _print_levels(rows)
         write_results("prediction_levels", args.threads, samples=args.samples,
-                      temperature=args.temperature or DEFAULT_TEMPERATURE,
+                      temperature=args.temperature,
                       bottom_temperature=args.bottom_temperature, top_k=args.top_k,
                       model=str(args.model or "the demo's"), rows=rows,
                       note=f"samples of frames 8-15 of {clips} held-out clips, level by level")
         return 0
-    budgets = sorted(args.budgets)
+    budgets, clips = sorted(args.budgets), _clips(args.demo / "data")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = {level: work / f"prior_{level}" for level in ("top", "bottom")}
         seconds = {level: round(_train(level, args.demo, runs[level], budgets), 1) for level in runs}
         points = []
         for budget in budgets:
-            points.append(_measure(args.demo, runs, budget, args.samples, work))
+            points.append(_measure(args.demo, runs, budget, args.samples, clips, work))
             p = points[-1]
             print(f"{budget:6d} steps: bits/code top {p['bits_per_code']['top']:.3f} bottom "
                   f"{p['bits_per_code']['bottom']:.3f}; PSNR " + ", ".join(
                       f"{DECODINGS[k]} {v:.2f}" for k, v in p["mean_psnr"].items()) + "; shapes kept " + ", ".join(
                       f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()), flush=True)
-    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {_clips(args.demo / 'data')} "
+    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} "
             f"held-out clips; one run per prior annealed at {budgets[-1]} steps")
     write_results("prediction", args.threads, budgets=budgets, samples=args.samples,
                   training_seconds=seconds, points=points, note=note)

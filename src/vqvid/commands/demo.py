@@ -85,12 +85,7 @@ class Demo:
     # --- stages -------------------------------------------------------------------------------------------
 
     def data(self) -> None:
-        from vqvid.data.synthetic import write_synthetic_videos
-
-        folder = self.out / "data"
-        n_videos = 1 if self.fast else HELD_OUT_VIDEOS
-        self.test_videos = write_synthetic_videos(folder, n_videos, size=64, frames=HELD_OUT_FRAMES, fps=10,
-                                                  seed=HELD_OUT_SEED)
+        self.test_videos = write_held_out_videos(self.out / "data", 1 if self.fast else HELD_OUT_VIDEOS)
         self.figures["data"] = {"train_source": self.train_source, "prior_source": self.prior_source,
                                 "test_videos": [str(p) for p in self.test_videos]}
 
@@ -152,7 +147,7 @@ class Demo:
         import torch
 
         results, shapes = {}, {}
-        clips = "2" if self.fast else str(HELD_OUT_VIDEOS * (HELD_OUT_FRAMES // 16))  # every held-out clip
+        clips = str(len(self.test_videos) * HELD_OUT_CLIPS_PER_VIDEO)  # every held-out clip
         for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
             figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
             argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", "8", "--frames",
@@ -220,6 +215,15 @@ HELD_OUT_SEED, HELD_OUT_FRAMES = 90_000, 32
 # 8 clips: which of the default prediction and copy-last leads turns on the clips (the same model: +0.59 dB on
 # the first 4, -0.32 on these 8, +0.23 on 16); 16 would cost the demo's predict stage another 35 s
 HELD_OUT_VIDEOS = 4
+HELD_OUT_CLIPS_PER_VIDEO = HELD_OUT_FRAMES // 16  # the `tiny` preset's clips of 16 frames
+
+
+def write_held_out_videos(folder: Path, count: int) -> list[Path]:
+    """The first `count` held-out videos (64×64 MP4s at 10 fps) written into `folder`; the demo writes
+    HELD_OUT_VIDEOS of them, and more of the same generator measure its model on more clips."""
+    from vqvid.data.synthetic import write_synthetic_videos
+
+    return write_synthetic_videos(folder, count, size=64, frames=HELD_OUT_FRAMES, fps=10, seed=HELD_OUT_SEED)
 
 
 def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
