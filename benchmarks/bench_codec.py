@@ -42,6 +42,7 @@ from results_file import write_results
 
 from vqvid.codec.coding import (
     CodingPriors,
+    _groups,
     coding_priors,
     coding_vqvae,
     decode_grid,
@@ -125,8 +126,7 @@ def format2_decode(prior: PixelSNAIL, data: bytes, condition: torch.Tensor | Non
 
 def format3_chunks(priors: CodingPriors, codes: Codes, batch: int) -> list[bytes]:
     """The chunks of the clips of `codes` as format 3 coded them, in groups of `batch` clips."""
-    clips = codes.top.shape[0]
-    groups = [slice(start, min(start + batch, clips)) for start in range(0, clips, batch)]
+    groups = _groups(codes.top.shape[0], batch)
     tops = [c.data for g in groups for c in encode_group(priors.top, codes.top[g], None, batch, version=3)]
     return tops + [c.data for g in groups
                    for c in encode_group(priors.bottom, codes.bottom[g], codes.top[g], batch, version=3)]
@@ -135,7 +135,7 @@ def format3_chunks(priors: CodingPriors, codes: Codes, batch: int) -> list[bytes
 def format3_row(priors: CodingPriors, codes: Codes, batch: int, repeats: int) -> dict:
     """Times format 3's stepper coding and decoding the clips of `codes` in coding batches of `batch`."""
     clips = codes.top.shape[0]
-    groups = [slice(start, min(start + batch, clips)) for start in range(0, clips, batch)]
+    groups = _groups(clips, batch)
     chunks, encode_s = fastest(lambda: format3_chunks(priors, codes, batch), repeats)
 
     def decode() -> None:

@@ -655,6 +655,8 @@ def test_version_2_files_still_decode(folder):
     assert (decoded.header.version, decoded.header.coding_batch, decoded.levels) == (2, 1, "both")
     assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
     assert torch.equal(decompress_codes(folder, data, levels="top").codes.top, codes.top)
+    # The same chunks as a version 3 file of coding batch 1 (the same stepper): only the header differs.
+    assert read_vqv(data).chunks == read_vqv(version_3_file(folder, codes, 11, coding_batch=1)).chunks
 
 
 # --- format version 3 ---------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ costs, but would tie every clip's chunk to its group's, and the time goes to the
 Version 2 files were coded one clip at a time, which is a coding batch of 1.
 
 Steppers (`stepper_class`). Version 4 steps with `FusedStepper`, which computes each position's distribution in a
-few fused operations (1.1-1.8x the positions per second of `IncrementalStepper` at a coding batch of 32 on the
-demo's priors); versions 1-3 step with `IncrementalStepper`, module by module, and are still decoded with it:
-the two agree to float rounding, not bit for bit, and the decoder must reproduce the encoder's floats exactly.
+few fused operations (at the default coding batch of 32, 1.6x the positions per second of `IncrementalStepper`
+encoding and 1.8x decoding: `benchmarks/bench_codec.py`); versions 1-3 step with `IncrementalStepper`, module by
+module, and are still decoded with it: the two agree to float rounding, not bit for bit, and the decoder must
+reproduce the encoder's floats exactly.
 
 Exactness. The decoder rebuilds every distribution from the codes it has decoded so far, and must get exactly the
 PMFs the encoder used, or the rest of the chunk decodes to garbage. Both sides therefore run one fixed computation
