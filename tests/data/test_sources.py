@@ -64,7 +64,7 @@ def test_synthetic_sources_are_parsed_and_checked():
     assert isinstance(clips, MovingShapes) and len(clips) == 3 and clips[0].shape == (3, 4, 16, 16)
     assert clips.describe(1) == "synthetic(seed=0)#1"
     assert clips.cached  # a small set stays in memory once rendered, a large one is rendered at every read
-    too_many = SYNTHETIC_CACHE_BYTES // (12 * 4 * 16 * 16) + 1  # float32 RGB clips of 4×16×16
+    too_many = SYNTHETIC_CACHE_BYTES // MovingShapes(1, frames=4, size=16).nbytes + 1
     assert not open_clips(f"synthetic:{too_many}", ClipSpec(frames=4, size=16)).cached
     for bad in ("synthetic:0", "synthetic:x", "synthetic:-2"):
         with pytest.raises(DataError, match="synthetic:N"):

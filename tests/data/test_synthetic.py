@@ -34,7 +34,7 @@ def test_a_cached_set_renders_each_clip_once_and_gives_the_same_clips(monkeypatc
     render, renders = synthetic._render, []
     monkeypatch.setattr(synthetic, "_render", lambda *args: renders.append(1) or render(*args))
     truth = torch.from_numpy(render(np.random.default_rng([0, 1]), 4, 16) * 2 - 1)  # clip 1, rendered directly
-    plain, cached = MovingShapes(3, frames=4, size=16), MovingShapes(3, frames=4, size=16, cache=True)
+    plain, cached = MovingShapes(3, frames=4, size=16), MovingShapes(3, frames=4, size=16, cache_bytes=2**20)
     assert cached.cached and not plain.cached
     cached[1].fill_(0)  # what a reader does to its tensor does not reach the cache
     for clip in (plain[1], plain[-2], cached[1], cached[-2]):

@@ -230,12 +230,11 @@ def _synthetic(text: str, spec: ClipSpec, split: str | None) -> MovingShapes:
     if split is not None and split not in SYNTHETIC_SEEDS:
         raise DataError(f"source {text!r}: split must be one of {list(SYNTHETIC_SEEDS)}, got {split!r}")
     seed = SYNTHETIC_SEEDS[split or "train"]
-    num_clips = int(count or SYNTHETIC_DEFAULT_CLIPS)
-    # Sets that fit in SYNTHETIC_CACHE_BYTES (float32 RGB) stay in memory once rendered: the `tiny` VQ-VAE's 800
-    # steps read each of its 512 clips 9 times, and rendering them again in a loader process competes with
-    # training for a 2-core machine's cores
-    cache = num_clips * 12 * spec.frames * spec.size**2 <= SYNTHETIC_CACHE_BYTES
-    return MovingShapes(num_clips, frames=spec.frames, size=spec.size, seed=seed, cache=cache)
+    # Sets that fit in SYNTHETIC_CACHE_BYTES stay in memory once rendered: the `tiny` VQ-VAE's 800 steps read each
+    # of its 512 clips 9 times, and rendering them again in a loader process competes with training for a 2-core
+    # machine's cores
+    return MovingShapes(int(count or SYNTHETIC_DEFAULT_CLIPS), frames=spec.frames, size=spec.size, seed=seed,
+                        cache_bytes=SYNTHETIC_CACHE_BYTES)
 
 
 def _split_root(root: Path, split: str | None) -> Path:

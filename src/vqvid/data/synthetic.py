@@ -30,19 +30,24 @@ class MovingShapes(Dataset):
     """`num_clips` clips of 3×frames×size×size in [-1, 1]; clip i depends only on (seed, i)."""
 
     def __init__(self, num_clips: int, frames: int = 16, size: int = 64, seed: int = 0,
-                 cache: bool = False) -> None:
+                 cache_bytes: int = 0) -> None:
         for name, value, low in (("num_clips", num_clips, 1), ("frames", frames, 1), ("size", size, 8),
                                  ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"MovingShapes: {name} must be an integer >= {low}, got {value!r}")
         self.num_clips, self.frames, self.size, self.seed = num_clips, frames, size, seed
-        # `cache`: keep every clip once rendered (12·frames·size² bytes each, in every process that reads the
-        # set), so that epochs after the first cost no rendering, which otherwise competes with training for
-        # the cores; a cached clip is the same array that rendering it again would give
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        # A set whose clips fit in `cache_bytes` (`nbytes`, in every process that reads the set) keeps every clip
+        # once rendered, so that epochs after the first cost no rendering, which otherwise competes with training
+        # for the cores; a cached clip is the same array that rendering it again would give
+        self._cache: dict[int, np.ndarray] | None = {} if self.nbytes <= cache_bytes else None
 
     def __len__(self) -> int:
         return self.num_clips
+
+    @property
+    def nbytes(self) -> int:
+        """The memory every clip of the set takes once rendered (float32 RGB)."""
+        return self.num_clips * 3 * self.frames * self.size * self.size * 4
 
     @property
     def cached(self) -> bool:
