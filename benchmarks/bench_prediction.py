@@ -4,8 +4,9 @@ Trains the `tiny` top and bottom priors once each on the codes of a finished `vq
 training and validation code stores), saving checkpoints at every budget, and at each budget measures:
 - both priors' bits per code on the held-out validation codes;
 - frames 8-15 of the demo's held-out videos predicted from frames 0-7 (`vqvid predict`, N samples per clip at
-  its default temperature): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples), of
-  single samples, and of the best of the N samples per clip; copy-last-frame as the line to beat;
+  its default temperature): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples,
+  anchored on the last context frame), of single samples, of the best of the N samples per clip, and of the mean
+  as the codes alone decode it (not anchored); copy-last-frame as the line to beat;
 - whether the shapes keep their identity: the share of the held-out clips' shapes still in their place and
   colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for the default decoding, single
   samples and copy-last.
@@ -46,8 +47,9 @@ from vqvid.commands.predict import DEFAULT_TEMPERATURE
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
 DECODINGS = {"mean_of_n": "default: mean of N samples", "best_of_n": "best of N samples",
-             "generated": "single sample", "copy_last": "copy last frame"}
-SHAPE_DECODINGS = ("mean_of_n", "generated", "copy_last")
+             "generated": "single sample", "mean_of_n_decoded": "mean of N, codes alone",
+             "copy_last": "copy last frame"}
+SHAPE_DECODINGS = ("mean_of_n", "generated", "mean_of_n_decoded", "copy_last")
 
 
 def _run(command: str, argv: list[str]) -> None:
@@ -108,7 +110,8 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
 
 
 LEVEL_ROWS = {
-    "sampled": "sampled top, sampled bottom (the prediction)",
+    "anchored": "the prediction, anchored on frame 7 (default)",
+    "sampled": "sampled top, sampled bottom (codes alone)",
     "sampled_top_only": "sampled top, decoded alone",
     "sampled_top_true_bottom": "sampled top, true bottom",
     "true_top_sampled_bottom": "true top, bottom sampled given it",
@@ -123,7 +126,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     """PSNR and shapes kept over frames 8-15 of every held-out clip in `data` for each row of LEVEL_ROWS: one
     `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
     decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
-    the true top codes."""
+    the true top codes. Every row but the first decodes codes alone; the first anchors the prediction on the
+    last context frame, as `vqvid predict` does by default."""
     from einops import rearrange, repeat
 
     from vqvid.commands.predict import readings
@@ -134,7 +138,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     from vqvid.metrics import psnr_per_frame
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
-    from vqvid.sampling.predict import predict
+    from vqvid.sampling.predict import anchor_on_context, predict
     from vqvid.training.prior import bits_per_frame
 
     folder = load_model_folder(model)
@@ -142,8 +146,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     dataset, _ = open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)
     clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, 16, H, W)
     prediction = predict(folder, clips, 8, 16, samples=samples, temperature=temperature, seed=0, top_k=top_k,
-                         bottom_temperature=bottom_temperature,
-                         progress=False)
+                         bottom_temperature=bottom_temperature, progress=False, anchor=False)
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
     per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
     decode = lambda top, bottom: per_clip(torch.cat([vqvae.decode_codes(t, b) for t, b in zip(
@@ -155,6 +158,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                     temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                     generator=torch.Generator().manual_seed(0))
     videos = {
+        "anchored": anchor_on_context(prediction.video, clips, 8),
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
@@ -172,7 +176,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
-        if name == "sampled":  # the prediction: also its best of N and copy-last, as `vqvid predict` reports them
+        if name == "anchored":  # the prediction: also its best of N and copy-last, as `vqvid predict` reports them
             if samples > 1:  # per clip the sample nearest the truth (an oracle)
                 rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
             rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
@@ -191,8 +195,8 @@ def _print_levels(rows: dict) -> None:
         r = rows[name]
         print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
               f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
-    if "psnr_best_of_n" in rows["sampled"]:
-        print(f"{'the prediction, best of N (an oracle)':46s} {rows['sampled']['psnr_best_of_n']:15.2f}")
+    if "psnr_best_of_n" in rows["anchored"]:
+        print(f"{'the prediction, best of N (an oracle)':46s} {rows['anchored']['psnr_best_of_n']:15.2f}")
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
@@ -211,12 +215,14 @@ def _plot(points: list[dict], note: str) -> None:
     shaped = [p for p in points if "shapes_kept" in p]  # results written before the shape scores lack them
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for key, label in DECODINGS.items():
+        if key not in points[0]["mean_psnr"]:  # results written before the decoding was measured
+            continue
         style = "k--" if key == "copy_last" else "o-"
         left.plot(steps, [p["mean_psnr"][key] for p in points], style, label=label)
     left.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="PSNR of frames 8-15 (dB)",
              title="prediction, held-out clips")
     left.legend(fontsize=8)
-    for key in SHAPE_DECODINGS:
+    for key in (key for key in SHAPE_DECODINGS if shaped and key in shaped[0]["shapes_kept"]):
         style = "k--" if key == "copy_last" else "o-"
         middle.plot([p["steps"] for p in shaped], [100 * p["shapes_kept"][key] for p in shaped], style,
                     label=DECODINGS[key])

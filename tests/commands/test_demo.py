@@ -28,6 +28,9 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert all(0 < bits < 20 for bits in figures["prior_bits_per_code"].values())
     prediction = figures["prediction"]
     assert prediction["psnr_per_frame"]["frame"] == list(range(8, 16))
+    # anchored on the last context frame, with the codes alone reported beside it, in PSNR and in shapes kept
+    assert prediction["anchor"] == "last" and "mean_of_n_decoded" in prediction["mean_psnr"]
+    assert "mean_of_n_decoded" in prediction["shapes"]
     at_one = prediction["temperature_1"]  # the same clips sampled at temperature 1
     assert at_one["psnr_per_frame"]["frame"] == list(range(8, 16))
     assert {"mean_of_n", "generated", "best_of_n"} <= set(at_one["mean_psnr"])
@@ -46,6 +49,8 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     report_md = (out / "report.md").read_text()
     assert f"{reconstruction['psnr']:.2f}" in report_md
     assert "| single sample, T = 1 | " in report_md and "Do the shapes keep their identity?" in report_md
+    assert f"| mean of the samples, codes alone | {prediction['psnr_per_frame']['mean_of_n_decoded'][0]:.1f}" \
+        in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
     vqvae = load_vqvae(out / "model").model
     with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from
@@ -62,7 +67,11 @@ def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():
     scores = held_out_shape_scores(saved)
     assert scores["frame"] == list(range(8, 16)) and min(scores["shapes"]) >= 4
     assert scores["mean_of_n"]["kept"] == [1.0] * 8 and scores["generated"]["kept"] == [1.0] * 8
-    assert "generated_top" not in scores
+    assert "generated_top" not in scores and "mean_of_n_decoded" not in scores
+    # samples that were anchored come with their decoding, whose shapes are scored too
+    blurred = saved["samples"] * 0.1  # a decoding that has lost every shape's contrast
+    scores = held_out_shape_scores({**saved, "decoded": blurred})
+    assert scores["mean_of_n"]["kept"] == [1.0] * 8 and scores["mean_of_n_decoded"]["kept"] != [1.0] * 8
     # the shapes move: repeating frame 7 loses some of them by frame 15
     assert scores["copy_last"]["kept"][-1] < 1 and scores["copy_last"]["psnr"][-1] < scores["copy_last"]["psnr"][0]
     # clips that are not the held-out videos are refused, not scored against another clip's shapes

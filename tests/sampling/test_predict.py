@@ -10,6 +10,7 @@ from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
 from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling.predict import (
     _windows,
+    anchor_on_context,
     check_context,
     encode_context,
     padding_cost,
@@ -85,13 +86,52 @@ def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
         assert torch.equal(prediction.codes.top[:, s, :1], given.top)
         assert torch.equal(prediction.codes.bottom[:, s, :2], given.bottom)
         top, bottom = prediction.codes.top[:, s], prediction.codes.bottom[:, s]
-        assert torch.allclose(prediction.video[:, s], vqvae.decode_codes(top, bottom), atol=1e-6)
-        # The mixed panel: sampled top with the input's own (whole-clip) bottom codes.
+        decoded = vqvae.decode_codes(top, bottom)
+        assert torch.allclose(prediction.decoded[:, s], decoded, atol=1e-6)
+        # Anchored by default: the context frames are the input's, and the frames after them are the last
+        # context frame plus the change the decoding shows since it.
+        assert torch.equal(prediction.video[:, s, :, :4], video[:, :, :4])
+        assert torch.allclose(prediction.video[:, s, :, 4:], video[:, :, 3:4] + decoded[:, :, 4:] - decoded[:, :, 3:4],
+                              atol=1e-6)
+        # The mixed panel: sampled top with the input's own (whole-clip) bottom codes, anchored the same way.
         mixed = vqvae.decode_codes(top, vqvae.encode(video).bottom)
-        assert torch.allclose(prediction.generated_top[:, s], mixed, atol=1e-6)
-    assert prediction.video.shape == (2, 3, 3, CLIP_FRAMES, SIZE, SIZE)
+        assert torch.allclose(prediction.generated_top[:, s, :, 4:], video[:, :, 3:4] + mixed[:, :, 4:]
+                              - mixed[:, :, 3:4], atol=1e-6)
+    assert prediction.anchored
+    assert prediction.video.shape == prediction.decoded.shape == (2, 3, 3, CLIP_FRAMES, SIZE, SIZE)
     # Samples share the context but not what follows it.
     assert not torch.equal(prediction.codes.bottom[:, 0, 2:], prediction.codes.bottom[:, 1, 2:])
+
+
+def test_without_anchor_the_frames_are_the_codes_decoded_and_the_samples_the_same(folder):
+    video = clips()
+    anchored, plain = run(folder, video, samples=2, seed=5), run(folder, video, samples=2, seed=5, anchor=False)
+    assert not plain.anchored and plain.video is plain.decoded
+    assert torch.equal(plain.codes.top, anchored.codes.top) and torch.equal(plain.decoded, anchored.decoded)
+    assert torch.equal(anchored.video, anchor_on_context(plain.decoded, video, 4))
+    # Nothing to anchor on without context frames.
+    assert not run(folder, video, context=0, samples=1).anchored
+
+
+def test_anchor_on_context_against_a_frame_by_frame_reference():
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 3, 8, 5, 5, generator=generator)  # (B, 3, T, H, W)
+    decoded = torch.rand(2, 3, 3, 12, 5, 5, generator=generator)  # (B, S, 3, F, H, W): a rollout past T
+    anchored = anchor_on_context(decoded, truth, 4)
+    for b in range(2):
+        for s in range(3):
+            for t in range(12):
+                expected = (truth[b, :, t] if t < 4
+                            else truth[b, :, 3] + decoded[b, s, :, t] - decoded[b, s, :, 3])
+                assert torch.allclose(anchored[b, s, :, t], expected, atol=1e-6)
+    # A perfect decoding stays the truth; a decoding in which nothing changes is copy-last-frame.
+    assert torch.allclose(anchor_on_context(truth[:, None], truth, 4), truth[:, None], atol=1e-6)
+    still = decoded[:, :, :, 3:4].expand(-1, -1, -1, 12, -1, -1)
+    assert torch.allclose(anchor_on_context(still, truth, 4)[:, :, :, 4:],
+                          truth[:, None, :, 3:4].expand(-1, 3, -1, 8, -1, -1), atol=1e-6)
+    for context in (0, 9):
+        with pytest.raises(ValueError, match=f"context={context}: expected 1 to 8 frames"):
+            anchor_on_context(decoded, truth, context)
 
 
 @pytest.mark.parametrize("context", [1, 2, 3, 6, 8, 12, -4])

@@ -165,7 +165,7 @@ class Demo:
         result, at_one = results["predict"], results["predict_t1"]
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
-            "decoding": result["decoding"], "temperature": result["temperature"],
+            "decoding": result["decoding"], "temperature": result["temperature"], "anchor": result["anchor"],
             "positions_per_second": result["positions_per_second"], "method": result["method"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
@@ -251,7 +251,8 @@ def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
                        for shape in videos.shapes(video)])
     per_sample = [clip for clip in shapes for _ in range(s)]  # rows of single-sample readings are clip-major
     scores = {name: shape_scores(prediction, truth, shapes if len(prediction) == b else per_sample)
-              for name, (prediction, truth) in readings(clips, samples, saved["generated_top"], context).items()
+              for name, (prediction, truth) in readings(clips, samples, saved["generated_top"], context,
+                                                        saved.get("decoded")).items()
               if name != "best_of_n"}
     return {"frame": list(range(context, end)), "shapes": scores["copy_last"].shapes,
             **{name: {"kept": score.kept, "psnr": score.psnr} for name, score in scores.items()}}
@@ -259,7 +260,7 @@ def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
 
 PREDICTION_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),
                    ("best_of_n", "best of N"), ("generated_top", "sampled top + true bottom"),
-                   ("copy_last", "copy last frame"))
+                   ("mean_of_n_decoded", "mean of the samples, codes alone"), ("copy_last", "copy last frame"))
 # Rows of the run at temperature 1 (copy-last is the same as above)
 PREDICTION_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"),
                       ("best_of_n", "best of N, T = 1"))
@@ -272,7 +273,8 @@ def _prediction_rows(table: dict[str, Any], rows: tuple[tuple[str, str], ...]) -
 
 
 SHAPE_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),
-              ("generated_top", "sampled top + true bottom"), ("copy_last", "copy last frame"))
+              ("generated_top", "sampled top + true bottom"), ("mean_of_n_decoded", "mean of the samples, codes alone"),
+              ("copy_last", "copy last frame"))
 SHAPE_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"))
 
 
@@ -339,7 +341,11 @@ def render_report(report: dict[str, Any]) -> str:
         "`vqvid predict` shows by default "
         "is their pixel mean; best of N takes, per clip, the sample closest to the truth (an oracle: the usual "
         "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the top "
-        "prior got right. Mean PSNR (dB) and SSIM over the predicted frames:",
+        "prior got right. "
+        + ("Every predicted frame is anchored on the last context frame (`--anchor last`): it is that frame plus "
+           "the change the decoded codes show since it; the row 'codes alone' is the mean of the samples as the "
+           "codes decode them (`--anchor none`). " if pred.get("anchor") == "last" else "")
+        + "Mean PSNR (dB) and SSIM over the predicted frames:",
         "",
         "| decoding | " + " | ".join(str(f) for f in pred["psnr_per_frame"]["frame"]) + " | mean PSNR | mean SSIM |",
         "|---|" + "---|" * (len(pred["psnr_per_frame"]["frame"]) + 2),

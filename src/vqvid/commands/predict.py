@@ -1,8 +1,8 @@
 """`vqvid predict`: future frames from context frames, sampled from the priors of a model folder.
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
-                  [--decoding mean|sample] [--temperature T] [--bottom-temperature T] [--top-k K] [--seed S]
-                  [--method fused|incremental|naive] [--json FILE] [--save-samples FILE.pt]
+                  [--decoding mean|sample] [--anchor last|none] [--temperature T] [--bottom-temperature T]
+                  [--top-k K] [--seed S] [--method fused|incremental|naive] [--json FILE] [--save-samples FILE.pt]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
 top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
@@ -14,12 +14,17 @@ predictions made from those samples, the one with the least expected squared err
 sample is a plausible future that a PSNR measure punishes for every detail placed differently
 (docs/prediction.md). --decoding sample shows the samples themselves.
 
+--anchor last (the default) anchors every generated frame on the last context frame: it is that frame plus the
+change the decoded codes show since it, so the detail the codes lose of whatever does not move is taken from
+the input instead of lost twice; the context frames shown are the input's. --anchor none shows every frame as
+the codes decode it.
+
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
 four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
 sampled per second and, for every generated frame the input covers, PSNR and SSIM against the truth of: the
 mean of the samples, single samples, the best of the N samples per clip (an oracle, the usual figure of
-stochastic video prediction), the sampled top with the true bottom codes, and repeating the last context
-frame.
+stochastic video prediction), the sampled top with the true bottom codes, repeating the last context frame,
+and (when anchored) the mean of the samples as the codes alone decode them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from einops import rearrange, repeat
 DEFAULT_SAMPLES = 8
 DEFAULT_TEMPERATURE = 0.5
 DECODINGS = ("mean", "sample")
+ANCHORS = ("last", "none")
 SAMPLE_PANELS = 4  # samples shown next to the mean
 
 
@@ -56,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoding", choices=DECODINGS, default="mean",
                         help="what the output shows as the prediction: 'mean', the pixel mean of the decoded "
                              "samples (default), or 'sample', each sample on its own")
+    parser.add_argument("--anchor", choices=ANCHORS, default="last",
+                        help="'last': every generated frame is the last context frame plus the change the decoded "
+                             "codes show since it (default); 'none': the frames as the codes decode them")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"below 1 sharpens each code's distribution (default {DEFAULT_TEMPERATURE:g})")
     parser.add_argument("--bottom-temperature", type=float,
@@ -115,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                              method=args.method, progress=not args.no_progress,
-                             bottom_temperature=args.bottom_temperature)
+                             bottom_temperature=args.bottom_temperature, anchor=args.anchor == "last")
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid predict: {error}", file=sys.stderr)
         return 2
 
     video, generated_top = prediction.video.cpu(), prediction.generated_top
     generated_top = generated_top.cpu() if generated_top is not None else None
+    decoded = prediction.decoded.cpu() if prediction.anchored else None
     rows = []
     for i, clip in enumerate(clips):
         panels = [clip] + ([generated_top[i, 0]] if generated_top is not None else [])
@@ -141,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
                "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
+               "anchor": "last" if prediction.anchored else "none",
                "bottom_temperature": args.bottom_temperature if args.bottom_temperature is not None
                else args.temperature,
                # the table that holds the figures of what the output shows as the prediction
                "decoding": {"mean": "mean_of_n", "sample": "generated"}[args.decoding],
                "positions": prediction.positions, "seconds": prediction.seconds,
                "positions_per_second": prediction.positions_per_second}
-    figures.update(quality_tables(clips, video, generated_top, args.context))
+    figures.update(quality_tables(clips, video, generated_top, args.context, decoded))
     if args.context and t >= geometry.clip_frames:
         cost = padding_cost(folder.vqvae.model, clips[:, :, : geometry.clip_frames].to(device), args.context)
         figures["padding_cost"] = cost._asdict()
@@ -165,16 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         from vqvid.files import atomic_path
 
         with atomic_path(args.save_samples) as partial:
-            torch.save({"clips": clips, "samples": video, "generated_top": generated_top,
+            torch.save({"clips": clips, "samples": video, "generated_top": generated_top, "decoded": decoded,
                         "context": args.context}, partial)
     return 0
 
 
 def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
-             context: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+             context: int, decoded: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Every way of reading the S samples, as (prediction, truth) pairs over the generated frames the input
-    covers: clips (B, 3, T, H, W), video and generated_top (B, S, 3, F, H, W). Single samples ("generated",
-    "generated_top") come as B*S rows, clip-major; the others as B rows.
+    covers: clips (B, 3, T, H, W), video, generated_top and decoded (B, S, 3, F, H, W). Single samples
+    ("generated", "generated_top") come as B*S rows, clip-major; the others as B rows.
 
     - generated: each sample on its own;
     - best_of_n: per clip the sample with the highest mean PSNR over these frames (an oracle that knows the
@@ -182,7 +193,9 @@ def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tens
       Lee et al. 2018);
     - mean_of_n: per clip the pixel mean of its S decoded samples;
     - generated_top: the sampled top codes decoded with the input's own bottom codes;
-    - copy_last: the last context frame repeated (needs context > 0).
+    - copy_last: the last context frame repeated (needs context > 0);
+    - mean_of_n_decoded: when `decoded` (the samples as the codes alone decode them, where `video` is anchored
+      on the context) is given, per clip the pixel mean of those.
     """
     from vqvid.metrics import psnr_per_frame
 
@@ -204,16 +217,18 @@ def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tens
         candidates["generated_top"] = (each(generated_top), truth_each)
     if context:
         candidates["copy_last"] = (repeat(clips[:, :, context - 1], "b c h w -> b c t h w", t=end - context), truth)
+    if decoded is not None:
+        candidates["mean_of_n_decoded"] = (decoded.clamp(-1, 1).mean(1)[:, :, context:end], truth)
     return candidates
 
 
 def quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,
-                    context: int) -> dict[str, dict[str, list[float]]]:
+                   context: int, decoded: torch.Tensor | None = None) -> dict[str, dict[str, list[float]]]:
     """Per-frame PSNR (dB) and SSIM of each generated frame the input covers, for every reading of the samples
     (`readings`), averaged over clips (and samples)."""
     from vqvid.metrics import psnr_per_frame, ssim_per_frame
 
-    candidates = readings(clips, video, generated_top, context)
+    candidates = readings(clips, video, generated_top, context, decoded)
     frames = list(range(context, context + candidates["mean_of_n"][1].shape[2]))
     return {
         "psnr_per_frame": {"frame": frames, **{name: psnr_per_frame(v, t).tolist()
@@ -225,7 +240,8 @@ def quality_tables(clips: torch.Tensor, video: torch.Tensor, generated_top: torc
 
 def _print_table(table: dict[str, list[float]], measure: str) -> None:
     names = {"generated": "sampled", "best_of_n": "best of N", "mean_of_n": "mean of N",
-             "generated_top": "gen. top + orig. bottom", "copy_last": "copy last frame"}
+             "generated_top": "gen. top + orig. bottom", "copy_last": "copy last frame",
+             "mean_of_n_decoded": "mean, codes alone"}
     columns = [name for name in names if name in table]
     widths = [max(len(names[c]), 7) for c in columns]
     row = lambda first, cells: first + "  ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths,

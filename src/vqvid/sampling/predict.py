@@ -12,6 +12,10 @@ code the priors produced; nothing is decoded and re-encoded on the way.
 
 The context is encoded alone (`encode_context`), never as part of the whole clip: the VQ-VAE's 3D convolutions
 see neighbouring frames, so the codes of a whole clip already carry some of its future.
+
+The frames are then anchored on the context (`anchor_on_context`, the default): each generated frame is the
+last context frame plus the change that the decoded codes show since it. The VQ-VAE's error on that frame is
+known, and most of it (the detail of everything that stays where it was) would recur in the frames after it.
 """
 
 from __future__ import annotations
@@ -44,10 +48,13 @@ class Prediction:
     """What `predict` made from B clips, S samples each, F frames long, C of them context."""
 
     context: int  # C, frames encoded from the input; the F - C after them are generated
-    video: Tensor  # (B, S, 3, F, H, W) decoded from context and sampled codes; unbounded: clamp to show
-    # (B, S, 3, F', H, W): the sampled top codes decoded with the input's own bottom codes, over the F' <= F
-    # frames (a multiple of 4) that the input covers; shows how much the bottom level carries. None when the
-    # input has fewer than 4 frames.
+    # (B, S, 3, F, H, W), unbounded: clamp to show. Anchored: `anchor_on_context(decoded, ...)`, else `decoded`
+    video: Tensor
+    decoded: Tensor  # (B, S, 3, F, H, W) decoded from context and sampled codes alone
+    anchored: bool  # whether `video` (and `generated_top`) are anchored on the last context frame
+    # (B, S, 3, F', H, W): the sampled top codes decoded with the input's own bottom codes (anchored like
+    # `video`), over the F' <= F frames (a multiple of 4) that the input covers; shows how much the bottom level
+    # carries. None when the input has fewer than 4 frames.
     generated_top: Tensor | None
     codes: Codes  # top (B, S, F/4, H/8, W/8), bottom (B, S, F/2, H/4, W/4); the first C/4, C/2 frames encoded
     positions: int  # code positions sampled, both levels, summed over all B × S sequences and windows
@@ -177,14 +184,15 @@ def _windows(context_top: int, total_top: int, window_top: int) -> list[_Window]
 @torch.no_grad()
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
-            progress: bool = True, bottom_temperature: float | None = None) -> Prediction:
+            progress: bool = True, bottom_temperature: float | None = None, anchor: bool = True) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
 
     `temperature`, `top_k` and `method` are those of `vqvid.sampling.sample`; `bottom_temperature`, when given,
     replaces `temperature` for the bottom prior alone. One generator seeded with `seed` draws everything, so a
-    seed gives the same prediction again on the same device.
+    seed gives the same prediction again on the same device. `anchor` anchors the frames after the context on
+    its last frame (`anchor_on_context`); the context's own frames are then the input's.
     """
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
@@ -239,14 +247,39 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         truth_bottom = repeat(truth_bottom, "b t h w -> (b s) t h w", s=samples)
         generated_top = _decode(vqvae, top[:, : truth_frames // TIME_FACTOR], truth_bottom, samples)
     per_clip = lambda codes: rearrange(codes, "(b s) t h w -> b s t h w", s=samples)
+    decoded = _decode(vqvae, top, bottom, samples)
+    anchored = anchor and context > 0
+    if anchored:
+        generated_top = anchor_on_context(generated_top, clips, context) if generated_top is not None else None
     return Prediction(
         context=context,
-        video=_decode(vqvae, top, bottom, samples),
+        video=anchor_on_context(decoded, clips, context) if anchored else decoded,
+        decoded=decoded,
+        anchored=anchored,
         generated_top=generated_top,
         codes=Codes(top=per_clip(top), bottom=per_clip(bottom)),
         positions=positions,
         seconds=seconds,
     )
+
+
+def anchor_on_context(decoded: Tensor, clips: Tensor, context: int) -> Tensor:
+    """Decoded predictions (B, S, 3, F, H, W) anchored on the given frames of `clips` (B, 3, T >= C, H, W):
+    the first C = `context` frames become the clips' own, and every frame t >= C becomes the last context frame
+    plus the change the decoding shows since it, x[C-1] + d[t] - d[C-1].
+
+    The codes decode every frame with the VQ-VAE's reconstruction error. On the last context frame that error is
+    known, and in a frame after it the error of whatever has not moved is nearly the same, so adding back the
+    known error recovers that detail, while the codes still say what moves. The same idea as the skip
+    connections from the last seen frame in SVG (Denton & Fergus 2018, arXiv 1802.07687), with nothing to learn;
+    where everything moves, the added error lands out of place. `vqvid predict --anchor none` turns it off.
+    """
+    if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
+        raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
+                         "known in both the clips and the decoding")
+    given = clips[:, None, :, :context].to(decoded).expand(-1, decoded.shape[1], -1, -1, -1, -1)
+    known_error = given[:, :, :, -1:] - decoded[:, :, :, context - 1 : context]  # (B, S, 3, 1, H, W)
+    return torch.cat([given, decoded[:, :, :, context:] + known_error], dim=3)
 
 
 def _decode(vqvae: VQVAE, top: Tensor, bottom: Tensor, samples: int) -> Tensor:
