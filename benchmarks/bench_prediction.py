@@ -46,7 +46,7 @@ from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
-DECODINGS = {"mean_of_n": "default: mean of N samples", "best_of_n": "best of N samples",
+DECODINGS = {"mean_of_n": "default: mean of N, anchored", "best_of_n": "best of N samples",
              "generated": "single sample", "mean_of_n_decoded": "mean of N, codes alone",
              "copy_last": "copy last frame"}
 SHAPE_DECODINGS = ("mean_of_n", "generated", "mean_of_n_decoded", "copy_last")

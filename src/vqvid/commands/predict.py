@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--save-samples", type=Path, metavar="FILE.pt",
-                        help="also write the clips (B, 3, T, H, W), the decoded samples (B, S, 3, T', H, W) and "
-                             "the sampled tops decoded with the true bottom codes (or None), float32 in [-1, 1], "
-                             "to this torch file (torch.load), for measures of your own")
+                        help="also write the clips (B, 3, T, H, W), the samples as shown (B, S, 3, T', H, W), "
+                             "the sampled tops decoded with the true bottom codes (or None) and, when anchored, "
+                             "the samples as the codes alone decode them (else None), unbounded float32 on the "
+                             "scale of [-1, 1], to this torch file (torch.load), for measures of your own")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
