@@ -15,8 +15,8 @@ sample is a plausible future that a PSNR measure punishes for every detail place
 (docs/prediction.md). --decoding sample shows the samples themselves.
 
 --anchor last (the default) anchors every generated frame on the last context frame: it is that frame plus the
-change the decoded codes show since it, so the detail the codes lose of whatever does not move is taken from
-the input instead of lost twice; the context frames shown are the input's. --anchor none shows every frame as
+change the decoded codes show since it, so the detail that the codes lose of whatever does not move comes from
+the input instead of being lost; the context frames shown are the input's. --anchor none shows every frame as
 the codes decode it.
 
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
