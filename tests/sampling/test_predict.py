@@ -9,6 +9,7 @@ import torch
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
 from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
 from vqvid.sampling.predict import (
+    ANCHOR_TOLERANCE,
     _windows,
     anchor_on_context,
     check_context,
@@ -88,19 +89,28 @@ def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
         top, bottom = prediction.codes.top[:, s], prediction.codes.bottom[:, s]
         decoded = vqvae.decode_codes(top, bottom)
         assert torch.allclose(prediction.decoded[:, s], decoded, atol=1e-6)
-        # Anchored by default: the context frames are the input's, and the frames after them are the last
-        # context frame plus the change the decoding shows since it.
+        # Anchored by default: the context frames are the input's, and the frames after them the decoding plus
+        # the known error of the last context frame where the decoding has not changed.
         assert torch.equal(prediction.video[:, s, :, :4], video[:, :, :4])
-        assert torch.allclose(prediction.video[:, s, :, 4:], video[:, :, 3:4] + decoded[:, :, 4:] - decoded[:, :, 3:4],
-                              atol=1e-6)
+        assert torch.allclose(prediction.video[:, s], anchored_by_hand(decoded, video), atol=1e-6)
         # The mixed panel: sampled top with the input's own (whole-clip) bottom codes, anchored the same way.
         mixed = vqvae.decode_codes(top, vqvae.encode(video).bottom)
-        assert torch.allclose(prediction.generated_top[:, s, :, 4:], video[:, :, 3:4] + mixed[:, :, 4:]
-                              - mixed[:, :, 3:4], atol=1e-6)
+        assert torch.allclose(prediction.generated_top[:, s], anchored_by_hand(mixed, video), atol=1e-6)
     assert prediction.anchored
     assert prediction.video.shape == prediction.decoded.shape == (2, 3, 3, CLIP_FRAMES, SIZE, SIZE)
     # Samples share the context but not what follows it.
     assert not torch.equal(prediction.codes.bottom[:, 0, 2:], prediction.codes.bottom[:, 1, 2:])
+
+
+def anchored_by_hand(decoded: torch.Tensor, video: torch.Tensor, context: int = 4) -> torch.Tensor:
+    """One sample's decoding (B, 3, F, H, W) anchored on `video`, frame by frame and pixel by pixel."""
+    out = decoded.clone()
+    out[:, :, :context] = video[:, :, :context]
+    error = video[:, :, context - 1] - decoded[:, :, context - 1]  # (B, 3, H, W)
+    for t in range(context, decoded.shape[2]):
+        change = (decoded[:, :, t] - decoded[:, :, context - 1]).abs().mean(1, keepdim=True)  # (B, 1, H, W)
+        out[:, :, t] = decoded[:, :, t] + torch.exp(-((change / ANCHOR_TOLERANCE) ** 2)) * error
+    return out
 
 
 def test_without_anchor_the_frames_are_the_codes_decoded_and_the_samples_the_same(folder):
@@ -115,15 +125,26 @@ def test_without_anchor_the_frames_are_the_codes_decoded_and_the_samples_the_sam
 
 def test_anchor_on_context_against_a_frame_by_frame_reference():
     generator = torch.Generator().manual_seed(0)
-    truth = torch.rand(2, 3, 8, 5, 5, generator=generator)  # (B, 3, T, H, W)
-    decoded = torch.rand(2, 3, 3, 12, 5, 5, generator=generator)  # (B, S, 3, F, H, W): a rollout past T
-    anchored = anchor_on_context(decoded, truth, 4)
-    for b in range(2):
-        for s in range(3):
-            for t in range(12):
-                expected = (truth[b, :, t] if t < 4
-                            else truth[b, :, 3] + decoded[b, s, :, t] - decoded[b, s, :, 3])
-                assert torch.allclose(anchored[b, s, :, t], expected, atol=1e-6)
+    truth = torch.rand(2, 3, 8, 5, 5, generator=generator) * 2 - 1  # (B, 3, T, H, W)
+    # (B, S, 3, F, H, W), a rollout past T: small changes from frame 3 in some pixels, large in others
+    decoded = truth[:, None, :, 3:4].repeat(1, 3, 1, 12, 1, 1) + 0.01 * torch.randn(2, 3, 3, 12, 5, 5,
+                                                                                      generator=generator)
+    decoded[:, :, :, 4:, :, :2] += 1.0  # what has moved into the first two columns after the context
+    for tolerance in (0.2, 0.05, None):
+        anchored = anchor_on_context(decoded, truth, 4, tolerance)
+        weights = []
+        for b in range(2):
+            for s in range(3):
+                error = truth[b, :, 3] - decoded[b, s, :, 3]
+                for t in range(12):
+                    change = (decoded[b, s, :, t] - decoded[b, s, :, 3]).abs().mean(0)  # (H, W)
+                    weight = torch.ones_like(change) if tolerance is None else torch.exp(-((change / tolerance) ** 2))
+                    expected = truth[b, :, t] if t < 4 else decoded[b, s, :, t] + weight * error
+                    assert torch.allclose(anchored[b, s, :, t], expected, atol=1e-6)
+                    weights.append(weight)
+        # the gate holds on where the decoding barely changes and lets go where it changes a lot
+        after = torch.stack(weights).view(2, 3, 12, 5, 5)[:, :, 4:]  # (B, S, F - C, H, W)
+        assert after[..., 2:].mean() > 0.5 and (tolerance is None or after[..., :2].max() < 1e-6)
     # A perfect decoding stays the truth; a decoding in which nothing changes is copy-last-frame.
     assert torch.allclose(anchor_on_context(truth[:, None], truth, 4), truth[:, None], atol=1e-6)
     still = decoded[:, :, :, 3:4].expand(-1, -1, -1, 12, -1, -1)
@@ -132,6 +153,8 @@ def test_anchor_on_context_against_a_frame_by_frame_reference():
     for context in (0, 9):
         with pytest.raises(ValueError, match=f"context={context}: expected 1 to 8 frames"):
             anchor_on_context(decoded, truth, context)
+    with pytest.raises(ValueError, match="tolerance=0: expected a positive change"):
+        anchor_on_context(decoded, truth, 4, tolerance=0)
 
 
 @pytest.mark.parametrize("context", [1, 2, 3, 6, 8, 12, -4])

@@ -342,9 +342,10 @@ def render_report(report: dict[str, Any]) -> str:
         "is their pixel mean; best of N takes, per clip, the sample closest to the truth (an oracle: the usual "
         "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the top "
         "prior got right. "
-        + ("Every predicted frame is anchored on the last context frame (`--anchor last`): it is that frame plus "
-           "the change the decoded codes show since it; the row 'codes alone' is the mean of the samples as the "
-           "codes decode them (`--anchor none`). " if pred.get("anchor") == "last" else "")
+        + ("Every predicted frame is anchored on the last context frame (`--anchor last`): where its decoding has "
+           "not changed since that frame, it gets back that frame's known reconstruction error; the row 'codes "
+           "alone' is the mean of the samples as the codes decode them (`--anchor none`). "
+           if pred.get("anchor") == "last" else "")
         + "Mean PSNR (dB) and SSIM over the predicted frames:",
         "",
         "| decoding | " + " | ".join(str(f) for f in pred["psnr_per_frame"]["frame"]) + " | mean PSNR | mean SSIM |",

@@ -14,10 +14,10 @@ predictions made from those samples, the one with the least expected squared err
 sample is a plausible future that a PSNR measure punishes for every detail placed differently
 (docs/prediction.md). --decoding sample shows the samples themselves.
 
---anchor last (the default) anchors every generated frame on the last context frame: it is that frame plus the
-change the decoded codes show since it, so the detail that the codes lose of whatever does not move comes from
-the input instead of being lost; the context frames shown are the input's. --anchor none shows every frame as
-the codes decode it.
+--anchor last (the default) anchors every generated frame on the last context frame: where its decoding has not
+changed since that frame, it is that frame plus the change the decoded codes show, so the detail that the codes
+lose of whatever does not move comes from the input instead of being lost; the context frames shown are the
+input's. --anchor none shows every frame as the codes decode it.
 
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
 four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the output shows as the prediction: 'mean', the pixel mean of the decoded "
                              "samples (default), or 'sample', each sample on its own")
     parser.add_argument("--anchor", choices=ANCHORS, default="last",
-                        help="'last': every generated frame is the last context frame plus the change the decoded "
-                             "codes show since it (default); 'none': the frames as the codes decode them")
+                        help="'last': where the decoding has not changed since the last context frame, a "
+                             "generated frame is that frame plus the decoded change (default); 'none': the frames "
+                             "as the codes decode them")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"below 1 sharpens each code's distribution (default {DEFAULT_TEMPERATURE:g})")
     parser.add_argument("--bottom-temperature", type=float,
