@@ -16,7 +16,7 @@ from vqvid.commands.predict import main
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
 from vqvid.metrics import psnr_per_frame, ssim_per_frame
 from vqvid.persistence import export_model, load_model_folder
-from vqvid.sampling.predict import predict
+from vqvid.sampling.predict import ANCHOR_TOLERANCE, predict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,6 +103,8 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
         (["--temperature", "0"], r"--temperature 0\.0: expected a positive number"),
         (["--bottom-temperature", "-1"], r"--bottom-temperature -1\.0: expected a positive number"),
         (["--bottom-temperature", "nan"], r"--bottom-temperature nan: expected a positive number"),
+        (["--anchor-tolerance", "0"], r"--anchor-tolerance 0\.0: expected a positive number or inf"),
+        (["--anchor-tolerance", "nan"], r"--anchor-tolerance nan: expected a positive number or inf"),
         (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
         (["--save-samples", "samples.npz"], r"--save-samples samples\.npz: expected a file ending in \.pt"),
     ],
@@ -135,12 +137,18 @@ def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
 
 def test_anchor_none_shows_and_measures_the_codes_alone(model_dir, tmp_path):
     figures = {}
-    for anchor in ("last", "none"):
-        path = tmp_path / f"{anchor}.json"
+    for name, options in (("last", ["--anchor", "last"]), ("none", ["--anchor", "none"]),
+                          ("everywhere", ["--anchor-tolerance", "inf"])):
+        path = tmp_path / f"{name}.json"
         assert main(["--model", str(model_dir), "synthetic:1", "--context", "4", "--frames", str(CLIP_FRAMES),
-                     "--samples", "2", "--anchor", anchor, "-o", str(tmp_path / f"{anchor}.gif"), "--json",
+                     "--samples", "2", *options, "-o", str(tmp_path / f"{name}.gif"), "--json",
                      str(path), "--no-progress", "--device", "cpu"]) == 0
-        figures[anchor] = json.loads(path.read_text())
+        figures[name] = json.loads(path.read_text())
+    assert figures["last"]["anchor_tolerance"] == ANCHOR_TOLERANCE and figures["everywhere"]["anchor_tolerance"] is None
+    # the tolerance changes the anchored figures only
+    last, everywhere = figures["last"]["psnr_per_frame"], figures["everywhere"]["psnr_per_frame"]
+    assert everywhere["mean_of_n_decoded"] == last["mean_of_n_decoded"]
+    assert everywhere["mean_of_n"] != pytest.approx(last["mean_of_n"], abs=1e-3)
     assert figures["none"]["anchor"] == "none" and "mean_of_n_decoded" not in figures["none"]["psnr_per_frame"]
     # The same samples: without the anchor, the prediction is what the anchored run reports as the codes alone.
     assert figures["none"]["psnr_per_frame"]["mean_of_n"] == pytest.approx(

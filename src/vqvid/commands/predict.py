@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from einops import rearrange, repeat
 
+from vqvid.sampling.predict import ANCHOR_TOLERANCE
+
 # The default decoding: the pixel mean of 8 decoded samples at temperature 0.5, the best of the decodings
 # measured on the demo's held-out clips (docs/prediction.md has the table).
 DEFAULT_SAMPLES = 8
@@ -66,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'last': where the decoding has not changed since the last context frame, a "
                              "generated frame is that frame plus the decoded change (default); 'none': the frames "
                              "as the codes decode them")
+    parser.add_argument("--anchor-tolerance", type=float, default=ANCHOR_TOLERANCE, metavar="CHANGE",
+                        help="--anchor last: how much a pixel's decoding (mean over RGB, on [-1, 1]) may change "
+                             "before the anchor lets go of it; inf anchors every pixel (default "
+                             f"{ANCHOR_TOLERANCE:g})")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"below 1 sharpens each code's distribution (default {DEFAULT_TEMPERATURE:g})")
     parser.add_argument("--bottom-temperature", type=float,
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         for option, value in (("--temperature", args.temperature), ("--bottom-temperature", args.bottom_temperature)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{option} {value}: expected a positive number")
+        if not args.anchor_tolerance > 0:  # inf is welcome: no gate
+            raise ValueError(f"--anchor-tolerance {args.anchor_tolerance}: expected a positive number or inf")
         from vqvid.commands import options
 
         options.device(device)
@@ -126,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                              method=args.method, progress=not args.no_progress,
-                             bottom_temperature=args.bottom_temperature, anchor=args.anchor == "last")
+                             bottom_temperature=args.bottom_temperature, anchor=args.anchor == "last",
+                             anchor_tolerance=args.anchor_tolerance)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid predict: {error}", file=sys.stderr)
         return 2
@@ -154,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
                "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
                "anchor": "last" if prediction.anchored else "none",
+               # null: the known error added to every pixel (--anchor-tolerance inf)
+               "anchor_tolerance": None if math.isinf(args.anchor_tolerance) else args.anchor_tolerance,
                "bottom_temperature": args.bottom_temperature if args.bottom_temperature is not None
                else args.temperature,
                # the table that holds the figures of what the output shows as the prediction

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -181,10 +182,21 @@ def _windows(context_top: int, total_top: int, window_top: int) -> list[_Window]
     return windows
 
 
+# How much a pixel's decoding may change (mean absolute change over RGB in [-1, 1]) before the anchor lets go of
+# it: the known error's weight is exp(-(change / ANCHOR_TOLERANCE)²), 0.37 at this change. Chosen on 16 held-out
+# clips of the demo's generator, frames 8-15 from 0-7 (docs/prediction.md): mean of 8 samples 20.99 dB at 0.2,
+# 20.97 at 0.3, 20.94 at 0.4, 20.85 at 0.1, and 20.78 with the error added everywhere; in 32-frame rollouts the
+# gate keeps the anchor from degrading the frames after 16 (SSIM 0.587 against 0.509 ungated, 0.588 unanchored).
+# Where the decoding is noisy it lets go of more: with priors of 800 steps or fewer, and for a model applied to
+# video unlike its training data, adding the error everywhere (inf) scores higher (docs/prediction.md).
+ANCHOR_TOLERANCE = 0.2
+
+
 @torch.no_grad()
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
-            progress: bool = True, bottom_temperature: float | None = None, anchor: bool = True) -> Prediction:
+            progress: bool = True, bottom_temperature: float | None = None, anchor: bool = True,
+            anchor_tolerance: float | None = ANCHOR_TOLERANCE) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -192,7 +204,8 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     `temperature`, `top_k` and `method` are those of `vqvid.sampling.sample`; `bottom_temperature`, when given,
     replaces `temperature` for the bottom prior alone. One generator seeded with `seed` draws everything, so a
     seed gives the same prediction again on the same device. `anchor` anchors the frames after the context on
-    its last frame (`anchor_on_context`); the context's own frames are then the input's.
+    its last frame (`anchor_on_context`, with `anchor_tolerance` as its tolerance); the context's own frames are
+    then the input's.
     """
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
@@ -249,11 +262,12 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     per_clip = lambda codes: rearrange(codes, "(b s) t h w -> b s t h w", s=samples)
     decoded = _decode(vqvae, top, bottom, samples)
     anchored = anchor and context > 0
-    if anchored:
-        generated_top = anchor_on_context(generated_top, clips, context) if generated_top is not None else None
+    anchored_on = partial(anchor_on_context, clips=clips, context=context, tolerance=anchor_tolerance)
+    if anchored and generated_top is not None:
+        generated_top = anchored_on(generated_top)
     return Prediction(
         context=context,
-        video=anchor_on_context(decoded, clips, context) if anchored else decoded,
+        video=anchored_on(decoded) if anchored else decoded,
         decoded=decoded,
         anchored=anchored,
         generated_top=generated_top,
@@ -263,13 +277,6 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     )
 
 
-# How much a pixel's decoding may change (mean absolute change over RGB in [-1, 1]) before the anchor lets go of
-# it: the known error's weight is exp(-(change / ANCHOR_TOLERANCE)²), 0.37 at this change. Chosen on 16 held-out
-# clips of the demo's generator, frames 8-15 from 0-7 (docs/prediction.md): mean of 8 samples 20.99 dB at 0.2,
-# 20.97 at 0.3, 20.94 at 0.4, 20.85 at 0.1, and 20.78 with the error added everywhere; in 32-frame rollouts the
-# gate keeps the anchor from degrading the frames after 16 (SSIM 0.587 against 0.509 ungated, 0.588 unanchored).
-ANCHOR_TOLERANCE = 0.2
-
 
 def anchor_on_context(decoded: Tensor, clips: Tensor, context: int,
                       tolerance: float | None = ANCHOR_TOLERANCE) -> Tensor:
@@ -278,7 +285,7 @@ def anchor_on_context(decoded: Tensor, clips: Tensor, context: int,
     known error of the last context frame where the decoding has not changed since it:
     d[t] + w * (x[C-1] - d[C-1]), w = exp(-(|d[t] - d[C-1]| / tolerance)²) per pixel (|.| the mean over RGB).
     Where nothing changes that is x[C-1] + d[t] - d[C-1], the last context frame plus the change the decoding
-    shows; `tolerance=None` uses that everywhere (w = 1).
+    shows; `tolerance=None` (or inf) uses that everywhere (w = 1).
 
     The codes decode every frame with the VQ-VAE's reconstruction error. On the last context frame that error is
     known, and in a frame after it the error of whatever has not moved is nearly the same, so adding back the
@@ -291,7 +298,7 @@ def anchor_on_context(decoded: Tensor, clips: Tensor, context: int,
         raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
                          "known in both the clips and the decoding")
     if tolerance is not None and not tolerance > 0:
-        raise ValueError(f"tolerance={tolerance}: expected a positive change (or None: no gate)")
+        raise ValueError(f"tolerance={tolerance}: expected a positive change (or None or inf: no gate)")
     given = clips[:, None, :, :context].to(decoded).expand(-1, decoded.shape[1], -1, -1, -1, -1)
     last = decoded[:, :, :, context - 1 : context]  # (B, S, 3, 1, H, W)
     known_error = given[:, :, :, -1:] - last
