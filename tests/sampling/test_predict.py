@@ -3,6 +3,8 @@ bottom codes 4×4×4, 16 codes per level."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -130,7 +132,7 @@ def test_anchor_on_context_against_a_frame_by_frame_reference():
     decoded = truth[:, None, :, 3:4].repeat(1, 3, 1, 12, 1, 1) + 0.01 * torch.randn(2, 3, 3, 12, 5, 5,
                                                                                       generator=generator)
     decoded[:, :, :, 4:, :, :2] += 1.0  # what has moved into the first two columns after the context
-    for tolerance in (0.2, 0.05, None):
+    for tolerance in (0.2, 0.05, math.inf):
         anchored = anchor_on_context(decoded, truth, 4, tolerance)
         weights = []
         for b in range(2):
@@ -138,13 +140,14 @@ def test_anchor_on_context_against_a_frame_by_frame_reference():
                 error = truth[b, :, 3] - decoded[b, s, :, 3]
                 for t in range(12):
                     change = (decoded[b, s, :, t] - decoded[b, s, :, 3]).abs().mean(0)  # (H, W)
-                    weight = torch.ones_like(change) if tolerance is None else torch.exp(-((change / tolerance) ** 2))
+                    weight = (torch.ones_like(change) if math.isinf(tolerance)
+                              else torch.exp(-((change / tolerance) ** 2)))
                     expected = truth[b, :, t] if t < 4 else decoded[b, s, :, t] + weight * error
                     assert torch.allclose(anchored[b, s, :, t], expected, atol=1e-6)
                     weights.append(weight)
         # the gate holds on where the decoding barely changes and lets go where it changes a lot
         after = torch.stack(weights).view(2, 3, 12, 5, 5)[:, :, 4:]  # (B, S, F - C, H, W)
-        assert after[..., 2:].mean() > 0.5 and (tolerance is None or after[..., :2].max() < 1e-6)
+        assert after[..., 2:].mean() > 0.5 and (math.isinf(tolerance) or after[..., :2].max() < 1e-6)
     # A perfect decoding stays the truth; a decoding in which nothing changes is copy-last-frame.
     assert torch.allclose(anchor_on_context(truth[:, None], truth, 4), truth[:, None], atol=1e-6)
     still = decoded[:, :, :, 3:4].expand(-1, -1, -1, 12, -1, -1)

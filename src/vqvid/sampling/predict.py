@@ -196,7 +196,7 @@ ANCHOR_TOLERANCE = 0.2
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
             progress: bool = True, bottom_temperature: float | None = None, anchor: bool = True,
-            anchor_tolerance: float | None = ANCHOR_TOLERANCE) -> Prediction:
+            anchor_tolerance: float = ANCHOR_TOLERANCE) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -277,15 +277,13 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     )
 
 
-
-def anchor_on_context(decoded: Tensor, clips: Tensor, context: int,
-                      tolerance: float | None = ANCHOR_TOLERANCE) -> Tensor:
+def anchor_on_context(decoded: Tensor, clips: Tensor, context: int, tolerance: float = ANCHOR_TOLERANCE) -> Tensor:
     """Decoded predictions (B, S, 3, F, H, W) anchored on the given frames of `clips` (B, 3, T >= C, H, W):
     the first C = `context` frames become the clips' own, and every frame t >= C becomes the decoding plus the
     known error of the last context frame where the decoding has not changed since it:
     d[t] + w * (x[C-1] - d[C-1]), w = exp(-(|d[t] - d[C-1]| / tolerance)²) per pixel (|.| the mean over RGB).
     Where nothing changes that is x[C-1] + d[t] - d[C-1], the last context frame plus the change the decoding
-    shows; `tolerance=None` (or inf) uses that everywhere (w = 1).
+    shows; `tolerance=math.inf` makes w = 1 everywhere.
 
     The codes decode every frame with the VQ-VAE's reconstruction error. On the last context frame that error is
     known, and in a frame after it the error of whatever has not moved is nearly the same, so adding back the
@@ -297,16 +295,15 @@ def anchor_on_context(decoded: Tensor, clips: Tensor, context: int,
     if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
         raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
                          "known in both the clips and the decoding")
-    if tolerance is not None and not tolerance > 0:
-        raise ValueError(f"tolerance={tolerance}: expected a positive change (or None or inf: no gate)")
+    if not tolerance > 0:
+        raise ValueError(f"tolerance={tolerance}: expected a positive change (inf: no gate)")
     given = clips[:, None, :, :context].to(decoded).expand(-1, decoded.shape[1], -1, -1, -1, -1)
     last = decoded[:, :, :, context - 1 : context]  # (B, S, 3, 1, H, W)
     known_error = given[:, :, :, -1:] - last
     future = decoded[:, :, :, context:]
-    if tolerance is None:
-        return torch.cat([given, future + known_error], dim=3)
     change = (future - last).abs().mean(2, keepdim=True)  # (B, S, 1, F - C, H, W)
-    return torch.cat([given, future + torch.exp(-(change / tolerance).square()) * known_error], dim=3)
+    weight = torch.exp(-(change / tolerance).square())  # exactly 1 where nothing changes, and everywhere at inf
+    return torch.cat([given, future + weight * known_error], dim=3)
 
 
 def _decode(vqvae: VQVAE, top: Tensor, bottom: Tensor, samples: int) -> Tensor:
