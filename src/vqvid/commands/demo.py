@@ -212,8 +212,9 @@ class Demo:
 # The held-out videos: HELD_OUT_FRAMES frames each (read as clips of 16), from a seed far from the training
 # clips' seeds, so that they are held out and the generator can say where every shape is
 HELD_OUT_SEED, HELD_OUT_FRAMES = 90_000, 32
-# 8 clips: which of the default prediction and copy-last leads turns on the clips (the same model: +0.59 dB on
-# the first 4, -0.32 on these 8, +0.23 on 16); 16 would cost the demo's predict stage another 35 s
+# 8 clips: on 4, which of the prediction decoded from the codes alone and copy-last leads turned on the clips (the
+# same model: +0.59 dB on the first 4, -0.32 on these 8, +0.23 on 16; anchored, +0.58 on these 8, +0.98 on 16);
+# 16 would cost the demo's predict stage another 35 s
 HELD_OUT_VIDEOS = 4
 HELD_OUT_CLIPS_PER_VIDEO = HELD_OUT_FRAMES // 16  # the `tiny` preset's clips of 16 frames
 
