@@ -204,7 +204,7 @@ def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tens
     - best_of_n: per clip the sample with the highest mean PSNR over these frames (an oracle that knows the
       truth: the standard figure of stochastic video prediction, e.g. SVG, Denton & Fergus 2018, and SAVP,
       Lee et al. 2018);
-    - mean_of_n: per clip the pixel mean of its S decoded samples;
+    - mean_of_n: per clip the pixel mean of its S samples (as shown: anchored when `video` is);
     - generated_top: the sampled top codes decoded with the input's own bottom codes;
     - copy_last: the last context frame repeated (needs context > 0);
     - mean_of_n_decoded: when `decoded` (the samples as the codes alone decode them, where `video` is anchored
