@@ -115,6 +115,7 @@ LEVEL_ROWS = {
     "sampled_top_only": "sampled top, decoded alone",
     "sampled_top_true_bottom": "sampled top, true bottom",
     "true_top_sampled_bottom": "true top, bottom sampled given it",
+    "copied_top_sampled_bottom": "top of frames 4-7 repeated, bottom sampled",
     "true_top_only": "true top, decoded alone",
     "reconstruction": "true top, true bottom (reconstruction)",
 }
@@ -126,7 +127,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     """PSNR and shapes kept over frames 8-15 of every held-out clip in `data` for each row of LEVEL_ROWS: one
     `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
     decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
-    the true top codes. Every row but the first decodes codes alone; the first anchors the prediction on the
+    the true top codes, and given the context's last latent frame of top codes repeated (what the top prior must
+    beat in code space). Every row but the first decodes codes alone; the first anchors the prediction on the
     last context frame, as `vqvid predict` does by default."""
     from einops import rearrange, repeat
 
@@ -153,16 +155,21 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
         top.split(1), bottom.split(1) if bottom is not None else [None] * len(top), strict=True)]))
     true = vqvae.encode(clips)
     true_top = repeat(true.top, "b ... -> (b s) ...", s=samples)
-    context_bottom = each(prediction.codes.bottom).clone()  # the context's own bottom codes, then resampled
-    bottom = sample(folder.bottom.model, context_bottom, condition=true_top, start=4 * 16 * 16,
-                    temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
-                    generator=torch.Generator().manual_seed(0))
+    # The top prior's line to beat in code space: the context's last latent frame of top codes repeated
+    copied_top = each(prediction.codes.top).clone()
+    copied_top[:, 2:] = copied_top[:, 1:2]
+
+    def bottom_given(top):  # the bottom prior's samples after the context's own bottom codes, given `top`
+        return sample(folder.bottom.model, each(prediction.codes.bottom).clone(), condition=top, start=4 * 16 * 16,
+                      temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
+                      generator=torch.Generator().manual_seed(0))
     videos = {
         "anchored": anchor_on_context(prediction.video, clips, 8),
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
-        "true_top_sampled_bottom": decode(true_top, bottom),
+        "true_top_sampled_bottom": decode(true_top, bottom_given(true_top)),
+        "copied_top_sampled_bottom": decode(copied_top, bottom_given(copied_top)),
         "true_top_only": vqvae.decode_codes(true.top, None)[:, None],  # one "sample" per clip
         "reconstruction": vqvae.decode_codes(true.top, true.bottom)[:, None],
     }
@@ -181,6 +188,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                 rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
             rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
                                  "kept_frame_15": shapes["copy_last"]["kept"][-1]}
+    # the predicted top codes (latent frames 2, 3) that equal those of the whole clip's encoding
+    equal = lambda top: (top[:, 2:] == true_top[:, 2:]).float().mean((0, 2, 3)).tolist()
+    rows["top_codes_equal_truth"] = {"sampled": equal(each(prediction.codes.top)), "copied": equal(copied_top)}
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
     rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
                                                     CodeDataset(demo / "codes" / "val", level))
@@ -200,6 +210,10 @@ def _print_levels(rows: dict) -> None:
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
+    if "top_codes_equal_truth" in rows:  # results written before it was measured lack it
+        print("top codes of latent frames 2, 3 equal to the whole clip's: "
+              + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
+                          for name, values in rows["top_codes_equal_truth"].items()))
     for level, bits in rows["bits_per_frame"].items():
         print(f"{level} prior, held-out bits per code of latent frame 0, 1, ...: "
               + ", ".join(f"{b:.2f}" for b in bits))
