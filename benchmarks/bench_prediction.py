@@ -210,10 +210,9 @@ def _print_levels(rows: dict) -> None:
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
-    if "top_codes_equal_truth" in rows:  # results written before it was measured lack it
-        print("top codes of latent frames 2, 3 equal to the whole clip's: "
-              + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
-                          for name, values in rows["top_codes_equal_truth"].items()))
+    print("top codes of latent frames 2, 3 equal to the whole clip's: "
+          + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
+                      for name, values in rows["top_codes_equal_truth"].items()))
     for level, bits in rows["bits_per_frame"].items():
         print(f"{level} prior, held-out bits per code of latent frame 0, 1, ...: "
               + ", ".join(f"{b:.2f}" for b in bits))
