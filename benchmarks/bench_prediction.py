@@ -16,7 +16,8 @@ budget, so the smaller budgets are not what a run of that length would reach (it
 them as a lower bound.
 
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
-    python benchmarks/bench_prediction.py --replot   # redraw the plot from benchmarks/results/prediction.json
+           [--keep DIR] [--tag TAG]
+    python benchmarks/bench_prediction.py --replot [--tag TAG]   # redraw the plot from the results JSON
     python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
            [--temperature T] [--bottom-temperature T] [--top-k K]
 
@@ -25,6 +26,13 @@ decodes the same samples with one level replaced by the truth or left out, which
 Rows that use a true level know part of the future; they diagnose, they do not predict. `--videos N` measures on
 N held-out videos of the demo's generator (2 clips each) instead of the demo's own 4.
 
+The priors train on Lightning's default accelerator (a GPU where there is one) and `vqvid predict` samples on the
+CPU, so the demo's own figures can be extended on a GPU machine from a CPU demo's folder: its `codes`, `data` and
+`vqvae/checkpoints` are all this needs. `--keep DIR` keeps the priors' runs and a model folder per budget
+(`DIR/model_<steps>`, for `--levels --model`) instead of deleting them; `--tag TAG` writes
+results/prediction_TAG.json (with `--levels`, prediction_levels_TAG.json) and docs/prediction_curve_TAG.png,
+leaving the committed results as they are.
+
 Needs a finished `make demo` (`--demo`); without one it says so and writes nothing. Writes
 benchmarks/results/prediction.json and docs/prediction_curve.png.
 """
@@ -32,6 +40,7 @@ benchmarks/results/prediction.json and docs/prediction_curve.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -218,7 +227,7 @@ def _print_levels(rows: dict) -> None:
               + ", ".join(f"{b:.2f}" for b in bits))
 
 
-def _plot(points: list[dict], note: str) -> None:
+def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,9 +261,9 @@ def _plot(points: list[dict], note: str) -> None:
         axes.minorticks_off()
     figure.suptitle(note, fontsize=9)
     figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=100)
-    print(f"wrote {PLOT}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    print(f"wrote {path}")
 
 
 def main() -> int:
@@ -273,10 +282,16 @@ def main() -> int:
                         help=f"--levels: sample at this temperature (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--bottom-temperature", type=float, help="--levels: the bottom prior's own temperature")
     parser.add_argument("--top-k", type=int, help="--levels: sample among the k most likely codes only")
+    parser.add_argument("--keep", type=Path, help="keep the priors' runs and model folders in this new folder")
+    parser.add_argument("--tag", help="suffix _TAG to the names of the results JSON and the plot")
     args = parser.parse_args()
+    if args.tag is not None and not args.tag.replace("-", "").replace("_", "").isalnum():
+        raise SystemExit(f"bench_prediction: --tag {args.tag!r}: use letters, digits, '-' and '_' only")
+    name = "prediction" if args.tag is None else f"prediction_{args.tag}"
+    plot = PLOT if args.tag is None else PLOT.with_name(f"prediction_curve_{args.tag}.png")
     if args.replot:
-        saved = json.loads((ROOT / "benchmarks" / "results" / "prediction.json").read_text())
-        _plot(saved["points"], saved["note"])
+        saved = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        _plot(saved["points"], saved["note"], plot)
         return 0
     needed = [args.demo / p for p in ("vqvae/checkpoints/last.ckpt", "codes/train", "codes/val", "data")]
     if missing := [str(p) for p in needed if not p.exists()]:
@@ -294,15 +309,18 @@ def main() -> int:
             rows = levels(args.demo, args.samples, model, data, args.temperature, args.bottom_temperature,
                           args.top_k)
         _print_levels(rows)
-        write_results("prediction_levels", args.threads, samples=args.samples,
-                      temperature=args.temperature,
+        write_results("prediction_levels" if args.tag is None else f"prediction_levels_{args.tag}", args.threads,
+                      samples=args.samples, temperature=args.temperature,
                       bottom_temperature=args.bottom_temperature, top_k=args.top_k,
                       model=str(args.model or "the demo's"), rows=rows,
                       note=f"samples of frames 8-15 of {clips} held-out clips, level by level")
         return 0
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        raise SystemExit(f"bench_prediction: --keep {args.keep} is not empty; give a new folder")
     budgets, clips = sorted(args.budgets), _clips(args.demo / "data")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(args.keep) as tmp:
         work = Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         runs = {level: work / f"prior_{level}" for level in ("top", "bottom")}
         seconds = {level: round(_train(level, args.demo, runs[level], budgets), 1) for level in runs}
         points = []
@@ -315,9 +333,10 @@ def main() -> int:
                       f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()), flush=True)
     note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} "
             f"held-out clips; one run per prior annealed at {budgets[-1]} steps")
-    write_results("prediction", args.threads, budgets=budgets, samples=args.samples,
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    write_results(name, args.threads, budgets=budgets, samples=args.samples, training_device=device,
                   training_seconds=seconds, points=points, note=note)
-    _plot(points, note)
+    _plot(points, note, plot)
     return 0
 
 
