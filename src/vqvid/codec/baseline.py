@@ -58,6 +58,10 @@ _MIN_SIDE = {"libx264": 2, "libx265": 16}  # after padding to even sides; x265 r
 # x265 4.2 corrupts its heap (in cutree, at every preset) on pictures 34 to 48 pixels wide, which takes the
 # whole process down: such widths are refused (counted before padding to even sides).
 _X265_BAD_WIDTHS = range(33, 49)
+# At width 64 (and at 32, less often) it codes the same frames and settings to files up to ~2% apart in size from
+# one call to the next, single-threaded too; no x265 option tried (cutree, b-adapt, aq-mode, sao, lookahead
+# slices, thread pools) makes it repeat. Widths 16, 24, 96, 128 and 256 repeat exactly. Such results are measured
+# as they come: a comparison at those widths moves by that much between runs (README, "x264 / x265").
 
 _TO_YUV = Interpolation.LANCZOS | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 _TO_RGB = Interpolation.LANCZOS | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
