@@ -55,6 +55,7 @@ from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
+CONTEXT, FRAMES = 8, 16  # frames 8-15 of the held-out clips predicted from frames 0-7
 DECODINGS = {"mean_of_n": "default: mean of N, anchored", "best_of_n": "best of N samples",
              "generated": "single sample", "mean_of_n_decoded": "mean of N, codes alone",
              "copy_last": "copy last frame"}
@@ -82,11 +83,11 @@ def _train(level: str, demo: Path, out: Path, budgets: list[int]) -> float:
 
 
 def _clips(data: Path) -> int:
-    """How many 16-frame clips `vqvid predict` reads from the held-out videos in `data`."""
+    """How many FRAMES-frame clips `vqvid predict` reads from the held-out videos in `data`."""
     from vqvid.data import ClipSpec
     from vqvid.data.inputs import open_prediction_input
 
-    return len(open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)[0])
+    return len(open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)[0])
 
 
 def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path) -> dict:
@@ -101,7 +102,7 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
     _run("export", ["--vqvae", str(demo / "vqvae" / "checkpoints" / "last.ckpt"), "--top",
                     str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model)])
     figures, saved = work / f"predict_{budget}.json", work / f"predict_{budget}.pt"
-    _run("predict", ["--model", str(model), str(demo / "data"), "--context", "8", "--frames", "16",
+    _run("predict", ["--model", str(model), str(demo / "data"), "--context", str(CONTEXT), "--frames", str(FRAMES),
                      "--samples", str(samples), "--clips", str(clips), "-o",
                      str(work / f"predict_{budget}.gif"),
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
@@ -147,6 +148,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
     from vqvid.metrics import psnr_per_frame
+    from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
     from vqvid.sampling.predict import anchor_on_context, predict
@@ -154,9 +156,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
 
     folder = load_model_folder(model)
     vqvae = folder.vqvae.model
-    dataset, _ = open_prediction_input(str(data), ClipSpec(frames=16, stride=16, size=64), 16)
-    clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, 16, H, W)
-    prediction = predict(folder, clips, 8, 16, samples=samples, temperature=temperature, seed=0, top_k=top_k,
+    dataset, _ = open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)
+    clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, FRAMES, H, W)
+    prediction = predict(folder, clips, CONTEXT, FRAMES, samples=samples, temperature=temperature, seed=0, top_k=top_k,
                          bottom_temperature=bottom_temperature, progress=False, anchor=False)
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
     per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
@@ -164,16 +166,19 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
         top.split(1), bottom.split(1) if bottom is not None else [None] * len(top), strict=True)]))
     true = vqvae.encode(clips)
     true_top = repeat(true.top, "b ... -> (b s) ...", s=samples)
+    known_top = CONTEXT // TIME_FACTOR  # latent frames of top codes the context gives (bottom: twice as many)
     # The top prior's line to beat in code space: the context's last latent frame of top codes repeated
     copied_top = each(prediction.codes.top).clone()
-    copied_top[:, 2:] = copied_top[:, 1:2]
+    copied_top[:, known_top:] = copied_top[:, known_top - 1 : known_top]
 
     def bottom_given(top):  # the bottom prior's samples after the context's own bottom codes, given `top`
-        return sample(folder.bottom.model, each(prediction.codes.bottom).clone(), condition=top, start=4 * 16 * 16,
+        context_bottom = each(prediction.codes.bottom).clone()
+        start = context_bottom[0, : 2 * known_top].numel()  # the positions of one sequence's context
+        return sample(folder.bottom.model, context_bottom, condition=top, start=start,
                       temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                       generator=torch.Generator().manual_seed(0))
     videos = {
-        "anchored": anchor_on_context(prediction.video, clips, 8),
+        "anchored": anchor_on_context(prediction.video, clips, CONTEXT),
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
@@ -185,9 +190,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     mean = lambda values: sum(values) / len(values)
     rows = {}
     for name, video in videos.items():
-        shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": 8})
+        shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": CONTEXT})
         psnr = {reading: psnr_per_frame(prediction, truth).mean().item()  # over frames 8-15 (and samples)
-                for reading, (prediction, truth) in readings(clips, video, None, 8).items()}
+                for reading, (prediction, truth) in readings(clips, video, None, CONTEXT).items()}
         rows[name] = {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
@@ -197,8 +202,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                 rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
             rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
                                  "kept_frame_15": shapes["copy_last"]["kept"][-1]}
-    # the predicted top codes (latent frames 2, 3) that equal those of the whole clip's encoding
-    equal = lambda top: (top[:, 2:] == true_top[:, 2:]).float().mean((0, 2, 3)).tolist()
+    # per predicted latent frame, the share of top codes that equal those of the whole clip's encoding
+    equal = lambda top: (top[:, known_top:] == true_top[:, known_top:]).float().mean((0, 2, 3)).tolist()
     rows["top_codes_equal_truth"] = {"sampled": equal(each(prediction.codes.top)), "copied": equal(copied_top)}
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
     rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
@@ -219,7 +224,7 @@ def _print_levels(rows: dict) -> None:
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
-    print("top codes of latent frames 2, 3 equal to the whole clip's: "
+    print("top codes of each predicted latent frame equal to the whole clip's: "
           + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
                       for name, values in rows["top_codes_equal_truth"].items()))
     for level, bits in rows["bits_per_frame"].items():
@@ -287,10 +292,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.tag is not None and not args.tag.replace("-", "").replace("_", "").isalnum():
         raise SystemExit(f"bench_prediction: --tag {args.tag!r}: use letters, digits, '-' and '_' only")
-    name = "prediction" if args.tag is None else f"prediction_{args.tag}"
-    plot = PLOT if args.tag is None else PLOT.with_name(f"prediction_curve_{args.tag}.png")
+    tagged = lambda name: name if args.tag is None else f"{name}_{args.tag}"  # the output files' names
+    plot = PLOT.with_stem(tagged(PLOT.stem))
     if args.replot:
-        saved = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        saved = json.loads((ROOT / "benchmarks" / "results" / f"{tagged('prediction')}.json").read_text())
         _plot(saved["points"], saved["note"], plot)
         return 0
     needed = [args.demo / p for p in ("vqvae/checkpoints/last.ckpt", "codes/train", "codes/val", "data")]
@@ -309,7 +314,7 @@ def main() -> int:
             rows = levels(args.demo, args.samples, model, data, args.temperature, args.bottom_temperature,
                           args.top_k)
         _print_levels(rows)
-        write_results("prediction_levels" if args.tag is None else f"prediction_levels_{args.tag}", args.threads,
+        write_results(tagged("prediction_levels"), args.threads,
                       samples=args.samples, temperature=args.temperature,
                       bottom_temperature=args.bottom_temperature, top_k=args.top_k,
                       model=str(args.model or "the demo's"), rows=rows,
@@ -334,7 +339,7 @@ def main() -> int:
     note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} "
             f"held-out clips; one run per prior annealed at {budgets[-1]} steps")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    write_results(name, args.threads, budgets=budgets, samples=args.samples, training_device=device,
+    write_results(tagged("prediction"), args.threads, budgets=budgets, samples=args.samples, training_device=device,
                   training_seconds=seconds, points=points, note=note)
     _plot(points, note, plot)
     return 0
