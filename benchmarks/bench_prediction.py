@@ -5,11 +5,11 @@ training and validation code stores), saving checkpoints at every budget, and at
 - both priors' bits per code on the held-out validation codes;
 - frames 8-15 of the demo's held-out videos predicted from frames 0-7 (`vqvid predict`, N samples per clip at
   its default temperature): mean PSNR and SSIM of the default decoding (the pixel mean of the N decoded samples,
-  anchored on the last context frame), of single samples, of the best of the N samples per clip, and of the mean
-  as the codes alone decode it (not anchored); copy-last-frame as the line to beat;
+  each the last context frame warped along it), of single samples, of the best of the N samples per clip, of the
+  mean anchored in place instead (`--anchor last`), and of the mean as the codes alone decode it (not anchored);
+  copy-last-frame as the line to beat;
 - whether the shapes keep their identity: the share of the held-out clips' shapes still in their place and
-  colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for the default decoding, single
-  samples and copy-last.
+  colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for each of these but best of N.
 
 The budgets are checkpoints of one run per prior whose learning rate anneals (cosine) to 0 at the largest
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
@@ -56,10 +56,10 @@ from vqvid.commands.predict import DEFAULT_TEMPERATURE
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
 CONTEXT, FRAMES = 8, 16  # frames 8-15 of the held-out clips predicted from frames 0-7
-DECODINGS = {"mean_of_n": "default: mean of N, anchored", "best_of_n": "best of N samples",
-             "generated": "single sample", "mean_of_n_decoded": "mean of N, codes alone",
-             "copy_last": "copy last frame"}
-SHAPE_DECODINGS = ("mean_of_n", "generated", "mean_of_n_decoded", "copy_last")
+DECODINGS = {"mean_of_n": "default: mean of N, warped", "best_of_n": "best of N samples",
+             "generated": "single sample", "mean_of_n_last": "mean of N, anchored in place",
+             "mean_of_n_decoded": "mean of N, codes alone", "copy_last": "copy last frame"}
+SHAPE_DECODINGS = ("mean_of_n", "generated", "mean_of_n_last", "mean_of_n_decoded", "copy_last")
 
 
 def _run(command: str, argv: list[str]) -> None:
@@ -92,7 +92,9 @@ def _clips(data: Path) -> int:
 
 def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path) -> dict:
     from vqvid.data.codes import CodeDataset
+    from vqvid.metrics import psnr, ssim
     from vqvid.persistence import load_prior
+    from vqvid.sampling.predict import anchor_on_context
     from vqvid.training.prior import bits_per_code
 
     checkpoints = {level: runs[level] / "checkpoints" / f"step={budget}.ckpt" for level in runs}
@@ -107,8 +109,16 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
                      str(work / f"predict_{budget}.gif"),
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
                      "--save-samples", str(saved)])
-    result = json.loads(figures.read_text())
-    shapes = held_out_shape_scores(torch.load(saved, weights_only=True))
+    result, samples = json.loads(figures.read_text()), torch.load(saved, weights_only=True)
+    shapes = held_out_shape_scores(samples)
+    # the same samples anchored in place (`vqvid predict --anchor last`), mean of N
+    in_place = anchor_on_context(samples["decoded"], samples["clips"], CONTEXT)
+    shapes["mean_of_n_last"] = held_out_shape_scores({**samples, "samples": in_place})["mean_of_n"]
+    truth, in_place = samples["clips"][:, :, CONTEXT:], in_place.clamp(-1, 1).mean(1)[:, :, CONTEXT:]
+    result["psnr_per_frame"]["mean_of_n_last"] = [psnr(in_place[:, :, t : t + 1], truth[:, :, t : t + 1])
+                                                  for t in range(truth.shape[2])]
+    result["ssim_per_frame"]["mean_of_n_last"] = [ssim(in_place[:, :, t : t + 1], truth[:, :, t : t + 1])
+                                                  for t in range(truth.shape[2])]
     mean = lambda values: sum(values) / len(values)
     return {
         "steps": budget, "bits_per_code": bits,
@@ -120,7 +130,8 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
 
 
 LEVEL_ROWS = {
-    "anchored": "the prediction, anchored on frame 7 (default)",
+    "anchored": "the prediction, frame 7 warped (default)",
+    "anchored_last": "the prediction, anchored in place",
     "sampled": "sampled top, sampled bottom (codes alone)",
     "sampled_top_only": "sampled top, decoded alone",
     "sampled_top_true_bottom": "sampled top, true bottom",
@@ -138,8 +149,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
     decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
     the true top codes, and given the context's last latent frame of top codes repeated (what the top prior must
-    beat in code space). Every row but the first decodes codes alone; the first anchors the prediction on the
-    last context frame, as `vqvid predict` does by default."""
+    beat in code space). Every row but the first two decodes codes alone; the first warps the last context frame
+    along the prediction, as `vqvid predict` does by default, the second anchors it in place (`--anchor last`)."""
     from einops import rearrange, repeat
 
     from vqvid.commands.predict import readings
@@ -151,7 +162,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
-    from vqvid.sampling.predict import anchor_on_context, predict
+    from vqvid.sampling.predict import anchor_on_context, predict, warp_along_decoding
     from vqvid.training.prior import bits_per_frame
 
     folder = load_model_folder(model)
@@ -159,7 +170,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     dataset, _ = open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)
     clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, FRAMES, H, W)
     prediction = predict(folder, clips, CONTEXT, FRAMES, samples=samples, temperature=temperature, seed=0, top_k=top_k,
-                         bottom_temperature=bottom_temperature, progress=False, anchor=False)
+                         bottom_temperature=bottom_temperature, progress=False, anchor="none")
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
     per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
     decode = lambda top, bottom: per_clip(torch.cat([vqvae.decode_codes(t, b) for t, b in zip(
@@ -178,7 +189,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                       temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                       generator=torch.Generator().manual_seed(0))
     videos = {
-        "anchored": anchor_on_context(prediction.video, clips, CONTEXT),
+        "anchored": warp_along_decoding(prediction.video, clips, CONTEXT),
+        "anchored_last": anchor_on_context(prediction.video, clips, CONTEXT),
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,

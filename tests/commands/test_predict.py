@@ -16,7 +16,7 @@ from vqvid.commands.predict import main
 from vqvid.data import ClipSpec, open_clips, write_synthetic_videos
 from vqvid.metrics import psnr_per_frame, ssim_per_frame
 from vqvid.persistence import export_model, load_model_folder
-from vqvid.sampling.predict import ANCHOR_TOLERANCE, predict
+from vqvid.sampling.predict import ANCHOR_TOLERANCE, WARP_RADIUS, predict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,8 +67,8 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert table["best_of_n"] == pytest.approx(best.tolist(), abs=1e-3)  # float32 sums in another order
     mean_video = prediction.video.clamp(-1, 1).mean(1)[:, :, 4:]
     assert table["mean_of_n"] == pytest.approx(psnr_per_frame(mean_video, truth).tolist(), abs=1e-4)
-    # Anchored on the last context frame by default; the codes alone are reported next to it.
-    assert figures["anchor"] == "last" and prediction.anchored
+    # Warped along the decoding by default; the codes alone are reported next to it.
+    assert figures["anchor"] == "warp" and prediction.anchored
     decoded_mean = prediction.decoded.clamp(-1, 1).mean(1)[:, :, 4:]
     assert table["mean_of_n_decoded"] == pytest.approx(psnr_per_frame(decoded_mean, truth).tolist(), abs=1e-4)
     assert table["mean_of_n_decoded"] != pytest.approx(table["mean_of_n"], abs=1e-2)
@@ -105,6 +105,7 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
         (["--bottom-temperature", "nan"], r"--bottom-temperature nan: expected a positive number"),
         (["--anchor-tolerance", "0"], r"--anchor-tolerance 0\.0: expected a positive number or inf"),
         (["--anchor-tolerance", "nan"], r"--anchor-tolerance nan: expected a positive number or inf"),
+        (["--warp-radius", "-1"], r"--warp-radius -1: expected 0 or more pixels"),
         (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
         (["--save-samples", "samples.npz"], r"--save-samples samples\.npz: expected a file ending in \.pt"),
     ],
@@ -137,8 +138,9 @@ def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
 
 def test_anchor_none_shows_and_measures_the_codes_alone(model_dir, tmp_path):
     figures = {}
-    for name, options in (("last", ["--anchor", "last"]), ("none", ["--anchor", "none"]),
-                          ("everywhere", ["--anchor-tolerance", "inf"])):
+    for name, options in (("warp", []), ("still", ["--warp-radius", "0"]), ("last", ["--anchor", "last"]),
+                          ("none", ["--anchor", "none"]),
+                          ("everywhere", ["--anchor", "last", "--anchor-tolerance", "inf"])):
         path = tmp_path / f"{name}.json"
         assert main(["--model", str(model_dir), "synthetic:1", "--context", "4", "--frames", str(CLIP_FRAMES),
                      "--samples", "2", *options, "-o", str(tmp_path / f"{name}.gif"), "--json",
@@ -154,6 +156,13 @@ def test_anchor_none_shows_and_measures_the_codes_alone(model_dir, tmp_path):
     assert figures["none"]["psnr_per_frame"]["mean_of_n"] == pytest.approx(
         figures["last"]["psnr_per_frame"]["mean_of_n_decoded"], abs=1e-4)
     assert figures["none"]["psnr_per_frame"]["copy_last"] == figures["last"]["psnr_per_frame"]["copy_last"]
+    # The warp, the default, is its own reading of the same samples; searching no motion is copy-last.
+    warp, still = figures["warp"]["psnr_per_frame"], figures["still"]["psnr_per_frame"]
+    assert figures["warp"]["anchor"] == "warp" and figures["warp"]["warp_radius"] == WARP_RADIUS
+    assert figures["still"]["warp_radius"] == 0
+    assert warp["mean_of_n_decoded"] == last["mean_of_n_decoded"]
+    assert warp["mean_of_n"] != pytest.approx(last["mean_of_n"], abs=1e-3)
+    assert still["mean_of_n"] == pytest.approx(still["copy_last"], abs=1e-4)
 
 
 def test_save_samples_writes_what_the_figures_were_measured_on(model_dir, tmp_path):

@@ -14,10 +14,12 @@ from vqvid.sampling.predict import (
     ANCHOR_TOLERANCE,
     _windows,
     anchor_on_context,
+    block_motion,
     check_context,
     encode_context,
     padding_cost,
     predict,
+    warp_along_decoding,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,7 +84,7 @@ def test_encode_context_pads_with_the_last_frame_and_keeps_the_context_frames():
 
 def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
     video = clips()
-    prediction = run(folder, video, samples=3)
+    prediction = run(folder, video, samples=3, anchor="last")
     given = encode_context(folder.vqvae.model, video[:, :, :4], CLIP_FRAMES)
     vqvae = folder.vqvae.model
     for s in range(3):
@@ -91,8 +93,8 @@ def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
         top, bottom = prediction.codes.top[:, s], prediction.codes.bottom[:, s]
         decoded = vqvae.decode_codes(top, bottom)
         assert torch.allclose(prediction.decoded[:, s], decoded, atol=1e-6)
-        # Anchored by default: the context frames are the input's, and the frames after them the decoding plus
-        # the known error of the last context frame where the decoding has not changed.
+        # Anchored on the last frame: the context frames are the input's, and the frames after them the decoding
+        # plus the known error of the last context frame where the decoding has not changed.
         assert torch.equal(prediction.video[:, s, :, :4], video[:, :, :4])
         assert torch.allclose(prediction.video[:, s], anchored_by_hand(decoded, video), atol=1e-6)
         # The mixed panel: sampled top with the input's own (whole-clip) bottom codes, anchored the same way.
@@ -115,14 +117,86 @@ def anchored_by_hand(decoded: torch.Tensor, video: torch.Tensor, context: int = 
     return out
 
 
-def test_without_anchor_the_frames_are_the_codes_decoded_and_the_samples_the_same(folder):
+def test_the_anchors_change_the_frames_shown_and_not_the_samples(folder):
     video = clips()
-    anchored, plain = run(folder, video, samples=2, seed=5), run(folder, video, samples=2, seed=5, anchor=False)
-    assert not plain.anchored and plain.video is plain.decoded
-    assert torch.equal(plain.codes.top, anchored.codes.top) and torch.equal(plain.decoded, anchored.decoded)
-    assert torch.equal(anchored.video, anchor_on_context(plain.decoded, video, 4))
+    plain = run(folder, video, samples=2, seed=5, anchor="none")
+    assert plain.anchor == "none" and not plain.anchored and plain.video is plain.decoded
+    for anchor, by_hand in (("warp", warp_along_decoding(plain.decoded, video, 4)),  # the default
+                            ("last", anchor_on_context(plain.decoded, video, 4))):
+        anchored = run(folder, video, samples=2, seed=5, **({} if anchor == "warp" else {"anchor": anchor}))
+        assert anchored.anchor == anchor and anchored.anchored
+        assert torch.equal(plain.codes.top, anchored.codes.top) and torch.equal(plain.decoded, anchored.decoded)
+        assert torch.equal(anchored.video, by_hand)
     # Nothing to anchor on without context frames.
     assert not run(folder, video, context=0, samples=1).anchored
+    with pytest.raises(ValueError, match="anchor='first': expected one of warp, last, none"):
+        run(folder, video, anchor="first")
+
+
+def motion_by_hand(current: torch.Tensor, previous: torch.Tensor, y: int, x: int, radius: int, patch: int,
+                   penalty: float) -> tuple[int, int]:
+    """block_motion of pixel (y, x) of `current` (3, H, W), by trying every displacement in turn: the patch
+    clipped at the frame's edges, `previous` read beyond them at its nearest edge pixel."""
+    _, h, w = current.shape
+    half = patch // 2
+    costs = {}
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            differences = [(current[:, i, j] - previous[:, min(max(i + dy, 0), h - 1), min(max(j + dx, 0), w - 1)])
+                           .abs().mean() for i in range(max(y - half, 0), min(y + half + 1, h))
+                           for j in range(max(x - half, 0), min(x + half + 1, w))]
+            costs[dy, dx] = float(sum(differences) / len(differences)) + penalty * math.hypot(dy, dx)
+    least = min(costs.values())
+    return min((v for v, cost in costs.items() if cost <= least + 1e-6), key=lambda v: math.hypot(*v))
+
+
+def test_block_motion_against_a_search_by_hand():
+    generator = torch.Generator().manual_seed(3)
+    for trial in range(8):
+        previous = torch.rand(1, 3, 7, 7, generator=generator) * 2 - 1
+        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        current = torch.roll(previous, shift, dims=(2, 3)) + 0.3 * torch.randn(1, 3, 7, 7, generator=generator)
+        for radius, patch, penalty in ((2, 3, 0.01), (1, 5, 0.0), (3, 1, 0.05)):
+            found = block_motion(current, previous, radius, patch, penalty)
+            for y, x in ((3, 3), (0, 0), (6, 1), (2, 6)):
+                expected = motion_by_hand(current[0], previous[0], y, x, radius, patch, penalty)
+                assert tuple(found[:, 0, y, x].tolist()) == expected, (trial, y, x)
+    with pytest.raises(ValueError, match="expected radius >= 0 and an odd patch"):
+        block_motion(current, previous, 2, 4, 0.0)
+
+
+def texture(size: int, generator: torch.Generator) -> torch.Tensor:
+    """(3, size, size) smooth random texture in [-1, 1], distinct enough everywhere for a 5×5 match."""
+    coarse = torch.rand(1, 3, size // 4, size // 4, generator=generator) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0]
+
+
+def test_warp_moves_the_last_context_frame_as_the_decoding_moves():
+    """A decoding that slides a blurred texture 2 pixels right and 1 down a frame: the warp shows the given
+    frame's own, sharp texture slid the same way, beyond the search radius by chaining frame after frame."""
+    generator = torch.Generator().manual_seed(0)
+    sharp = texture(48, generator) + 0.2 * torch.randn(3, 48, 48, generator=generator)  # detail the codes lose
+    blurred = torch.nn.functional.avg_pool2d(sharp[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+    frames, context, step = 7, 3, (1, 2)
+    slid = lambda image, t: torch.roll(image, (step[0] * t, step[1] * t), dims=(1, 2))
+    clips_ = torch.stack([slid(sharp, t - context + 1) for t in range(frames)], 1)[None]  # (1, 3, T, H, W)
+    decoded = torch.stack([slid(blurred, t - context + 1) for t in range(frames)], 1)[None, None]
+    warped = warp_along_decoding(decoded, clips_, context, radius=3)
+    assert torch.equal(warped[0, 0, :, :context], clips_[0, :, :context])
+    inside = (slice(None), slice(12, 36), slice(12, 36))  # far from the rolled-in edges
+    for t in range(context, frames):  # frame 6 has moved 8 pixels: more than the radius of 3
+        assert torch.equal(warped[0, 0, :, t][inside], slid(sharp, t - context + 1)[inside]), t
+    # The codes alone, or the known error added in place, leave the blur or put the detail in the wrong place.
+    assert not torch.allclose(anchor_on_context(decoded, clips_, context)[0, 0, :, -1][inside],
+                              clips_[0, :, -1][inside], atol=0.05)
+    # A decoding that stands still is copy-last-frame; so is a search radius of 0.
+    still = decoded[:, :, :, context - 1 : context].expand(-1, -1, -1, frames, -1, -1)
+    last = clips_[:, None, :, context - 1 : context].expand(-1, 1, -1, frames - context, -1, -1)
+    assert torch.equal(warp_along_decoding(still, clips_, context)[:, :, :, context:], last)
+    assert torch.equal(warp_along_decoding(decoded, clips_, context, radius=0)[:, :, :, context:], last)
+    for bad in (0, 8):
+        with pytest.raises(ValueError, match=f"context={bad}: expected 1 to 7 frames"):
+            warp_along_decoding(decoded, clips_, bad)
 
 
 def test_anchor_on_context_against_a_frame_by_frame_reference():

@@ -1,7 +1,7 @@
 """`vqvid predict`: future frames from context frames, sampled from the priors of a model folder.
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
-                  [--decoding mean|sample] [--anchor last|none] [--temperature T] [--bottom-temperature T]
+                  [--decoding mean|sample] [--anchor warp|last|none] [--temperature T] [--bottom-temperature T]
                   [--top-k K] [--seed S] [--method fused|incremental|naive] [--json FILE] [--save-samples FILE.pt]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
@@ -14,10 +14,11 @@ predictions made from those samples, the one with the least expected squared err
 sample is a plausible future that a PSNR measure punishes for every detail placed differently
 (docs/prediction.md). --decoding sample shows the samples themselves.
 
---anchor last (the default) anchors every generated frame on the last context frame: where its decoding has not
-changed since that frame, it is that frame plus the change the decoded codes show, so the detail that the codes
-lose of whatever does not move comes from the input instead of being lost; the context frames shown are the
-input's. --anchor none shows every frame as the codes decode it.
+--anchor warp (the default) shows every generated frame as the last context frame moved the way the decoded
+samples move (searched up to --warp-radius pixels a frame): the codes say where things go, the input says what
+they look like, with the detail the codes lose. --anchor last keeps the decoding and, where it has not changed
+since the last context frame, adds back the codes' known error on that frame. Either way the context frames
+shown are the input's. --anchor none shows every frame as the codes decode it.
 
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
 four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
@@ -38,14 +39,13 @@ from pathlib import Path
 import torch
 from einops import rearrange, repeat
 
-from vqvid.sampling.predict import ANCHOR_TOLERANCE
+from vqvid.sampling.predict import ANCHOR_TOLERANCE, ANCHORS, DEFAULT_ANCHOR, WARP_RADIUS
 
 # The default decoding: the pixel mean of 8 decoded samples at temperature 0.5, the best of the decodings
 # measured on the demo's held-out clips (docs/prediction.md has the table).
 DEFAULT_SAMPLES = 8
 DEFAULT_TEMPERATURE = 0.5
 DECODINGS = ("mean", "sample")
-ANCHORS = ("last", "none")
 SAMPLE_PANELS = 4  # samples shown next to the mean
 
 
@@ -64,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoding", choices=DECODINGS, default="mean",
                         help="what the output shows as the prediction: 'mean', the pixel mean of the decoded "
                              "samples (default), or 'sample', each sample on its own")
-    parser.add_argument("--anchor", choices=ANCHORS, default="last",
-                        help="'last': where the decoding has not changed since the last context frame, a "
-                             "generated frame is that frame plus the decoded change (default); 'none': the frames "
+    parser.add_argument("--anchor", choices=ANCHORS, default=DEFAULT_ANCHOR,
+                        help="'warp': each generated frame is the last context frame moved as the decoding moves "
+                             "(default); 'last': where the decoding has not changed since the last context "
+                             "frame, a generated frame is that frame plus the decoded change; 'none': the frames "
                              "as the codes decode them")
+    parser.add_argument("--warp-radius", type=int, default=WARP_RADIUS, metavar="PIXELS",
+                        help="--anchor warp: the largest motion per frame searched, in pixels each way; the "
+                             f"search costs (2 × PIXELS + 1)² comparisons a frame (default {WARP_RADIUS})")
     parser.add_argument("--anchor-tolerance", type=float, default=ANCHOR_TOLERANCE, metavar="CHANGE",
                         help="--anchor last: how much a pixel's decoding (mean over RGB, on [-1, 1]) may change "
                              "before the anchor lets go of it; inf anchors every pixel (default "
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{option} {value}: expected a positive number")
         if not args.anchor_tolerance > 0:  # inf is welcome: no gate
             raise ValueError(f"--anchor-tolerance {args.anchor_tolerance}: expected a positive number or inf")
+        if args.warp_radius < 0:
+            raise ValueError(f"--warp-radius {args.warp_radius}: expected 0 or more pixels")
         from vqvid.commands import options
 
         options.device(device)
@@ -134,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                              method=args.method, progress=not args.no_progress,
-                             bottom_temperature=args.bottom_temperature, anchor=args.anchor == "last",
-                             anchor_tolerance=args.anchor_tolerance)
+                             bottom_temperature=args.bottom_temperature, anchor=args.anchor,
+                             anchor_tolerance=args.anchor_tolerance, warp_radius=args.warp_radius)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid predict: {error}", file=sys.stderr)
         return 2
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
                "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
-               "anchor": "last" if prediction.anchored else "none",
+               "anchor": prediction.anchor, "warp_radius": args.warp_radius,
                # null: the known error added to every pixel (--anchor-tolerance inf)
                "anchor_tolerance": None if math.isinf(args.anchor_tolerance) else args.anchor_tolerance,
                "bottom_temperature": args.bottom_temperature if args.bottom_temperature is not None

@@ -13,9 +13,10 @@ code the priors produced; nothing is decoded and re-encoded on the way.
 The context is encoded alone (`encode_context`), never as part of the whole clip: the VQ-VAE's 3D convolutions
 see neighbouring frames, so the codes of a whole clip already carry some of its future.
 
-The frames are then anchored on the context (`anchor_on_context`, the default): where the decoding of a generated
-frame has not changed since the last context frame, it gets back the VQ-VAE's error on that frame, which is
-known, and which would otherwise recur in the frames after it (the detail of everything that stays where it was).
+The frames are then anchored on the context. By default (`warp_along_decoding`) each generated frame is the last
+context frame moved as the decoding moves: the codes say where things go, the given frame what they look like,
+with the detail the codes lose. `anchor_on_context` instead adds back the VQ-VAE's known error on the last context
+frame where the decoding has not changed since it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from functools import partial
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
@@ -52,7 +54,7 @@ class Prediction:
     # (B, S, 3, F, H, W), unbounded: clamp to show. Anchored: `anchor_on_context(decoded, ...)`, else `decoded`
     video: Tensor
     decoded: Tensor  # (B, S, 3, F, H, W) decoded from context and sampled codes alone
-    anchored: bool  # whether `video` (and `generated_top`) are anchored on the last context frame
+    anchor: str  # how `video` (and `generated_top`) are anchored on the last context frame: one of ANCHORS
     # (B, S, 3, F', H, W): the sampled top codes decoded with the input's own bottom codes (anchored like
     # `video`), over the F' <= F frames (a multiple of 4) that the input covers; shows how much the bottom level
     # carries. None when the input has fewer than 4 frames.
@@ -64,6 +66,11 @@ class Prediction:
     @property
     def positions_per_second(self) -> float:
         return self.positions / self.seconds
+
+    @property
+    def anchored(self) -> bool:
+        """Whether `video` differs from `decoded`: anchored on the last context frame."""
+        return self.anchor != "none"
 
 
 def context_sizes(clip_frames: int) -> list[int]:
@@ -191,12 +198,23 @@ def _windows(context_top: int, total_top: int, window_top: int) -> list[_Window]
 # video unlike its training data, adding the error everywhere (inf) scores higher (docs/prediction.md).
 ANCHOR_TOLERANCE = 0.2
 
+# How `predict` anchors the generated frames on the last context frame: moved along the decoding's motion
+# (`warp_along_decoding`, the default), that frame's known error added where the decoding stands still
+# (`anchor_on_context`), or not at all.
+ANCHORS = ("warp", "last", "none")
+DEFAULT_ANCHOR = "warp"
+# The motion search of `warp_along_decoding`, per generated frame: displacements of up to WARP_RADIUS pixels each
+# way (the demo's shapes move 1-3 pixels a frame at 64×64), matched over WARP_PATCH × WARP_PATCH pixels, each
+# pixel of displacement costing WARP_PENALTY (mean absolute difference over RGB on [-1, 1]) so that where the
+# decoding is flat or ambiguous nothing moves. Chosen on the demo's held-out clips (docs/prediction.md).
+WARP_RADIUS, WARP_PATCH, WARP_PENALTY = 3, 5, 0.01
+
 
 @torch.no_grad()
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
-            progress: bool = True, bottom_temperature: float | None = None, anchor: bool = True,
-            anchor_tolerance: float = ANCHOR_TOLERANCE) -> Prediction:
+            progress: bool = True, bottom_temperature: float | None = None, anchor: str = DEFAULT_ANCHOR,
+            anchor_tolerance: float = ANCHOR_TOLERANCE, warp_radius: int = WARP_RADIUS) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -204,9 +222,12 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     `temperature`, `top_k` and `method` are those of `vqvid.sampling.sample`; `bottom_temperature`, when given,
     replaces `temperature` for the bottom prior alone. One generator seeded with `seed` draws everything, so a
     seed gives the same prediction again on the same device. `anchor` anchors the frames after the context on
-    its last frame (`anchor_on_context`, with `anchor_tolerance` as its tolerance); the context's own frames are
-    then the input's.
+    its last frame: "warp" (`warp_along_decoding`, searching `warp_radius` pixels a frame), "last"
+    (`anchor_on_context`, with `anchor_tolerance` as its tolerance) or "none"; when anchored, the context's own
+    frames are the input's.
     """
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor={anchor!r}: expected one of {', '.join(ANCHORS)}")
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
     vqvae = model_folder.vqvae.model
@@ -261,15 +282,17 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         generated_top = _decode(vqvae, top[:, : truth_frames // TIME_FACTOR], truth_bottom, samples)
     per_clip = lambda codes: rearrange(codes, "(b s) t h w -> b s t h w", s=samples)
     decoded = _decode(vqvae, top, bottom, samples)
-    anchored = anchor and context > 0
-    anchored_on = partial(anchor_on_context, clips=clips, context=context, tolerance=anchor_tolerance)
-    if anchored and generated_top is not None:
+    anchor = anchor if context > 0 else "none"
+    anchored_on = {"warp": partial(warp_along_decoding, clips=clips, context=context, radius=warp_radius),
+                   "last": partial(anchor_on_context, clips=clips, context=context, tolerance=anchor_tolerance),
+                   "none": lambda video: video}[anchor]
+    if generated_top is not None:
         generated_top = anchored_on(generated_top)
     return Prediction(
         context=context,
-        video=anchored_on(decoded) if anchored else decoded,
+        video=anchored_on(decoded),
         decoded=decoded,
-        anchored=anchored,
+        anchor=anchor,
         generated_top=generated_top,
         codes=Codes(top=per_clip(top), bottom=per_clip(bottom)),
         positions=positions,
@@ -304,6 +327,74 @@ def anchor_on_context(decoded: Tensor, clips: Tensor, context: int, tolerance: f
     change = (future - last).abs().mean(2, keepdim=True)  # (B, S, 1, F - C, H, W)
     weight = torch.exp(-(change / tolerance).square())  # exactly 1 where nothing changes, and everywhere at inf
     return torch.cat([given, future + weight * known_error], dim=3)
+
+
+def warp_along_decoding(decoded: Tensor, clips: Tensor, context: int, radius: int = WARP_RADIUS,
+                        patch: int = WARP_PATCH, penalty: float = WARP_PENALTY) -> Tensor:
+    """Decoded predictions (B, S, 3, F, H, W) turned into the last given frame of `clips` (B, 3, T >= C, H, W)
+    moved as the decoding moves: the first C = `context` frames become the clips' own, and every frame t >= C is
+    x[C-1] displaced, pixel by pixel, by the motion the decoding shows from frame C-1 to t.
+
+    The motion is found one frame at a time (`block_motion`, up to `radius` pixels each way), and chained: a pixel
+    of frame t came from p + v in frame t-1, which came from wherever that point of frame t-1 came from in frame
+    C-1. The codes say where things go; the given frame says what they look like, sharp and with the detail the
+    codes lose. Where the decoding stands still this is the last context frame. A fixed form of the video
+    predictors that move the last seen frame's pixels instead of drawing new ones (Deep Voxel Flow, Liu et al.
+    2017, arXiv 1702.02463; SDC-Net, Reda et al. 2018, arXiv 1804.00008), with the motion read off the decoded
+    samples and nothing to learn. It cannot draw what the last context frame does not show (what a moving shape
+    uncovers, what comes into view), which `anchor_on_context` can.
+    """
+    if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
+        raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
+                         "known in both the clips and the decoding")
+    b, s, _, t, h, w = decoded.shape
+    frames = decoded.flatten(0, 1)  # (B*S, 3, F, H, W)
+    last = clips[:, None, :, context - 1].to(decoded).expand(-1, s, -1, -1, -1).flatten(0, 1)  # (B*S, 3, H, W)
+    source = torch.zeros(2, b * s, h, w, dtype=torch.int64, device=decoded.device)  # (dy, dx) into frame C-1
+    moved = []
+    for f in range(context, t):
+        step = block_motion(frames[:, :, f], frames[:, :, f - 1], radius, patch, penalty)
+        source = step + displaced(source.transpose(0, 1), step).transpose(0, 1)
+        moved.append(displaced(last, source))
+    given = clips[:, None, :, :context].to(decoded).expand(-1, s, -1, -1, -1, -1)
+    if not moved:
+        return given
+    return torch.cat([given, rearrange(torch.stack(moved, 2), "(b s) c f h w -> b s c f h w", s=s)], dim=3)
+
+
+def block_motion(current: Tensor, previous: Tensor, radius: int, patch: int, penalty: float) -> Tensor:
+    """Where each pixel of `current` (N, C, H, W) came from in `previous`: the integer displacement v, |v_y| and
+    |v_x| up to `radius`, that minimises the mean absolute difference between the `patch` × `patch` square around
+    the pixel and the square around p + v in `previous` (edges repeated), plus `penalty` per pixel of |v|.
+    Ties go to the shorter displacement. Returns (2, N, H, W) int64: dy, dx."""
+    if radius < 0 or patch < 1 or patch % 2 == 0:
+        raise ValueError(f"radius={radius}, patch={patch}: expected radius >= 0 and an odd patch")
+    n, _, h, w = current.shape
+    padded = F.pad(previous, (radius,) * 4, mode="replicate")
+    offsets = sorted(((dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)),
+                     key=lambda v: (v[0] ** 2 + v[1] ** 2, v))  # shortest first: strict `<` keeps it on ties
+    best = torch.full((n, h, w), torch.inf, device=current.device)
+    source = torch.zeros(2, n, h, w, dtype=torch.int64, device=current.device)
+    for dy, dx in offsets:
+        shifted = padded[..., radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+        difference = (current - shifted).abs().mean(1, keepdim=True)
+        cost = F.avg_pool2d(difference, patch, stride=1, padding=patch // 2, count_include_pad=False)[:, 0]
+        cost = cost + penalty * (dy * dy + dx * dx) ** 0.5
+        better = cost < best
+        best = torch.where(better, cost, best)
+        source[0].masked_fill_(better, dy)
+        source[1].masked_fill_(better, dx)
+    return source
+
+
+def displaced(image: Tensor, source: Tensor) -> Tensor:
+    """`image` (N, C, H, W) read at p + source[:, p] for every pixel p: source (2, N, H, W) integer (dy, dx),
+    positions outside the frame clamped to its edge."""
+    n, c, h, w = image.shape
+    rows = (torch.arange(h, device=image.device)[:, None] + source[0]).clamp(0, h - 1)
+    columns = (torch.arange(w, device=image.device)[None, :] + source[1]).clamp(0, w - 1)
+    index = (rows * w + columns).flatten(1)[:, None].expand(-1, c, -1)
+    return image.flatten(2).gather(2, index).view(n, c, h, w)
 
 
 def _decode(vqvae: VQVAE, top: Tensor, bottom: Tensor, samples: int) -> Tensor:
