@@ -67,8 +67,8 @@ def test_predict_writes_the_panels_and_honest_figures(model_dir, tmp_path, capsy
     assert table["best_of_n"] == pytest.approx(best.tolist(), abs=1e-3)  # float32 sums in another order
     mean_video = prediction.video.clamp(-1, 1).mean(1)[:, :, 4:]
     assert table["mean_of_n"] == pytest.approx(psnr_per_frame(mean_video, truth).tolist(), abs=1e-4)
-    # Warped along the decoding by default; the codes alone are reported next to it.
-    assert figures["anchor"] == "warp" and prediction.anchored
+    # Anchored on the last context frame by default; the codes alone are reported next to it.
+    assert figures["anchor"] == "last" and prediction.anchored
     decoded_mean = prediction.decoded.clamp(-1, 1).mean(1)[:, :, 4:]
     assert table["mean_of_n_decoded"] == pytest.approx(psnr_per_frame(decoded_mean, truth).tolist(), abs=1e-4)
     assert table["mean_of_n_decoded"] != pytest.approx(table["mean_of_n"], abs=1e-2)
@@ -138,9 +138,9 @@ def test_decoding_sample_shows_every_sample_and_no_mean(model_dir, tmp_path):
 
 def test_anchor_none_shows_and_measures_the_codes_alone(model_dir, tmp_path):
     figures = {}
-    for name, options in (("warp", []), ("still", ["--warp-radius", "0"]), ("last", ["--anchor", "last"]),
-                          ("none", ["--anchor", "none"]),
-                          ("everywhere", ["--anchor", "last", "--anchor-tolerance", "inf"])):
+    for name, options in (("last", []), ("warp", ["--anchor", "warp"]),
+                          ("still", ["--anchor", "warp", "--warp-radius", "0"]), ("none", ["--anchor", "none"]),
+                          ("everywhere", ["--anchor-tolerance", "inf"])):
         path = tmp_path / f"{name}.json"
         assert main(["--model", str(model_dir), "synthetic:1", "--context", "4", "--frames", str(CLIP_FRAMES),
                      "--samples", "2", *options, "-o", str(tmp_path / f"{name}.gif"), "--json",
@@ -156,7 +156,7 @@ def test_anchor_none_shows_and_measures_the_codes_alone(model_dir, tmp_path):
     assert figures["none"]["psnr_per_frame"]["mean_of_n"] == pytest.approx(
         figures["last"]["psnr_per_frame"]["mean_of_n_decoded"], abs=1e-4)
     assert figures["none"]["psnr_per_frame"]["copy_last"] == figures["last"]["psnr_per_frame"]["copy_last"]
-    # The warp, the default, is its own reading of the same samples; searching no motion is copy-last.
+    # The warp is another reading of the same samples; searching no motion is copy-last.
     warp, still = figures["warp"]["psnr_per_frame"], figures["still"]["psnr_per_frame"]
     assert figures["warp"]["anchor"] == "warp" and figures["warp"]["warp_radius"] == WARP_RADIUS
     assert figures["still"]["warp_radius"] == 0

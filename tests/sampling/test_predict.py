@@ -84,7 +84,7 @@ def test_encode_context_pads_with_the_last_frame_and_keeps_the_context_frames():
 
 def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
     video = clips()
-    prediction = run(folder, video, samples=3, anchor="last")
+    prediction = run(folder, video, samples=3)
     given = encode_context(folder.vqvae.model, video[:, :, :4], CLIP_FRAMES)
     vqvae = folder.vqvae.model
     for s in range(3):
@@ -93,8 +93,8 @@ def test_prediction_keeps_the_encoded_context_and_decodes_its_codes(folder):
         top, bottom = prediction.codes.top[:, s], prediction.codes.bottom[:, s]
         decoded = vqvae.decode_codes(top, bottom)
         assert torch.allclose(prediction.decoded[:, s], decoded, atol=1e-6)
-        # Anchored on the last frame: the context frames are the input's, and the frames after them the decoding
-        # plus the known error of the last context frame where the decoding has not changed.
+        # Anchored by default: the context frames are the input's, and the frames after them the decoding plus
+        # the known error of the last context frame where the decoding has not changed.
         assert torch.equal(prediction.video[:, s, :, :4], video[:, :, :4])
         assert torch.allclose(prediction.video[:, s], anchored_by_hand(decoded, video), atol=1e-6)
         # The mixed panel: sampled top with the input's own (whole-clip) bottom codes, anchored the same way.
@@ -121,15 +121,15 @@ def test_the_anchors_change_the_frames_shown_and_not_the_samples(folder):
     video = clips()
     plain = run(folder, video, samples=2, seed=5, anchor="none")
     assert plain.anchor == "none" and not plain.anchored and plain.video is plain.decoded
-    for anchor, by_hand in (("warp", warp_along_decoding(plain.decoded, video, 4)),  # the default
-                            ("last", anchor_on_context(plain.decoded, video, 4))):
-        anchored = run(folder, video, samples=2, seed=5, **({} if anchor == "warp" else {"anchor": anchor}))
+    for anchor, by_hand in (("last", anchor_on_context(plain.decoded, video, 4)),  # the default
+                            ("warp", warp_along_decoding(plain.decoded, video, 4))):
+        anchored = run(folder, video, samples=2, seed=5, **({} if anchor == "last" else {"anchor": anchor}))
         assert anchored.anchor == anchor and anchored.anchored
         assert torch.equal(plain.codes.top, anchored.codes.top) and torch.equal(plain.decoded, anchored.decoded)
         assert torch.equal(anchored.video, by_hand)
     # Nothing to anchor on without context frames.
     assert not run(folder, video, context=0, samples=1).anchored
-    with pytest.raises(ValueError, match="anchor='first': expected one of warp, last, none"):
+    with pytest.raises(ValueError, match="anchor='first': expected one of last, warp, none"):
         run(folder, video, anchor="first")
 
 

@@ -1,8 +1,9 @@
 """`vqvid predict`: future frames from context frames, sampled from the priors of a model folder.
 
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
-                  [--decoding mean|sample] [--anchor warp|last|none] [--temperature T] [--bottom-temperature T]
-                  [--top-k K] [--seed S] [--method fused|incremental|naive] [--json FILE] [--save-samples FILE.pt]
+                  [--decoding mean|sample] [--anchor warp|last|none] [--warp-radius PIXELS] [--temperature T]
+                  [--bottom-temperature T] [--top-k K] [--seed S] [--method fused|incremental|naive] [--json FILE]
+                  [--save-samples FILE.pt]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
 top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
@@ -14,11 +15,12 @@ predictions made from those samples, the one with the least expected squared err
 sample is a plausible future that a PSNR measure punishes for every detail placed differently
 (docs/prediction.md). --decoding sample shows the samples themselves.
 
---anchor warp (the default) shows every generated frame as the last context frame moved the way the decoded
-samples move (searched up to --warp-radius pixels a frame): the codes say where things go, the input says what
-they look like, with the detail the codes lose. --anchor last keeps the decoding and, where it has not changed
-since the last context frame, adds back the codes' known error on that frame. Either way the context frames
-shown are the input's. --anchor none shows every frame as the codes decode it.
+--anchor last (the default) anchors every generated frame on the last context frame: where its decoding has not
+changed since that frame, it is that frame plus the change the decoded codes show, so the detail that the codes
+lose of whatever does not move comes from the input instead of being lost. --anchor warp shows every generated
+frame as the last context frame moved the way the decoded samples move (searched up to --warp-radius pixels a
+frame); it scores higher, but as much with barely trained priors as with trained ones (docs/prediction.md).
+Either way the context frames shown are the input's. --anchor none shows every frame as the codes decode it.
 
 Panels, left to right: original | generated top with original bottom | the mean of the samples and the first
 four samples (--decoding mean), or every sample (--decoding sample); one row per clip. Prints code positions
@@ -65,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the output shows as the prediction: 'mean', the pixel mean of the decoded "
                              "samples (default), or 'sample', each sample on its own")
     parser.add_argument("--anchor", choices=ANCHORS, default=DEFAULT_ANCHOR,
-                        help="'warp': each generated frame is the last context frame moved as the decoding moves "
-                             "(default); 'last': where the decoding has not changed since the last context "
-                             "frame, a generated frame is that frame plus the decoded change; 'none': the frames "
-                             "as the codes decode them")
+                        help="'last': where the decoding has not changed since the last context frame, a "
+                             "generated frame is that frame plus the decoded change (default); 'warp': each "
+                             "generated frame is the last context frame moved as the decoding moves; 'none': the "
+                             "frames as the codes decode them")
     parser.add_argument("--warp-radius", type=int, default=WARP_RADIUS, metavar="PIXELS",
                         help="--anchor warp: the largest motion per frame searched, in pixels each way; the "
                              f"search costs (2 × PIXELS + 1)² comparisons a frame (default {WARP_RADIUS})")
