@@ -15,7 +15,7 @@ The budgets are checkpoints of one run per prior whose learning rate anneals (co
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
 them as a lower bound.
 
-    python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 200 400 800 1600 3200] [--samples 8]
+    python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 100 200 400 800 1600 3200] [--samples 8]
            [--keep DIR] [--tag TAG]
     python benchmarks/bench_prediction.py --replot [--tag TAG]   # redraw the plot from the results JSON
     python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
@@ -254,7 +254,11 @@ def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
     steps = [p["steps"] for p in points]
     shaped = [p for p in points if "shapes_kept" in p]  # results written before the shape scores lack them
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
-    for key, label in DECODINGS.items():
+    labels = DECODINGS
+    if "mean_of_n_last" not in points[0]["mean_psnr"]:  # results from before --anchor warp: all anchored in place
+        labels = {**DECODINGS, "mean_of_n": "default: mean of N, anchored", "best_of_n": "best of N samples",
+                  "generated": "single sample"}
+    for key, label in labels.items():
         if key not in points[0]["mean_psnr"]:  # results written before the decoding was measured
             continue
         style = "k--" if key == "copy_last" else "o-"
@@ -265,7 +269,7 @@ def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
     for key in (key for key in SHAPE_DECODINGS if shaped and key in shaped[0]["shapes_kept"]):
         style = "k--" if key == "copy_last" else "o-"
         middle.plot([p["steps"] for p in shaped], [100 * p["shapes_kept"][key] for p in shaped], style,
-                    label=DECODINGS[key])
+                    label=labels[key])
     middle.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="shapes kept, frames 8-15 (%)",
                title="shape identity, held-out clips", ylim=(0, 100))
     middle.legend(fontsize=8)
@@ -287,7 +291,7 @@ def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", type=Path, default=ROOT / "demo_out", help="a finished `vqvid demo` folder")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[200, 400, 800, 1600, 3200],
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400, 800, 1600, 3200],
                         help="prior training steps at which to measure (multiples of the smallest)")
     parser.add_argument("--samples", type=int, default=8, help="samples per clip (default 8)")
     parser.add_argument("--threads", type=int, default=2)
