@@ -51,7 +51,8 @@ class Prediction:
     """What `predict` made from B clips, S samples each, F frames long, C of them context."""
 
     context: int  # C, frames encoded from the input; the F - C after them are generated
-    # (B, S, 3, F, H, W), unbounded: clamp to show. Anchored: `anchor_on_context(decoded, ...)`, else `decoded`
+    # (B, S, 3, F, H, W), unbounded: clamp to show. `anchor_on_context(decoded, ...)` ("last"),
+    # `warp_along_decoding(decoded, ...)` ("warp") or `decoded` itself ("none")
     video: Tensor
     decoded: Tensor  # (B, S, 3, F, H, W) decoded from context and sampled codes alone
     anchor: str  # how `video` (and `generated_top`) are anchored on the last context frame: one of ANCHORS
