@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 from results_file import write_results
 
-from vqvid.commands.demo import held_out_shape_scores, write_held_out_videos
+from vqvid.commands.demo import held_out_shape_scores, mean_of_n_scores, write_held_out_videos
 from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,6 @@ def _clips(data: Path) -> int:
 
 def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path) -> dict:
     from vqvid.data.codes import CodeDataset
-    from vqvid.metrics import psnr, ssim
     from vqvid.persistence import load_prior
     from vqvid.sampling.predict import anchor_on_context
     from vqvid.training.prior import bits_per_code
@@ -114,12 +113,9 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
     shapes = held_out_shape_scores(samples)
     # the same samples anchored in place (`vqvid predict`'s default, `--anchor last`), mean of N
     in_place = anchor_on_context(samples["decoded"], samples["clips"], CONTEXT)
-    shapes["mean_of_n_last"] = held_out_shape_scores({**samples, "samples": in_place})["mean_of_n"]
-    truth, in_place = samples["clips"][:, :, CONTEXT:], in_place.clamp(-1, 1).mean(1)[:, :, CONTEXT:]
-    result["psnr_per_frame"]["mean_of_n_last"] = [psnr(in_place[:, :, t : t + 1], truth[:, :, t : t + 1])
-                                                  for t in range(truth.shape[2])]
-    result["ssim_per_frame"]["mean_of_n_last"] = [ssim(in_place[:, :, t : t + 1], truth[:, :, t : t + 1])
-                                                  for t in range(truth.shape[2])]
+    frames, shapes["mean_of_n_last"] = mean_of_n_scores(samples, in_place)
+    for table in ("psnr_per_frame", "ssim_per_frame"):
+        result[table]["mean_of_n_last"] = frames[table]
     mean = lambda values: sum(values) / len(values)
     return {
         "steps": budget, "bits_per_code": bits,

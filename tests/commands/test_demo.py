@@ -8,7 +8,7 @@ import torch
 from einops import repeat
 from PIL import Image
 
-from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED, held_out_shape_scores, main, warped_reading
+from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED, held_out_shape_scores, main, mean_of_n_scores
 from vqvid.data import MovingShapes
 from vqvid.data.codes import CodeStore
 from vqvid.persistence import load_vqvae
@@ -81,11 +81,11 @@ def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():
 
 
 def test_the_warped_reading_follows_the_shapes_of_a_near_perfect_decoding():
-    """warped_reading on a decoding that is each held-out clip slightly blurred (what a perfect prior would
-    sample): the last context frame warped along it keeps nearly every shape, and along another video's decoding
-    it does not. So near-perfect a decoding is still better anchored in place: the warp can only move frame 7's
-    pixels, and the background's drifting wave is not among them."""
-    from vqvid.sampling.predict import anchor_on_context
+    """mean_of_n_scores of the warp of a decoding that is each held-out clip slightly blurred (what a perfect
+    prior would sample): the last context frame warped along it keeps nearly every shape, and along another
+    video's decoding it does not. So near-perfect a decoding is still better anchored in place: the warp can only
+    move frame 7's pixels, and the background's drifting wave is not among them."""
+    from vqvid.sampling.predict import anchor_on_context, warp_along_decoding
 
     videos = MovingShapes(3, frames=HELD_OUT_FRAMES, size=32, seed=HELD_OUT_SEED)
     clips = torch.stack([videos[i // 2][:, 16 * (i % 2) : 16 * (i % 2) + 16] for i in range(6)])
@@ -94,6 +94,7 @@ def test_the_warped_reading_follows_the_shapes_of_a_near_perfect_decoding():
     decoded = repeat(decoded, "b ... -> b s ...", s=2)
     saved = {"clips": clips, "samples": anchor_on_context(decoded, clips, 8), "generated_top": None,
              "decoded": decoded, "context": 8}
+    warped_reading = lambda saved: mean_of_n_scores(saved, warp_along_decoding(saved["decoded"], clips, 8))
     frames, warped = warped_reading(saved)
     assert len(frames["psnr_per_frame"]) == len(frames["ssim_per_frame"]) == 8
     _, elsewhere = warped_reading({**saved, "decoded": decoded.roll(2, 0)})  # another video's motion

@@ -160,7 +160,7 @@ def test_block_motion_against_a_search_by_hand():
             found = block_motion(current, previous, radius, patch, penalty)
             for y, x in ((3, 3), (0, 0), (6, 1), (2, 6)):
                 expected = motion_by_hand(current[0], previous[0], y, x, radius, patch, penalty)
-                assert tuple(found[:, 0, y, x].tolist()) == expected, (trial, y, x)
+                assert tuple(found[0, :, y, x].tolist()) == expected, (trial, y, x)
     with pytest.raises(ValueError, match="expected radius >= 0 and an odd patch"):
         block_motion(current, previous, 2, 4, 0.0)
 

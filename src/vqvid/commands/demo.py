@@ -27,7 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +161,11 @@ class Demo:
             results[name] = json.loads(figures.read_text())
             samples = torch.load(saved, weights_only=True)
             shapes[name] = held_out_shape_scores(samples)
-            if name == "predict":
-                frames, shapes[name]["mean_of_n_warp"] = warped_reading(samples)
+            if name == "predict":  # the same samples as `--anchor warp` shows them
+                from vqvid.sampling.predict import warp_along_decoding
+
+                warped = warp_along_decoding(samples["decoded"], samples["clips"], samples["context"])
+                frames, shapes[name]["mean_of_n_warp"] = mean_of_n_scores(samples, warped)
                 for table in ("psnr_per_frame", "ssim_per_frame"):
                     results[name][table]["mean_of_n_warp"] = frames[table]
             figures.unlink()
@@ -264,20 +270,16 @@ def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
             **{name: {"kept": score.kept, "psnr": score.psnr} for name, score in scores.items()}}
 
 
-def warped_reading(saved: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """The samples of a `vqvid predict --save-samples` file of the held-out videos read as `--anchor warp` shows
-    them (the last context frame warped along each sample's decoding), their mean scored as (PSNR and SSIM per
-    predicted frame, shapes kept and PSNR inside them)."""
-    from vqvid.metrics import psnr_per_frame, ssim_per_frame
-    from vqvid.sampling.predict import warp_along_decoding
+def mean_of_n_scores(saved: dict[str, Any], video: Tensor) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """The pixel mean of `video` (B, S, 3, F, H, W), another reading of the samples of a `vqvid predict
+    --save-samples` file of the held-out videos (e.g. anchored another way), scored as `vqvid predict` and
+    `held_out_shape_scores` score the file's own: (PSNR and SSIM per predicted frame, shapes kept and PSNR inside
+    them)."""
+    from vqvid.commands.predict import quality_tables
 
-    clips, decoded, context = saved["clips"], saved["decoded"], saved["context"]
-    video = warp_along_decoding(decoded, clips, context)
-    end = min(clips.shape[2], decoded.shape[3])
-    truth, mean = clips[:, :, context:end], video.clamp(-1, 1).mean(1)[:, :, context:end]
-    frames = {"psnr_per_frame": psnr_per_frame(mean, truth).tolist(),
-              "ssim_per_frame": ssim_per_frame(mean, truth).tolist()}
-    return frames, held_out_shape_scores({**saved, "samples": video})["mean_of_n"]
+    tables = quality_tables(saved["clips"], video, None, saved["context"])
+    frames = {table: tables[table]["mean_of_n"] for table in ("psnr_per_frame", "ssim_per_frame")}
+    return frames, held_out_shape_scores({**saved, "samples": video, "decoded": None})["mean_of_n"]
 
 
 PREDICTION_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "single sample"),

@@ -318,12 +318,9 @@ def anchor_on_context(decoded: Tensor, clips: Tensor, context: int, tolerance: f
     idea as the skip connections from the last seen frame in SVG (Denton & Fergus 2018, arXiv 1802.07687), with
     nothing to learn. `vqvid predict --anchor none` turns it off.
     """
-    if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
-        raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
-                         "known in both the clips and the decoding")
+    given = _given_frames(decoded, clips, context)
     if not tolerance > 0:
         raise ValueError(f"tolerance={tolerance}: expected a positive change (inf: no gate)")
-    given = clips[:, None, :, :context].to(decoded).expand(-1, decoded.shape[1], -1, -1, -1, -1)
     last = decoded[:, :, :, context - 1 : context]  # (B, S, 3, 1, H, W)
     known_error = given[:, :, :, -1:] - last
     future = decoded[:, :, :, context:]
@@ -347,29 +344,35 @@ def warp_along_decoding(decoded: Tensor, clips: Tensor, context: int, radius: in
     samples and nothing to learn. It cannot draw what the last context frame does not show (what a moving shape
     uncovers, what comes into view), which `anchor_on_context` can.
     """
-    if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
-        raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
-                         "known in both the clips and the decoding")
+    given = _given_frames(decoded, clips, context)
     b, s, _, t, h, w = decoded.shape
     frames = decoded.flatten(0, 1)  # (B*S, 3, F, H, W)
-    last = clips[:, None, :, context - 1].to(decoded).expand(-1, s, -1, -1, -1).flatten(0, 1)  # (B*S, 3, H, W)
-    source = torch.zeros(2, b * s, h, w, dtype=torch.int64, device=decoded.device)  # (dy, dx) into frame C-1
+    last = given[:, :, :, -1].flatten(0, 1)  # (B*S, 3, H, W)
+    source = torch.zeros(b * s, 2, h, w, dtype=torch.int64, device=decoded.device)  # (dy, dx) into frame C-1
     moved = []
     for f in range(context, t):
         step = block_motion(frames[:, :, f], frames[:, :, f - 1], radius, patch, penalty)
-        source = step + displaced(source.transpose(0, 1), step).transpose(0, 1)
+        source = step + displaced(source, step)
         moved.append(displaced(last, source))
-    given = clips[:, None, :, :context].to(decoded).expand(-1, s, -1, -1, -1, -1)
     if not moved:
         return given
     return torch.cat([given, rearrange(torch.stack(moved, 2), "(b s) c f h w -> b s c f h w", s=s)], dim=3)
+
+
+def _given_frames(decoded: Tensor, clips: Tensor, context: int) -> Tensor:
+    """The first `context` frames of `clips` (B, 3, T, H, W) as the anchored predictions show them, one copy per
+    sample of `decoded` (B, S, 3, F, H, W): (B, S, 3, C, H, W)."""
+    if not 0 < context <= min(clips.shape[2], decoded.shape[3]):
+        raise ValueError(f"context={context}: expected 1 to {min(clips.shape[2], decoded.shape[3])} frames "
+                         "known in both the clips and the decoding")
+    return clips[:, None, :, :context].to(decoded).expand(-1, decoded.shape[1], -1, -1, -1, -1)
 
 
 def block_motion(current: Tensor, previous: Tensor, radius: int, patch: int, penalty: float) -> Tensor:
     """Where each pixel of `current` (N, C, H, W) came from in `previous`: the integer displacement v, |v_y| and
     |v_x| up to `radius`, that minimises the mean absolute difference between the `patch` × `patch` square around
     the pixel and the square around p + v in `previous` (edges repeated), plus `penalty` per pixel of |v|.
-    Ties go to the shorter displacement. Returns (2, N, H, W) int64: dy, dx."""
+    Ties go to the shorter displacement. Returns (N, 2, H, W) int64: dy, dx."""
     if radius < 0 or patch < 1 or patch % 2 == 0:
         raise ValueError(f"radius={radius}, patch={patch}: expected radius >= 0 and an odd patch")
     n, _, h, w = current.shape
@@ -377,7 +380,7 @@ def block_motion(current: Tensor, previous: Tensor, radius: int, patch: int, pen
     offsets = sorted(((dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)),
                      key=lambda v: (v[0] ** 2 + v[1] ** 2, v))  # shortest first: strict `<` keeps it on ties
     best = torch.full((n, h, w), torch.inf, device=current.device)
-    source = torch.zeros(2, n, h, w, dtype=torch.int64, device=current.device)
+    source = torch.zeros(n, 2, h, w, dtype=torch.int64, device=current.device)
     for dy, dx in offsets:
         shifted = padded[..., radius + dy : radius + dy + h, radius + dx : radius + dx + w]
         difference = (current - shifted).abs().mean(1, keepdim=True)
@@ -385,17 +388,17 @@ def block_motion(current: Tensor, previous: Tensor, radius: int, patch: int, pen
         cost = cost + penalty * (dy * dy + dx * dx) ** 0.5
         better = cost < best
         best = torch.where(better, cost, best)
-        source[0].masked_fill_(better, dy)
-        source[1].masked_fill_(better, dx)
+        source[:, 0].masked_fill_(better, dy)
+        source[:, 1].masked_fill_(better, dx)
     return source
 
 
 def displaced(image: Tensor, source: Tensor) -> Tensor:
-    """`image` (N, C, H, W) read at p + source[:, p] for every pixel p: source (2, N, H, W) integer (dy, dx),
+    """`image` (N, C, H, W) read at p + source[n, :, p] for every pixel p: source (N, 2, H, W) integer (dy, dx),
     positions outside the frame clamped to its edge."""
     n, c, h, w = image.shape
-    rows = (torch.arange(h, device=image.device)[:, None] + source[0]).clamp(0, h - 1)
-    columns = (torch.arange(w, device=image.device)[None, :] + source[1]).clamp(0, w - 1)
+    rows = (torch.arange(h, device=image.device)[:, None] + source[:, 0]).clamp(0, h - 1)
+    columns = (torch.arange(w, device=image.device)[None, :] + source[:, 1]).clamp(0, w - 1)
     index = (rows * w + columns).flatten(1)[:, None].expand(-1, c, -1)
     return image.flatten(2).gather(2, index).view(n, c, h, w)
 
