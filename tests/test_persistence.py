@@ -179,7 +179,8 @@ def test_fingerprints_survive_a_config_field_added_later(files, tmp_path):
 
 
 def _fingerprint_before_block_fields(config_fields: dict, state: dict[str, torch.Tensor]) -> str:
-    """The fingerprint as vqvid computed it before `block`, `resample_frames` and `top_only_weight` existed:
+    """The fingerprint as vqvid computed it before `block`, `resample_frames` and `top_only_weight` (and the
+    priors' `tied_head`) existed:
     SHA-256 over the config's JSON, then every tensor's name, dtype, shape and bytes."""
     import hashlib
 
@@ -206,6 +207,19 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     factorised = dataclasses.replace(vqvae.config, block="factorised")
     assert fingerprint(factorised, state) != vqvae.fingerprint
     assert fingerprint(dataclasses.replace(vqvae.config, resample_frames=1), state) != vqvae.fingerprint
+
+
+def test_the_tied_head_field_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):
+    """Priors of the untied head, the only one before `tied_head` existed, keep the fingerprint their model folders
+    record, and a folder whose model.json lacks the field loads; a tied prior is another model."""
+    top = load_prior(files["top"])
+    assert not top.config.tied_head
+    old_fields = {k: v for k, v in to_dict(top.config).items() if k != "tied_head"}
+    state = top.model.state_dict()
+    assert top.fingerprint == _fingerprint_before_block_fields(old_fields, state)
+    folder = _edited_folder(files, tmp_path, lambda meta: meta["top"].update({"config": old_fields}))
+    assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
+    assert fingerprint(dataclasses.replace(top.config, tied_head=True), state) != top.fingerprint
 
 
 def test_fingerprint_takes_the_canonical_typed_config_only():

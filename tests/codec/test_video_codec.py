@@ -77,12 +77,12 @@ def tiny_vqvae(seed: int = 0) -> VQVAE:
     return vqvae
 
 
-def tiny_priors(seed: int = 0) -> tuple[PixelSNAIL, PixelSNAIL]:
+def tiny_priors(seed: int = 0, tied_head: bool = False) -> tuple[PixelSNAIL, PixelSNAIL]:
     """Top p(top) over 1×2×2 and bottom p(bottom | top) over 2×4×4, with attention, in eval mode."""
     torch.manual_seed(seed)
     top = PixelSNAILConfig(num_codes=NUM_CODES, shape=TOP_SHAPE, channels=8, n_blocks=1, n_res_blocks=1,
                            attention=True, n_heads=1, key_channels=4, value_channels=4, dropout=0.0,
-                           embed_dim=4)
+                           embed_dim=4, tied_head=tied_head)
     bottom = replace(top, shape=BOTTOM_SHAPE, condition_num_codes=NUM_CODES, condition_shape=TOP_SHAPE,
                      condition_channels=4, n_cond_res_blocks=1)
     priors = PixelSNAIL(top).eval(), PixelSNAIL(bottom).eval()
@@ -92,12 +92,13 @@ def tiny_priors(seed: int = 0) -> tuple[PixelSNAIL, PixelSNAIL]:
     return priors
 
 
-def tiny_folder(seed: int = 0, priors: bool = True, fingerprint: str = "tiny-0001") -> ModelFolder:
+def tiny_folder(seed: int = 0, priors: bool = True, fingerprint: str = "tiny-0001",
+                tied_head: bool = False) -> ModelFolder:
     vqvae = tiny_vqvae(seed)
     loaded = LoadedVQVAE(vqvae, vqvae.config, "vqvae", {"frames": CLIP_FRAMES, "size": SIZE})
     if not priors:
         return ModelFolder(loaded, None, None, fingerprint)
-    top, bottom = tiny_priors(seed)
+    top, bottom = tiny_priors(seed, tied_head)
     return ModelFolder(loaded, LoadedPrior(top, top.config, "top", "top", "vqvae"),
                        LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), fingerprint)
 
@@ -148,6 +149,15 @@ def test_random_codes_round_trip_exactly(folder, seed):
     assert (decoded.header.mode, decoded.header.frame_count, decoded.header.num_chunks) == ("prior", 15, 8)
     assert compressed.verification.positions == 4 * (4 + 32)
     assert compressed.verification.fraction > 0.9
+
+
+def test_priors_with_tied_heads_round_trip_exactly():
+    folder = tiny_folder(tied_head=True)
+    for codes in (random_codes(3, seed=4), sampled_codes(folder, 3, seed=5)):
+        compressed = compress_codes(folder, codes, frame_count=12, fps=25, verify=True)
+        decoded = decompress_codes(folder, compressed.data)
+        assert torch.equal(decoded.codes.top, codes.top) and torch.equal(decoded.codes.bottom, codes.bottom)
+        assert compressed.verification.fraction > 0.9
 
 
 @pytest.mark.parametrize("coding_batch", [1, 2])

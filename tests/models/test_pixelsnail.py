@@ -72,10 +72,12 @@ def edge_positions(shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
             (t - 1, h - 1, w - 1)]
 
 
-@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize(("attention", "tied_head"), [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("level", ["top", "bottom"])
-def test_each_position_depends_on_every_earlier_position_and_nothing_else(level, attention):
-    config = (top_config if level == "top" else bottom_config)(attention=attention)
+def test_each_position_depends_on_every_earlier_position_and_nothing_else(level, attention, tied_head):
+    # A tied head uses the code embeddings as output weights, parameters rather than inputs: a position still
+    # sees only the codes before it.
+    config = (top_config if level == "top" else bottom_config)(attention=attention, tied_head=tied_head)
     prior = make_prior(config)
     for position in edge_positions(config.shape):
         magnitude = dependence(prior, position)[0]
@@ -146,6 +148,36 @@ def test_classes_last_logits_are_the_same_logits_laid_out_for_the_loss(level):
     torch.testing.assert_close(nll, F.cross_entropy(logits, codes), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("tied_head", [False, True])
+def test_the_output_layer_is_the_heads_linear_map_that_the_fused_sampler_reads(tied_head):
+    config = top_config(tied_head=tied_head)
+    prior = make_prior(config)
+    features = torch.randn(3, config.channels, 2, 2, 2)
+    weight, bias = prior.output_layer()
+    assert weight.shape == (config.num_codes, config.channels) and bias.shape == (config.num_codes,)
+    by_hand = torch.einsum("kc,bcthw->bkthw", weight, F.elu(features)) + bias[:, None, None, None]
+    torch.testing.assert_close(prior.head_logits(features), by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_a_tied_head_scores_each_code_by_its_embedding():
+    """Tied, the logit of code k is the head's projection of the features dotted with the embedding of k, plus
+    k's own bias: two codes given the same embedding and bias get the same logit everywhere."""
+    config = top_config(tied_head=True)
+    prior = make_prior(config)
+    project = prior.head[-1]
+    assert project.out_features == config.embed_dim and prior.code_bias.shape == (config.num_codes,)
+    with torch.no_grad():
+        prior.embedding.weight[3] = prior.embedding.weight[5]
+        prior.code_bias[3] = prior.code_bias[5]
+    codes = torch.randint(0, config.num_codes, (2, *config.shape))
+    logits = prior(codes)
+    torch.testing.assert_close(logits[:, 3], logits[:, 5], atol=0, rtol=0)
+    assert not torch.allclose(logits[:, 3], logits[:, 4])
+    features = torch.randn(1, config.channels, 1, 1, 1)
+    by_hand = project(F.elu(features)).flatten() @ prior.embedding.weight.t() + prior.code_bias
+    torch.testing.assert_close(prior.head_logits(features).flatten(), by_hand, atol=1e-5, rtol=1e-5)
+
+
 def test_sdpa_attention_matches_an_explicit_masked_matrix():
     # Values wider than keys, as in PixelSNAIL: the path that pads queries and keys to the value width.
     prior = make_prior(top_config(key_channels=8, value_channels=24))
@@ -214,10 +246,11 @@ def test_bad_inputs_are_rejected_with_a_message():
             call()
 
 
-def test_a_prior_learns_a_deterministic_pattern():
+@pytest.mark.parametrize("tied_head", [False, True])
+def test_a_prior_learns_a_deterministic_pattern(tied_head):
     # Each clip is one shifted pattern: after the first code, every code follows from the codes before it.
     config = top_config(shape=(2, 4, 4), channels=32, key_channels=8, value_channels=16, embed_dim=16,
-                        n_heads=1)
+                        n_heads=1, tied_head=tied_head)
     torch.manual_seed(0)
     prior = PixelSNAIL(config)
     t, h, w = torch.meshgrid(*(torch.arange(s) for s in config.shape), indexing="ij")

@@ -25,10 +25,11 @@ def prior_of(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
     return PixelSNAIL(config).eval()
 
 
+@pytest.mark.parametrize("tied_head", [False, True])
 @pytest.mark.parametrize("start", [0, 9])
 @pytest.mark.parametrize("level", ["top", "bottom"])
-def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start):
-    config = TOP if level == "top" else BOTTOM
+def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start, tied_head):
+    config = replace(TOP if level == "top" else BOTTOM, tied_head=tied_head)
     prior = prior_of(config)
     context = torch.randint(0, config.num_codes, (3, *config.shape))
     condition = (torch.randint(0, config.condition_num_codes, (3, *config.condition_shape))

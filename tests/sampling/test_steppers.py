@@ -26,6 +26,8 @@ CONFIGS = {
     "top-kernel-5-two-layers": replace(TOP, kernel_size=5, n_res_blocks=2),
     "bottom": BOTTOM,
     "bottom-no-attention": replace(BOTTOM, attention=False),
+    "top-tied-head": replace(TOP, tied_head=True),
+    "bottom-tied-head": replace(BOTTOM, tied_head=True),
 }
 CACHED = {"incremental": IncrementalStepper, "fused": FusedStepper}
 

@@ -55,6 +55,10 @@ class PixelSNAILConfig:
     # Start the code embeddings (and the condition's) from the VQ-VAE's codebooks when the code store holds
     # them: neighbouring codes then start as neighbours, which the prior otherwise has to learn from data.
     codebook_init: bool = True
+    # Logits as dot products of a projection of the features with the code embeddings (tied to the input's, as
+    # in language models: Press & Wolf 2017, arXiv 1608.05859) rather than a separate weight per code: codes
+    # whose embeddings are near get similar probabilities, which the untied head has to learn code by code.
+    tied_head: bool = False
 
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)
@@ -362,7 +366,9 @@ class PixelSNAIL(nn.Module):
         self.vertical_stem = CausalConv3d(e, c, 1, k, strict=True)
         self.horizontal_stem = CausalConv3d(e, c, 2, k, strict=True)
         self.blocks = nn.ModuleList(PixelSNAILBlock(config) for _ in range(config.n_blocks))
-        self.head = nn.Sequential(nn.ELU(), Pointwise(c, config.num_codes))
+        # Tied: the head projects onto the code embeddings' space, and `code_bias` is each code's own bias.
+        self.head = nn.Sequential(nn.ELU(), Pointwise(c, e if config.tied_head else config.num_codes))
+        self.code_bias = nn.Parameter(torch.zeros(config.num_codes)) if config.tied_head else None
 
     def check_inputs(self, codes: Tensor, condition: Tensor | None = None) -> None:
         """Raise ValueError unless `codes` (and `condition`, exactly when the prior is conditional) fit."""
@@ -437,9 +443,24 @@ class PixelSNAIL(nn.Module):
         horizontal = self.horizontal_stem(embedded)
         for block in self.blocks:
             frame, vertical, horizontal = block(frame, vertical, horizontal, embedded, background)
+        return self.head_logits(horizontal, classes_last=classes_last)
+
+    def head_logits(self, features: Tensor, *, classes_last: bool = False) -> Tensor:
+        """Logits (B, K, ...) of the horizontal stream's features (B, C, ...), or (B, ..., K) contiguous with
+        `classes_last`."""
         activation, output = self.head
-        logits = output.channels_last(activation(horizontal))  # (B, T, H, W, K)
-        return logits if classes_last else logits.movedim(-1, 1)  # (B, K, T, H, W)
+        logits = output.channels_last(activation(features))  # (B, ..., K), or (B, ..., E) when tied
+        if self.code_bias is not None:
+            logits = F.linear(logits, self.embedding.weight, self.code_bias)
+        return logits if classes_last else logits.movedim(-1, 1)
+
+    def output_layer(self) -> tuple[Tensor, Tensor]:
+        """The head after its activation as one linear map: weight (K, C) and bias (K,) of the logits."""
+        output = self.head[-1]
+        if self.code_bias is None:
+            return output.weight, output.bias
+        codes = self.embedding.weight  # (K, E)
+        return codes @ output.weight, codes @ output.bias + self.code_bias
 
     def forward(self, codes: Tensor, condition: Tensor | None = None, *, classes_last: bool = False) -> Tensor:
         """Logits (B, K, T, H, W) of codes (B, T, H, W) int64 [given top codes (B, T', H', W') int64]; with

@@ -145,8 +145,9 @@ class FusedStepper(IncrementalStepper):
             if block.attention is not None:
                 attention = self._fused_attention(block.attention, batch, rows, zeros)
             self._blocks.append((residuals, attention))
-        self._head_weight = prior.head[-1].weight.t()  # (C, K)
-        self._head_bias = rows(prior.head[-1].bias)
+        head_weight, head_bias = (x.detach() for x in prior.output_layer())
+        self._head_weight = head_weight.t()  # (C, K)
+        self._head_bias = rows(head_bias)
         self._head_x = zeros(batch, c)
 
         if self.position < self._n_positions:

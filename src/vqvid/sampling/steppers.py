@@ -166,7 +166,7 @@ class IncrementalStepper:
             if block.attention is not None:
                 self._features[block.attention] = horizontal
                 horizontal = self._attend(block.attention, horizontal, whole_grid)
-        return self.prior.head(horizontal)
+        return self.prior.head_logits(horizontal)
 
     def _layers(self, stream: str):
         return (residual for block in self.prior.blocks for residual in getattr(block, stream))
