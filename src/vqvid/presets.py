@@ -70,9 +70,12 @@ def _tiny() -> Preset:
         ),
         top=PriorRun(
             # lr 4e-3: on the demo's codes of 2,048 clips, 600 steps reach 4.27 held-out bits per code against
-            # 4.39 at 2e-3 (in the same time); 8e-3 is unstable (4.82).
+            # 4.39 at 2e-3 (in the same time); 8e-3 is unstable (4.82). The tied head (logits from the code
+            # embeddings, which start from the codebook) reaches 4.04 against 4.19 on all 64 held-out clips in
+            # the same time; 4 times the batch reaches 3.78 in 2.7 times the time, twice the width or the depth
+            # does no better than 4.26 (docs/prediction.md).
             model=PixelSNAILConfig(shape=(4, 8, 8), channels=64, n_blocks=2, n_res_blocks=1, attention=True,
-                                   n_heads=2, key_channels=16, value_channels=32, dropout=0.1),
+                                   n_heads=2, key_channels=16, value_channels=32, dropout=0.1, tied_head=True),
             train=TrainConfig(batch_size=4, lr=4e-3, max_steps=600, val_every=200, val_batches=8,
                               warmup_steps=20, lr_schedule="cosine", num_workers=0, log_every=10),
         ),
@@ -81,9 +84,10 @@ def _tiny() -> Preset:
             # 2 cores. Code embeddings start from the VQ-VAE's codebooks (codebook_init). A short run underfits,
             # so no dropout, and many small batches beat fewer large ones: on the demo's held-out codes 800 steps
             # of 2 clips reach 3.4 bits per code, 250 steps of 8 clips (which take longer) 4.1. lr 8e-3: 3.5.
+            # Tied head as the top prior's: 3.36 bits per code against 3.38.
             model=PixelSNAILConfig(shape=(8, 16, 16), channels=32, n_blocks=2, n_res_blocks=1, attention=False,
                                    embed_dim=16, dropout=0.0, condition_num_codes=512, condition_shape=(4, 8, 8),
-                                   condition_channels=32),
+                                   condition_channels=32, tied_head=True),
             train=TrainConfig(batch_size=2, lr=4e-3, max_steps=800, val_every=200, val_batches=8,
                               warmup_steps=20, lr_schedule="cosine", num_workers=0, log_every=10),
         ),
