@@ -71,9 +71,9 @@ def _tiny() -> Preset:
         top=PriorRun(
             # lr 4e-3: on the demo's codes of 2,048 clips, 600 steps reach 4.27 held-out bits per code against
             # 4.39 at 2e-3 (in the same time); 8e-3 is unstable (4.82). The tied head (logits from the code
-            # embeddings, which start from the codebook) reaches 4.04 against 4.19 on all 64 held-out clips in
-            # the same time; 4 times the batch reaches 3.78 in 2.7 times the time, twice the width or the depth
-            # does no better than 4.26 (docs/prediction.md).
+            # embeddings, which start from the codebook) reaches 4.13 in the same time; 4 times the batch 3.78 in
+            # 2.7 times the time; twice the width or the depth no better than 4.26 (docs/prediction.md, "Tied
+            # heads"). On all 64 held-out clips, tied 4.04, untied 4.19.
             model=PixelSNAILConfig(shape=(4, 8, 8), channels=64, n_blocks=2, n_res_blocks=1, attention=True,
                                    n_heads=2, key_channels=16, value_channels=32, dropout=0.1, tied_head=True),
             train=TrainConfig(batch_size=4, lr=4e-3, max_steps=600, val_every=200, val_batches=8,
