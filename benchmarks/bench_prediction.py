@@ -127,8 +127,8 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
 
 
 LEVEL_ROWS = {
-    "anchored_last": "the prediction, anchored in place (default)",
-    "anchored": "the prediction, frame 7 warped",
+    "anchored": "the prediction, anchored in place (default)",
+    "warped": "the prediction, frame 7 warped",
     "sampled": "sampled top, sampled bottom (codes alone)",
     "sampled_top_only": "sampled top, decoded alone",
     "sampled_top_true_bottom": "sampled top, true bottom",
@@ -186,8 +186,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                       temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                       generator=torch.Generator().manual_seed(0))
     videos = {
-        "anchored": warp_along_decoding(prediction.video, clips, CONTEXT),
-        "anchored_last": anchor_on_context(prediction.video, clips, CONTEXT),
+        "warped": warp_along_decoding(prediction.video, clips, CONTEXT),
+        "anchored": anchor_on_context(prediction.video, clips, CONTEXT),
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
@@ -206,7 +206,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
                       "kept_single_frame_15": shapes["generated"]["kept"][-1]}
-        if name == "anchored":  # the prediction: also its best of N and copy-last, as `vqvid predict` reports them
+        if name == "warped":  # also its best of N, and copy-last, as `vqvid predict` reports them
             if samples > 1:  # per clip the sample nearest the truth (an oracle)
                 rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
             rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
@@ -228,8 +228,8 @@ def _print_levels(rows: dict) -> None:
         r = rows[name]
         print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
               f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
-    if "psnr_best_of_n" in rows["anchored"]:
-        print(f"{'the prediction warped, best of N (an oracle)':46s} {rows['anchored']['psnr_best_of_n']:15.2f}")
+    if "psnr_best_of_n" in rows["warped"]:
+        print(f"{'the prediction warped, best of N (an oracle)':46s} {rows['warped']['psnr_best_of_n']:15.2f}")
     print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
           f"{'':7s} "
           f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
