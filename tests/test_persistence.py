@@ -179,8 +179,8 @@ def test_fingerprints_survive_a_config_field_added_later(files, tmp_path):
 
 
 def _fingerprint_before_block_fields(config_fields: dict, state: dict[str, torch.Tensor]) -> str:
-    """The fingerprint as vqvid computed it before `block`, `resample_frames` and `top_only_weight` (and the
-    priors' `tied_head`) existed:
+    """The fingerprint as vqvid computed it before `block`, `resample_frames`, `top_only_weight` and
+    `top_slowness` (and the priors' `tied_head`) existed:
     SHA-256 over the config's JSON, then every tensor's name, dtype, shape and bytes."""
     import hashlib
 
@@ -197,7 +197,8 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     record the old fingerprint: a model of the default design must still have it, and its folder, written with
     a model.json that lacks the fields, must load."""
     vqvae = load_vqvae(files["vqvae"])
-    later = ("block", "resample_frames", "top_only_weight")  # fields added after fingerprints were recorded
+    # fields added after fingerprints were recorded
+    later = ("block", "resample_frames", "top_only_weight", "top_slowness")
     old_fields = {k: v for k, v in to_dict(vqvae.config).items() if k not in later}
     state = vqvae.model.state_dict()
     assert vqvae.fingerprint == _fingerprint_before_block_fields(old_fields, state)
@@ -207,6 +208,7 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     factorised = dataclasses.replace(vqvae.config, block="factorised")
     assert fingerprint(factorised, state) != vqvae.fingerprint
     assert fingerprint(dataclasses.replace(vqvae.config, resample_frames=1), state) != vqvae.fingerprint
+    assert fingerprint(dataclasses.replace(vqvae.config, top_slowness=0.01), state) != vqvae.fingerprint
 
 
 def test_the_tied_head_field_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):

@@ -16,8 +16,10 @@ from vqvid.persistence import load_vqvae
 
 def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     out = tmp_path / "demo_out"
-    assert main(["--fast", "--out", str(out)]) == 0
+    # --vqvae-set reaches the VQ-VAE's training (checked on the exported model below) and the report names it
+    assert main(["--fast", "--out", str(out), "--vqvae-set", "model.top_slowness=0.01"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["vqvae_overrides"] == ["model.top_slowness=0.01"]
     assert list(report["seconds"]) == ["data", "vqvae", "reconstruct", "extract", "priors", "export", "predict",
                                        "compress"]
     figures = report["figures"]
@@ -52,7 +54,9 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert f"| mean of the samples, codes alone | {prediction['psnr_per_frame']['mean_of_n_decoded'][0]:.1f}" \
         in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
+    assert "(its VQ-VAE with `model.top_slowness=0.01`)" in report_md
     vqvae = load_vqvae(out / "model").model
+    assert vqvae.config.top_slowness == 0.01
     with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from
         codebooks = store.codebooks()
     np.testing.assert_array_equal(codebooks.top, vqvae.top_quantizer.codebook.numpy())

@@ -32,6 +32,8 @@ def test_level_figures_match_direct_decoding_whatever_the_batch_size():
             # clip i takes the top codes of clip i + N // 2 = i + 2, cyclically
             "top_swap": psnr(decoded(codes.top[[2, 3, 4, 0, 1]], codes.bottom), clips),
             "mean_colour": psnr(clips.mean(dim=(2, 3, 4), keepdim=True).expand_as(clips), clips),
+            "top_changed": sum((codes.top[i, t] != codes.top[i, t - 1]).sum().item()
+                               for i in range(5) for t in range(1, codes.top.shape[1])) / codes.top[:, 1:].numel(),
         }
     for batch_size in (1, 2, 5):
         result = reconstruct(model, clips, levels=True, batch_size=batch_size, device="cpu")
@@ -57,11 +59,13 @@ def test_levels_are_printed_and_written_as_json(tmp_path, capsys):
                  "--levels", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     levels = figures["levels"]
-    assert set(levels) == {"both", "top_only", "bottom_only", "top_swap", "top_swap_cost", "mean_colour"}
+    assert set(levels) == {"both", "top_only", "bottom_only", "top_swap", "top_swap_cost", "mean_colour",
+                           "top_changed"}
     assert levels["both"] == pytest.approx(figures["psnr"])
     assert levels["top_swap_cost"] == pytest.approx(levels["both"] - levels["top_swap"])
     printed = capsys.readouterr().out
     assert f"top only {levels['top_only']:.2f} dB" in printed and f"costs {levels['top_swap_cost']:.2f} dB" in printed
+    assert f"top codes changed from one latent frame to the next: {100 * levels['top_changed']:.1f}%" in printed
     assert main(["--vqvae", str(paths["vqvae"]), str(videos[0].parent), "-o", str(tmp_path / "plain.gif"),
                  "--json", str(out)]) == 0
     assert "levels" not in json.loads(out.read_text())

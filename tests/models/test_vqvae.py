@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.models.vqvae import VQVAE, VQVAEConfig, top_change
 
 HIERARCHIES = ["conditioned", "independent"]
 
@@ -289,3 +289,40 @@ def test_the_design_is_chosen_by_overrides_and_bad_choices_name_the_field():
         resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.block=2d"])
     with pytest.raises(ConfigError, match="model.resample_frames must be 1 or 3"):
         resolve(VQVAERun, get_preset("tiny").vqvae, None, ["model.resample_frames=2"])
+
+
+def test_top_change_is_zero_for_a_still_latent_about_two_for_unrelated_frames_and_blind_to_scale():
+    torch.manual_seed(0)
+    frame = torch.randn(4, 8, 1, 6, 6)
+    assert top_change(frame.expand(4, 8, 5, 6, 6)).item() == 0.0  # nothing changes over time
+    unrelated = torch.randn(16, 8, 6, 16, 16)
+    assert 1.9 < top_change(unrelated).item() < 2.1  # E(a - b)² = 2 var for independent frames
+    drifting = frame + 0.1 * torch.arange(5.0).view(1, 1, 5, 1, 1)
+    assert torch.allclose(top_change(drifting * 7 - 3), top_change(drifting), rtol=1e-4)
+    assert top_change(frame).item() == 0.0  # a single frame has no change to measure
+
+
+def test_top_slowness_adds_the_weighted_top_change_to_the_training_loss_and_reaches_only_the_encoders():
+    from vqvid.training.config import TrainConfig
+    from vqvid.training.vqvae import VQVAEModule
+
+    video = _video(2, 8, 32, 32)
+    losses = {}
+    for weight in (0.0, 0.5):
+        torch.manual_seed(3)
+        module = VQVAEModule.from_configs(_small(level_dropout=0.0, top_slowness=weight), TrainConfig())
+        module.train()
+        out, _, losses[weight] = module._step(video)
+    assert out.top_change > 0
+    assert torch.allclose(losses[0.5] - losses[0.0], 0.5 * out.top_change, atol=1e-6)
+    model = _model().train()
+    model(_video(2, 8, 32, 32)).top_change.backward()
+    grads = {name: p.grad is not None and p.grad.abs().sum().item() > 0 for name, p in model.named_parameters()}
+    assert grads["top_pre_quantize.weight"] and grads["bottom_encoder.0.weight"]
+    assert not any(grads[name] for name in grads if name.startswith(("decoder.", "bottom_pre_quantize.")))
+
+
+def test_top_slowness_must_not_be_negative():
+    with pytest.raises(ValueError, match="model.top_slowness"):
+        _small(top_slowness=-0.1)
+    assert VQVAEConfig().top_slowness == 0.0  # off unless asked for: the loss stays VQ-VAE-2's

@@ -7,7 +7,9 @@ INPUT is cut into consecutive clips of the model's clip length; the panels play 
 Prints PSNR and SSIM of the reconstruction and the size of the codes against raw 8-bit RGB. With --levels also
 prints (and --json writes) what each level carries: PSNR decoded from both levels, from the top codes alone,
 from the bottom codes alone, and from each clip's bottom codes with another clip's top codes (top swap: its
-cost in dB is near 0 when the top level carries nothing), next to each clip's mean colour.
+cost in dB is near 0 when the top level carries nothing), next to each clip's mean colour; and the share of top
+codes that differ from the code in their place one latent frame before (how much the top level changes over time,
+which its prior must predict).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class LevelFigures(NamedTuple):
     # often come from one video); None for N = 1
     top_swap: float | None
     mean_colour: float  # each clip replaced by its mean colour: what carrying no structure scores
+    # share of top codes unlike the code in their place one latent frame before; None for one latent frame
+    top_changed: float | None
 
     @property
     def top_swap_cost(self) -> float | None:
@@ -91,7 +95,8 @@ def reconstruct(model, clips: torch.Tensor, levels: bool, batch_size: int, devic
                 both=metrics.psnr(full, clips), top_only=metrics.psnr(top_only, clips),
                 bottom_only=metrics.psnr(bottom_only, clips),
                 top_swap=metrics.psnr(swap, clips) if swap is not None else None,
-                mean_colour=metrics.psnr(mean_colour, clips))
+                mean_colour=metrics.psnr(mean_colour, clips),
+                top_changed=(top[:, 1:] != top[:, :-1]).float().mean().item() if top.shape[1] > 1 else None)
     panels = [[clips[i].cpu()] + [o[i] for o in outputs] for i in range(len(clips))]
     used = {"top": len(top.unique()), "bottom": len(bottom.unique())}
     return Reconstructed(full, panels, used, figures)
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"levels, PSNR: both {levels.both:.2f} dB   top only {levels.top_only:.2f} dB   bottom only "
               f"{levels.bottom_only:.2f} dB   another clip's top codes {swap}   mean colour "
               f"{levels.mean_colour:.2f} dB")
+        if levels.top_changed is not None:
+            print(f"top codes changed from one latent frame to the next: {100 * levels.top_changed:.1f}%")
     if args.json:
         from vqvid.files import write_text
 

@@ -30,6 +30,15 @@ narrow VQ-VAE on 8×32×32 moving shapes (tests/training/test_vqvae_levels.py), 
 the top codes cost 0.67 and 1.19 dB (seeds 0 and 1), the old objective 0.00 and 0.04 dB. Zeros stand in for the
 dropped vectors exactly as in `decode_codes(top, None)`, so a top-only decode is what training optimised.
 
+Top slowness (`top_slowness`, off by default): the training loss gains that weight times `top_change`, the mean
+squared change of the top latents (before quantisation) from one latent frame to the next, relative to their
+variance. It is the slowness objective of Slow Feature Analysis (Wiskott & Sejnowski 2002, "Slow Feature
+Analysis: Unsupervised Learning of Invariances", Neural Computation 14(4)), whose unit-variance constraint the
+ratio stands in for, and the temporal coherence of Mobahi, Collobert & Weston (2009, "Deep Learning from Temporal
+Coherence in Video", ICML): what stays put over time goes to the top codes, what changes fast to the bottom
+codes. Without it every top code of the demo's model changed between latent frames in 83% of positions (the
+background's drifting wave is coded there), and the top prior had that to predict before any shape's motion.
+
 Every quantiser is an `EMAQuantizer` (VQ-VAE, van den Oord et al. 2017, arXiv 1711.00937); residual blocks are
 those of VQ-VAE Sec. 4.1 (activation, 3×3 conv, activation, 1×1 conv), in 3D. The activation is SiLU (swish,
 Ramachandran et al. 2017, arXiv 1710.05941), as in VQGAN's encoder and decoder (Esser et al. 2021, arXiv
@@ -87,6 +96,9 @@ class VQVAEConfig:
     # about half of the reconstruction loss; a lower weight trades top-only quality for reconstruction
     # (docs/levels.md measures the trade).
     top_only_weight: float = 1.0
+    # Weight of `top_change` (see the module docstring) in the training loss: makes the top codes change slowly
+    # over time, which the top prior then predicts better; 0 (the default) leaves the loss as VQ-VAE-2's.
+    top_slowness: float = 0.0
     # The convolution that mixes neighbours in each residual block (see `ResBlock3d`): "3d" is 3×3×3; "spatial"
     # is 1×3×3, the original thesis code's (VQ-VAE-2's 2D blocks made 3D); "factorised" is 1×3×3 then 3×1×1
     # (R(2+1)D). "3d" is the default because it is what every model made before this field existed used.
@@ -120,6 +132,8 @@ class VQVAEConfig:
             raise ValueError(f"model.level_dropout must be in [0, 1), got {self.level_dropout}")
         if not 0.0 < self.top_only_weight <= 1.0:
             raise ValueError(f"model.top_only_weight must be in (0, 1], got {self.top_only_weight}")
+        if not self.top_slowness >= 0:
+            raise ValueError(f"model.top_slowness must be >= 0, got {self.top_slowness}")
         if self.block not in BLOCKS:
             raise ValueError(f"model.block must be one of {list(BLOCKS)}, got {self.block!r}")
         if self.resample_frames not in (1, 3):
@@ -151,6 +165,9 @@ class VQVAEOutput(NamedTuple):
     bottom: QuantizerOutput  # quantized (B, embed_dim, T/2, H/4, W/4), codes (B, T/2, H/4, W/4)
     # (B,) float: 1 for a clip decoded from both levels, 0 for one whose bottom level was dropped
     bottom_kept: Tensor
+    # scalar: the top latents' change from one latent frame to the next, relative to their variance
+    # (`top_change`); the loss weighs it by `top_slowness`
+    top_change: Tensor
 
 
 class ResBlock3d(nn.Module):
@@ -229,6 +246,19 @@ def decoder(config: VQVAEConfig) -> nn.Sequential:
     )
 
 
+def top_change(latent: Tensor) -> Tensor:
+    """How much `latent` (B, C, T, H, W) changes from one frame to the next: the mean squared difference of
+    consecutive frames over the mean squared deviation from each channel's mean (over batch, time and space).
+    0 when nothing changes over time, about 2 when consecutive frames are unrelated, and unchanged by scaling
+    `latent`, so that an encoder cannot lower it by shrinking its output. A scalar, 0 for a single frame."""
+    latent = latent.float()
+    if latent.shape[2] < 2:
+        return latent.new_zeros(())
+    change = (latent[:, :, 1:] - latent[:, :, :-1]).square().mean()
+    spread = (latent - latent.mean(dim=(0, 2, 3, 4), keepdim=True)).square().mean()
+    return change / spread.clamp(min=1e-12)
+
+
 def _code_shape(codes: Tensor, level: str) -> tuple[int, int, int, int]:
     if codes.dim() != 4:
         raise ValueError(f"{level} codes must be (B, T, H, W), got shape {tuple(codes.shape)}")
@@ -278,7 +308,8 @@ class VQVAE(nn.Module):
         """Reconstruct `video` (B, 3, T, H, W) in [-1, 1]; in training mode also updates both codebooks."""
         self._check_video(video)
         bottom_features = self.bottom_encoder(video)  # (B, channels, T/2, H/4, W/4)
-        top = self.top_quantizer(self.top_pre_quantize(self.top_encoder(bottom_features)))
+        top_latent = self.top_pre_quantize(self.top_encoder(bottom_features))  # (B, embed_dim, T/4, H/8, W/8)
+        top = self.top_quantizer(top_latent)
         bottom = self.bottom_quantizer(self._bottom_latent(bottom_features, top.quantized))
         bottom_quantized = bottom.quantized  # (B, embed_dim, T/2, H/4, W/4)
         kept = torch.ones(video.shape[0], device=video.device)  # (B,)
@@ -292,6 +323,7 @@ class VQVAE(nn.Module):
             top=top,
             bottom=bottom,
             bottom_kept=kept,
+            top_change=top_change(top_latent),
         )
 
     @torch.no_grad()

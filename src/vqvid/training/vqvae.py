@@ -46,11 +46,13 @@ class VQVAEModule(L.LightningModule):
         mse = per_clip.mean()
         # Clips decoded from the top alone (level dropout) count `top_only_weight` of a full reconstruction.
         weights = out.bottom_kept + (1 - out.bottom_kept) * self.model_config.top_only_weight  # (B,)
-        return out, mse, (weights * per_clip).mean() + out.commitment_loss
+        slowness = self.model_config.top_slowness * out.top_change
+        return out, mse, (weights * per_clip).mean() + out.commitment_loss + slowness
 
     def training_step(self, video: torch.Tensor, batch_idx: int) -> torch.Tensor:
         out, mse, loss = self._step(video)
-        log = {"train/loss": loss, "train/mse": mse, "train/commitment": out.commitment_loss}
+        log = {"train/loss": loss, "train/mse": mse, "train/commitment": out.commitment_loss,
+               "train/top_change": out.top_change}
         for level in LEVELS:
             q = getattr(out, level)
             log[f"train/perplexity_{level}"] = q.perplexity
@@ -70,6 +72,7 @@ class VQVAEModule(L.LightningModule):
             {
                 "val/loss": loss,
                 "val/mse": mse,
+                "val/top_change": out.top_change,
                 "val/ssim": metrics.ssim(reconstruction, video),
             },
             sync_dist=True,
