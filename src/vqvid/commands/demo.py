@@ -17,7 +17,7 @@ Each stage runs the same code as its own `vqvid` command (through that command's
 Writes `report.md` (for people) and `report.json` (the same figures) into the output folder.
 `--fast` shrinks every stage to a smoke test (used by the test suite); its figures mean nothing.
 `--vqvae-set KEY=VALUE` (repeatable) changes the VQ-VAE's `tiny` config as `vqvid train vqvae` overrides do, e.g.
-`--vqvae-set model.top_slowness=0.005`, so that a change is measured by every stage after it; the report names it.
+`--vqvae-set model.top_slowness=0.02`, so that a change is measured by every stage after it; the report names it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vqvae-steps", type=int, help="override the VQ-VAE's training steps")
     parser.add_argument("--vqvae-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the VQ-VAE's `tiny` config, as in `vqvid train vqvae` "
-                             "(repeatable), e.g. model.top_slowness=0.005")
+                             "(repeatable), e.g. model.top_slowness=0.02")
     return parser
 
 

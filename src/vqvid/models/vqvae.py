@@ -36,8 +36,10 @@ variance. It is the slowness objective of Slow Feature Analysis (Wiskott & Sejno
 Analysis: Unsupervised Learning of Invariances", Neural Computation 14(4)), whose unit-variance constraint the
 ratio stands in for, and the temporal coherence of Mobahi, Collobert & Weston (2009, "Deep Learning from Temporal
 Coherence in Video", ICML): what stays put over time goes to the top codes, what changes fast to the bottom
-codes. Without it every top code of the demo's model changed between latent frames in 83% of positions (the
-background's drifting wave is coded there), and the top prior had that to predict before any shape's motion.
+codes. Without it the demo's model changes 78% of its top codes from one latent frame to the next on its held-out
+clips (`vqvid reconstruct --levels`; the background's drifting wave is coded there). At weight 0.02 about half
+change and the top prior's bits per code fall from 4.04 to about 3, but the top level decoded alone loses quality
+in some runs, and the shapes that prediction keeps do not reliably rise (docs/prediction.md, "Slow top codes").
 
 Every quantiser is an `EMAQuantizer` (VQ-VAE, van den Oord et al. 2017, arXiv 1711.00937); residual blocks are
 those of VQ-VAE Sec. 4.1 (activation, 3×3 conv, activation, 1×1 conv), in 3D. The activation is SiLU (swish,
@@ -97,7 +99,7 @@ class VQVAEConfig:
     # (docs/levels.md measures the trade).
     top_only_weight: float = 1.0
     # Weight of `top_change` (see the module docstring) in the training loss: makes the top codes change slowly
-    # over time, which the top prior then predicts better; 0 (the default) leaves the loss as VQ-VAE-2's.
+    # over time, so that they cost the top prior fewer bits; 0 (the default) leaves the loss as VQ-VAE-2's.
     top_slowness: float = 0.0
     # The convolution that mixes neighbours in each residual block (see `ResBlock3d`): "3d" is 3×3×3; "spatial"
     # is 1×3×3, the original thesis code's (VQ-VAE-2's 2D blocks made 3D); "factorised" is 1×3×3 then 3×1×1
