@@ -8,11 +8,11 @@ threshold below (measured: 0.00 and 0.04 dB at seeds 0 and 1, against 0.67 and 1
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vqvid.data.synthetic import MovingShapes
 from vqvid.metrics import psnr
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.training.vqvae import training_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,7 +33,7 @@ def _trained(level_dropout: float | None, steps: int = 150, top_slowness: float 
     for step in range(steps):
         video = clips[(torch.arange(4) + 4 * step) % 64]
         out = model(video)
-        loss = F.mse_loss(out.reconstruction, video) + out.commitment_loss + top_slowness * out.top_change
+        _, loss = training_loss(out, video, model.config)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

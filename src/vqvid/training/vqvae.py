@@ -14,11 +14,21 @@ import torch
 
 from vqvid import metrics
 from vqvid.config import from_dict, to_dict
-from vqvid.models.vqvae import VQVAE, VQVAEConfig
+from vqvid.models.vqvae import VQVAE, VQVAEConfig, VQVAEOutput
 from vqvid.training.config import TrainConfig
 from vqvid.training.runner import adam_with_schedule
 
 LEVELS = ("top", "bottom")
+
+
+def training_loss(out: VQVAEOutput, video: torch.Tensor, config: VQVAEConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction MSE, training loss) of a VQ-VAE output on `video`: the reconstruction error, each clip
+    decoded from the top alone (level dropout) counting `top_only_weight` of a full one, plus the commitment loss
+    and `top_slowness` times the top latents' change over time."""
+    per_clip = (out.reconstruction.float() - video.float()).pow(2).flatten(1).mean(1)  # (B,)
+    weights = out.bottom_kept + (1 - out.bottom_kept) * config.top_only_weight  # (B,)
+    loss = (weights * per_clip).mean() + out.commitment_loss + config.top_slowness * out.top_change
+    return per_clip.mean(), loss
 
 
 class VQVAEModule(L.LightningModule):
@@ -42,12 +52,7 @@ class VQVAEModule(L.LightningModule):
 
     def _step(self, video: torch.Tensor):
         out = self.model(video)
-        per_clip = (out.reconstruction.float() - video.float()).pow(2).flatten(1).mean(1)  # (B,)
-        mse = per_clip.mean()
-        # Clips decoded from the top alone (level dropout) count `top_only_weight` of a full reconstruction.
-        weights = out.bottom_kept + (1 - out.bottom_kept) * self.model_config.top_only_weight  # (B,)
-        slowness = self.model_config.top_slowness * out.top_change
-        return out, mse, (weights * per_clip).mean() + out.commitment_loss + slowness
+        return (out, *training_loss(out, video, self.model_config))
 
     def training_step(self, video: torch.Tensor, batch_idx: int) -> torch.Tensor:
         out, mse, loss = self._step(video)
