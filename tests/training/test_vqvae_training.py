@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.tiny import quick_train_config
+from vqvid.metrics import psnr
 from vqvid.models.vqvae import VQVAEConfig
 from vqvid.persistence import load_vqvae, read_checkpoint
 from vqvid.training.config import TrainConfig
@@ -122,3 +123,20 @@ def test_a_dropped_clip_counts_top_only_weight_of_a_full_reconstruction(weight):
     assert torch.allclose(mse, per_clip.mean(), rtol=1e-5)  # logged unweighted
     if weight < 1:
         assert loss < mse + out.commitment_loss  # dropped clips err more; their weight is below one
+
+
+def test_validation_logs_what_the_top_level_decodes_to_alone(tmp_path):
+    config = quick_train_config(12, warmup_steps=2, val_every=12, lr=1e-2)  # validated after the last step
+    L.seed_everything(0, verbose=False)
+    module = VQVAEModule.from_configs(MODEL, config)
+    val_clips = _clips(2, 2)
+    data = TrainValData(_clips(10, 1), val_clips, config.batch_size, 0, seed=0)
+    run = fit(module, data, config, tmp_path / "run", progress=False)
+    model = module.model.eval()
+    with torch.no_grad():
+        codes = model.encode(val_clips)
+        top_only = psnr(model.decode_codes(codes.top, None).clamp(-1, 1), val_clips)
+        both = psnr(model.decode_codes(codes.top, codes.bottom).clamp(-1, 1), val_clips)
+    assert run.validation["val/psnr_top_only"] == pytest.approx(top_only, abs=1e-4)
+    assert run.validation["val/psnr"] == pytest.approx(both, abs=1e-4)
+    assert abs(top_only - both) > 1e-3  # the two decodings differ, so the logged figures cannot be swapped

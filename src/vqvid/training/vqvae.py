@@ -83,6 +83,10 @@ class VQVAEModule(L.LightningModule):
             sync_dist=True,
         )
         self.log("val/psnr", metrics.psnr(reconstruction, video), prog_bar=True, sync_dist=True)
+        # What the top level carries alone (the bottom vectors zeroed, as level dropout trains it): the figure
+        # `vqvid reconstruct --levels` reports as "top only", followed during training.
+        top_only = self.model.decode_codes(out.top.codes, None).clamp(-1, 1)
+        self.log("val/psnr_top_only", metrics.psnr(top_only, video), sync_dist=True)
         for i, level in enumerate(LEVELS):
             codes = getattr(out, level).codes
             self._val_counts[i] += torch.bincount(codes.flatten(), minlength=self.model_config.num_codes)
