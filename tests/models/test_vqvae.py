@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from vqvid.models.vqvae import VQVAE, VQVAEConfig, top_change
+from vqvid.models.vqvae import VQVAE, VQVAEConfig, level_dropout_mask, top_change
 
 HIERARCHIES = ["conditioned", "independent"]
 
@@ -205,6 +205,18 @@ def test_level_dropout_decodes_dropped_clips_from_the_top_alone_in_training_only
     with torch.no_grad():
         out = model(video)
         assert torch.allclose(out.reconstruction, model.decode_codes(out.top.codes, out.bottom.codes), atol=1e-5)
+
+
+@pytest.mark.parametrize(("batch", "rate"), [(6, 0.2), (8, 0.5), (4, 0.25), (3, 0.9), (5, 0.05)])
+def test_level_dropout_drops_each_clip_at_the_rate_and_nearly_the_same_number_every_step(batch, rate):
+    torch.manual_seed(0)
+    masks = torch.stack([level_dropout_mask(batch, rate) for _ in range(4000)])  # (draws, batch)
+    dropped = (1 - masks).sum(1)
+    low = int(rate * batch)
+    assert set(dropped.tolist()) <= {low, low + 1}  # never fewer than floor(rate * batch), never more than one over
+    per_clip = (1 - masks).mean(0)  # each clip's share of draws in which it was dropped
+    assert torch.allclose(per_clip, torch.full((batch,), rate), atol=0.03), per_clip
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_level_dropout_must_be_a_probability_below_one():

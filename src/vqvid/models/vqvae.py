@@ -25,10 +25,15 @@ nested dropout (Rippel et al. 2014, "Learning Ordered Representations with Neste
 the quantizer dropout of residual vector quantisation (SoundStream, Zeghidour et al. 2021, arXiv 2107.03312,
 Sec. 3.3), applied here to the two levels of the hierarchy. It was preferred to a second, top-only decoding of
 every clip as an extra loss: that doubled the time of a `tiny` training step (measured over 20 steps), where
-level dropout costs nothing, since a dropped clip is decoded once, from the top alone. In a 150-step run of a
+level dropout costs nothing, since a dropped clip is decoded once, from the top alone. In a 600-step run of a
 narrow VQ-VAE on 8×32×32 moving shapes (tests/training/test_vqvae_levels.py), level dropout 0.25 made swapping
-the top codes cost 0.67 and 1.19 dB (seeds 0 and 1), the old objective 0.00 and 0.04 dB. Zeros stand in for the
-dropped vectors exactly as in `decode_codes(top, None)`, so a top-only decode is what training optimised.
+the top codes cost 1.85-5.40 dB (seeds 0-3 and 7), the old objective 0.07 and 0.14 dB (seeds 0 and 1). Zeros
+stand in for the dropped vectors exactly as in `decode_codes(top, None)`, so a top-only decode is what training
+optimised. The dropped clips are drawn stratified (`level_dropout_mask`): each clip with probability
+`level_dropout`, but always floor or ceil of that share of the batch. With an independent coin per clip, batches
+of 6 at rate 0.2 dropped no clip in a quarter of the steps, and the `tiny` preset's top level decoded alone to
+17.99, 21.41 and 22.10 dB at seeds 0-2 on one CPU (the same seed 0 gave 21.83 on another); stratified, 22.58,
+22.06 and 22.01 dB (docs/levels.md, "Seeds").
 
 Top slowness (`top_slowness`, off by default): the training loss gains that weight times `top_change`, the mean
 squared change of the top latents (before quantisation) from one latent frame to the next, relative to their
@@ -90,8 +95,8 @@ class VQVAEConfig:
     # "silu" learns markedly faster on short runs; "relu" is VQ-VAE's and VQ-VAE-2's choice, kept for fidelity.
     activation: Literal["silu", "relu"] = "silu"
     # Probability that a training clip's bottom vectors are zeroed before the decoder (level dropout, see the
-    # module docstring), so that the top level alone must decode to the coarse video; 0 is plain VQ-VAE-2,
-    # whose top level can end up carrying nothing.
+    # module docstring; drawn stratified over the batch, `level_dropout_mask`), so that the top level alone must
+    # decode to the coarse video; 0 is plain VQ-VAE-2, whose top level can end up carrying nothing.
     level_dropout: float = 0.25
     # Weight of a dropped clip's reconstruction loss, relative to a clip decoded from both levels. A top-only
     # decode errs several times more than a full one, so at weight 1 a quarter of the clips dropped carries
@@ -248,6 +253,19 @@ def decoder(config: VQVAEConfig) -> nn.Sequential:
     )
 
 
+def level_dropout_mask(batch: int, rate: float, device: torch.device | str | None = None) -> Tensor:
+    """(batch,) float: 0 for the clips whose bottom level is dropped, 1 for the others. Stratified: floor(rate ×
+    batch) clips, one more with probability equal to the fraction left over, chosen at random; so every clip is
+    dropped with probability `rate`, as with an independent coin per clip, but the share of a batch decoded from
+    the top alone hardly varies from step to step (batch 6 at rate 0.2: one or two clips, where independent coins
+    drop none in 26% of steps and three or more in 10%)."""
+    expected = rate * batch
+    dropped = int(expected) + int(torch.rand(()).item() < expected - int(expected))
+    kept = torch.ones(batch, device=device)
+    kept[torch.randperm(batch, device=device)[:dropped]] = 0
+    return kept
+
+
 def top_change(latent: Tensor) -> Tensor:
     """How much `latent` (B, C, T, H, W) changes from one frame to the next: the mean squared difference of
     consecutive frames over the mean squared deviation from each channel's mean (over batch, time and space).
@@ -317,7 +335,7 @@ class VQVAE(nn.Module):
         kept = torch.ones(video.shape[0], device=video.device)  # (B,)
         if self.training and self.config.level_dropout > 0:
             # Level dropout: whole clips lose their bottom vectors, as in `decode_codes(top, None)`.
-            kept = (torch.rand(video.shape[0], device=video.device) >= self.config.level_dropout).float()
+            kept = level_dropout_mask(video.shape[0], self.config.level_dropout, video.device)
             bottom_quantized = bottom_quantized * kept.view(-1, 1, 1, 1, 1).to(bottom_quantized.dtype)
         return VQVAEOutput(
             reconstruction=self._decode(top.quantized, bottom_quantized),
