@@ -427,8 +427,8 @@ def render_report(report: dict[str, Any]) -> str:
         *[f"| {p['method']} | {p['setting']} | {p['bytes']:,} | {p['bits_per_pixel']:.4f} | {p['psnr']:.2f} | "
           f"{p['ssim']:.4f} |" for p in figures["compression"]["rd"]],
         "",
-        "x265 codes these 64-pixel-wide frames to files up to about 2% apart from run to run (README, \"x264 / "
-        "x265\"); its rows move in their last digits between demos, the others do not.",
+        "x265 and, on some CPUs, x264 code these 64-pixel-wide frames to files up to about 2% apart from run to "
+        "run (README, \"x264 / x265\"); their rows move in their last digits between demos, vqvid's do not.",
         "",
         "![PSNR against bits per pixel](rd.png)",
         "",
