@@ -43,8 +43,14 @@ def test_rd_measures_vqvid_fixed_codes_and_x264_on_the_same_frames(model_dir, tm
         assert math.isclose(row["bits_per_pixel"], 8 * row["bytes"] / pixels)
     # pooling two inputs sums their bytes and averages quality over frames
     for key, row in runs["both"].items():
-        assert row["bytes"] == runs["a"][key]["bytes"] + runs["b"][key]["bytes"]
-        assert math.isclose(row["psnr"], (runs["a"][key]["psnr"] + runs["b"][key]["psnr"]) / 2)
+        pooled_bytes = runs["a"][key]["bytes"] + runs["b"][key]["bytes"]
+        pooled_psnr = (runs["a"][key]["psnr"] + runs["b"][key]["psnr"]) / 2
+        if key[0].startswith("x264"):  # coded again, and x264 need not repeat itself (README, "x264 / x265")
+            assert math.isclose(row["bytes"], pooled_bytes, rel_tol=0.03)
+            assert math.isclose(row["psnr"], pooled_psnr, abs_tol=0.2)
+        else:
+            assert row["bytes"] == pooled_bytes
+            assert math.isclose(row["psnr"], pooled_psnr)
     with Image.open(tmp_path / "both.png") as image:
         assert image.format == "PNG"
 
