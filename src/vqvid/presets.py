@@ -60,8 +60,8 @@ def _tiny() -> Preset:
             # at the same step time (docs/levels.md). Batches of 6 clips do as well as 8 in this short run
             # (25.74 dB against 25.67) in 70% of the time; level dropout 0.2 rather than the
             # default 0.25 buys back reconstruction (26.08 dB) for some top-only quality (21.87 dB); drawn
-            # stratified, it meets both lines at seeds 0-2 on another CPU, where independent coins missed one of
-            # them at two of the three seeds (docs/levels.md, "Seeds"). 512 codes:
+            # stratified, the top level decodes alone to 21.10-22.58 dB at seeds 0-4 on another CPU, where
+            # independent coins left it below the mean colour at two of the five (docs/levels.md, "Seeds"). 512 codes:
             # 128 make the codes cheaper to predict but reconstruct at 25.44 dB, 20.56 from the top alone, and
             # keep no more of the shapes in prediction (docs/prediction.md).
             model=VQVAEConfig(channels=32, res_channels=16, n_res_blocks=1, embed_dim=16, num_codes=512,

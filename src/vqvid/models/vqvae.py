@@ -32,8 +32,8 @@ stand in for the dropped vectors exactly as in `decode_codes(top, None)`, so a t
 optimised. The dropped clips are drawn stratified (`level_dropout_mask`): each clip with probability
 `level_dropout`, but always floor or ceil of that share of the batch. With an independent coin per clip, batches
 of 6 at rate 0.2 dropped no clip in a quarter of the steps, and the `tiny` preset's top level decoded alone to
-17.99, 21.41 and 22.10 dB at seeds 0-2 on one CPU (the same seed 0 gave 21.83 on another); stratified, 22.58,
-22.06 and 22.01 dB (docs/levels.md, "Seeds").
+17.99, 21.41, 22.10, 17.82 and 22.10 dB at seeds 0-4 on one CPU (the same seed 0 gave 21.83 on another);
+stratified, 22.58, 22.06, 22.01, 21.10 and 21.72 dB (docs/levels.md, "Seeds").
 
 Top slowness (`top_slowness`, off by default): the training loss gains that weight times `top_change`, the mean
 squared change of the top latents (before quantisation) from one latent frame to the next, relative to their
