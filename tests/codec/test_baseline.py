@@ -94,7 +94,12 @@ def test_byte_counts_are_the_real_file(clip, codec, tmp_path, monkeypatch):
     # The file is captured as `encode_decode` makes it: coding the frames a second time need not give the same file
     # (x265 at width 64 and, on some CPUs, x264: README, "x264 / x265").
     files = []
-    monkeypatch.setattr(baseline, "encode", lambda *args, **kwargs: files.append(encode(*args, **kwargs)) or files[-1])
+
+    def encode_and_keep(*args, **kwargs):
+        files.append(encode(*args, **kwargs))
+        return files[-1]
+
+    monkeypatch.setattr(baseline, "encode", encode_and_keep)
     frames = clip[:6]
     result = encode_decode(frames, codec, 28, FPS)
     (data,) = files

@@ -46,8 +46,7 @@ def _top_swap_cost(level_dropout: float | None) -> float:
     """dB lost on held-out clips when each clip's bottom codes are decoded with the top codes of a clip with other
     shapes and background, after 600 steps of training."""
     model = _trained(level_dropout, steps=600)
-    held_out = MovingShapes(8, frames=8, size=32, seed=2)
-    clips = torch.stack([held_out[i] for i in range(8)])
+    clips = _held_out_clips(frames=8)
     with torch.no_grad():
         codes = model.encode(clips)
         both = psnr(model.decode_codes(codes.top, codes.bottom).clamp(-1, 1), clips)
@@ -66,9 +65,11 @@ def test_without_level_dropout_the_top_level_carries_nothing():
     assert cost < SWAP_COST_DB, f"top swap costs {cost:.2f} dB without level dropout"
 
 
-def _held_out_clips() -> torch.Tensor:
-    held_out = MovingShapes(8, frames=16, size=32, seed=2)
-    return torch.stack([held_out[i] for i in range(8)])  # (8, 3, 16, 32, 32): 4 latent frames of top codes
+def _held_out_clips(frames: int = 16) -> torch.Tensor:
+    """8 clips of a generator seed the training clips do not use, (8, 3, frames, 32, 32); 16 frames hold 4 latent
+    frames of top codes."""
+    held_out = MovingShapes(8, frames=frames, size=32, seed=2)
+    return torch.stack([held_out[i] for i in range(8)])
 
 
 def test_top_slowness_makes_the_top_codes_change_less_over_time():
