@@ -211,17 +211,19 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     assert fingerprint(dataclasses.replace(vqvae.config, top_slowness=0.01), state) != vqvae.fingerprint
 
 
-def test_the_tied_head_field_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):
-    """Priors of the untied head, the only one before `tied_head` existed, keep the fingerprint their model folders
-    record, and a folder whose model.json lacks the field loads; a tied prior is another model."""
+def test_the_head_fields_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):
+    """Priors of the untied head without a copy head, the only ones before `tied_head` and `copy_head` existed,
+    keep the fingerprint their model folders record, and a folder whose model.json lacks the fields loads; a
+    tied prior, or one with a copy head, is another model."""
     top = load_prior(files["top"])
-    assert not top.config.tied_head
-    old_fields = {k: v for k, v in to_dict(top.config).items() if k != "tied_head"}
+    assert not top.config.tied_head and not top.config.copy_head
+    old_fields = {k: v for k, v in to_dict(top.config).items() if k not in ("tied_head", "copy_head")}
     state = top.model.state_dict()
     assert top.fingerprint == _fingerprint_before_block_fields(old_fields, state)
     folder = _edited_folder(files, tmp_path, lambda meta: meta["top"].update({"config": old_fields}))
     assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
     assert fingerprint(dataclasses.replace(top.config, tied_head=True), state) != top.fingerprint
+    assert fingerprint(dataclasses.replace(top.config, copy_head=True), state) != top.fingerprint
 
 
 def test_fingerprint_takes_the_canonical_typed_config_only():

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.models.test_pixelsnail import randomise_copy_head
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.sampling import draw, sample
 
@@ -25,12 +26,14 @@ def prior_of(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
     return PixelSNAIL(config).eval()
 
 
-@pytest.mark.parametrize("tied_head", [False, True])
+@pytest.mark.parametrize(("tied_head", "copy_head"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("start", [0, 9])
 @pytest.mark.parametrize("level", ["top", "bottom"])
-def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start, tied_head):
-    config = replace(TOP if level == "top" else BOTTOM, tied_head=tied_head)
+def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start, tied_head, copy_head):
+    config = replace(TOP if level == "top" else BOTTOM, tied_head=tied_head, copy_head=copy_head)
     prior = prior_of(config)
+    if copy_head:
+        randomise_copy_head(prior)
     context = torch.randint(0, config.num_codes, (3, *config.shape))
     condition = (torch.randint(0, config.condition_num_codes, (3, *config.condition_shape))
                  if config.conditional else None)

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.models.test_pixelsnail import randomise_copy_head
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.sampling import FusedStepper, IncrementalStepper, NaiveStepper, draw
 
@@ -28,6 +29,8 @@ CONFIGS = {
     "bottom-no-attention": replace(BOTTOM, attention=False),
     "top-tied-head": replace(TOP, tied_head=True),
     "bottom-tied-head": replace(BOTTOM, tied_head=True),
+    "top-copy-head": replace(TOP, tied_head=True, copy_head=True),
+    "bottom-copy-head": replace(BOTTOM, copy_head=True),
 }
 CACHED = {"incremental": IncrementalStepper, "fused": FusedStepper}
 
@@ -37,6 +40,8 @@ def make(name: str, batch: int = 2, seed: int = 0):
     torch.manual_seed(seed)
     config = CONFIGS[name]
     prior = PixelSNAIL(config).eval()
+    if config.copy_head:
+        randomise_copy_head(prior)
     codes = torch.randint(0, config.num_codes, (batch, *config.shape))
     condition = (torch.randint(0, config.condition_num_codes, (batch, *config.condition_shape))
                  if config.conditional else None)

@@ -16,6 +16,11 @@ Together they cover every earlier position. The split also makes sampling cheap 
 arXiv 1704.06001): the frame stream is computed once per new frame, the vertical stream once per new row, and
 only the horizontal stream and attention once per position; see `vqvid.sampling`.
 
+An optional copy head (`copy_head`) mixes the softmax with a pointer over the codes of the previous latent
+frame's 3×3 neighbourhood of each position: a pointer-generator (See et al. 2017, arXiv 1704.04368; pointer
+networks, Vinyals et al. 2015) in time, so that "this content moved one code over" is one learned choice
+rather than a code to reproduce through every layer. It reads only codes of frame t - 1, all earlier.
+
 The bottom prior p(bottom | top) adds a conditioning stack that embeds the top codes, mixes them with
 non-causal residual blocks and upsamples them ×2 in (t, h, w) onto the bottom grid; every gated block sees it.
 """
@@ -59,6 +64,9 @@ class PixelSNAILConfig:
     # in language models: Press & Wolf 2017, arXiv 1608.05859) rather than a separate weight per code: codes
     # whose embeddings are near get similar probabilities, which the untied head has to learn code by code.
     tied_head: bool = False
+    # Mix the softmax with a copy of one of the 9 codes around the same place in the previous latent frame,
+    # chosen by a learned pointer, with a learned weight (`CopyHead`); frame 0 has nothing to copy.
+    copy_head: bool = False
 
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)
@@ -276,6 +284,57 @@ class PixelSNAILBlock(nn.Module):
         return frame, vertical, horizontal
 
 
+def previous_frame_neighbourhood(shape: Shape3, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """For each flat position p = (t, h, w) of a (T, H, W) grid, the flat indices (N, 9) of the positions
+    (t - 1, h + dy, w + dx), dy, dx in -1, 0, 1 (row-major), and whether each lies inside the grid (N, 9) bool.
+    Outside ones (and all of frame 0's) point at index 0; the mask says to ignore them."""
+    t, h, w = shape
+    ts, hs, ws = torch.meshgrid(torch.arange(t, device=device), torch.arange(h, device=device),
+                                torch.arange(w, device=device), indexing="ij")
+    offsets = torch.tensor([-1, 0, 1], device=device)
+    rows = hs.reshape(-1, 1, 1) + offsets.view(1, 3, 1)  # (N, 3, 1)
+    columns = ws.reshape(-1, 1, 1) + offsets.view(1, 1, 3)  # (N, 1, 3)
+    frames = ts.reshape(-1, 1, 1) - 1
+    valid = (frames >= 0) & (rows >= 0) & (rows < h) & (columns >= 0) & (columns < w)  # (N, 3, 3)
+    index = (frames * h + rows) * w + columns
+    return torch.where(valid, index, 0).view(-1, 9), valid.view(-1, 9)
+
+
+class CopyHead(nn.Module):
+    """p(x) = (1 - g) softmax(logits)(x) + g Σ_j a_j [c_j = x] over the codes c_j of the previous frame's 3×3
+    neighbourhood: a_j = softmax_j(offset_j(f) + query(f) · e(c_j)) points at one of them (by where it lies
+    and by what it holds), g = sigmoid(gate(f)) weighs copying against the softmax; f are the head's features
+    at the position. Starts near the plain softmax (g ≈ 0.27, uniform pointer)."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.offset = nn.Linear(channels, 9)
+        self.query = nn.Linear(channels, embed_dim)
+        self.gate = nn.Linear(channels, 1)
+        for layer in (self.offset, self.query):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, -1.0)
+
+    def forward(self, log_probs: Tensor, features: Tensor, candidates: Tensor, candidate_embedded: Tensor,
+                valid: Tensor) -> Tensor:
+        """Log-probabilities (..., K) of the mixture, from the softmax's log_probs (..., K), the features
+        (..., C) after the head's activation, the neighbourhood's codes (..., 9) int64 and their embeddings
+        (..., 9, E), and which of them exist (..., 9) bool, broadcast against the rest. Where none exists
+        (frame 0) the softmax's own log-probabilities come back."""
+        scores = self.offset(features) + (candidate_embedded @ self.query(features).unsqueeze(-1)).squeeze(-1)
+        any_valid = valid.any(-1, keepdim=True)
+        # Where nothing is valid every score is kept (finite, uniform pointer) and the result discarded below.
+        pointer = scores.masked_fill(~valid & any_valid, float("-inf")).softmax(-1)  # (..., 9)
+        copied = torch.zeros_like(log_probs).scatter_add_(-1, candidates.expand(*pointer.shape), pointer)
+        gate = self.gate(features)  # (..., 1)
+        # log(0) -> -69 instead of -inf: exp() of it vanishes in the mixture, and its gradient stays finite.
+        mixed = torch.logaddexp(F.logsigmoid(-gate) + log_probs,
+                                F.logsigmoid(gate) + copied.clamp_min(1e-30).log())
+        return torch.where(any_valid, mixed, log_probs)
+
+
 class ResBlock3d(nn.Module):
     """A non-causal residual block, x + conv(elu(conv(elu(x)))), for the conditioning stack."""
 
@@ -369,6 +428,11 @@ class PixelSNAIL(nn.Module):
         # Tied: the head projects onto the code embeddings' space, and `code_bias` is each code's own bias.
         self.head = nn.Sequential(nn.ELU(), Pointwise(c, e if config.tied_head else config.num_codes))
         self.code_bias = nn.Parameter(torch.zeros(config.num_codes)) if config.tied_head else None
+        self.copy = CopyHead(c, e) if config.copy_head else None
+        if config.copy_head:
+            index, valid = previous_frame_neighbourhood(config.shape)
+            self.register_buffer("copy_index", index, persistent=False)  # (N, 9)
+            self.register_buffer("copy_valid", valid, persistent=False)  # (N, 9)
 
     def check_inputs(self, codes: Tensor, condition: Tensor | None = None) -> None:
         """Raise ValueError unless `codes` (and `condition`, exactly when the prior is conditional) fit."""
@@ -421,11 +485,13 @@ class PixelSNAIL(nn.Module):
         return position + self.condition_stack(condition_embedded)
 
     def forward_embedded(self, embedded: Tensor, condition_embedded: Tensor | None = None, *,
-                         classes_last: bool = False) -> Tensor:
+                         codes: Tensor | None = None, classes_last: bool = False) -> Tensor:
         """Logits (B, K, T, H, W) from embedded codes (B, E, T, H, W) and, for the bottom prior, the embedded
         condition (B, C_c, T', H', W'). Gradients w.r.t. either show what each position depends on.
         `classes_last` returns the same logits as a contiguous (B, T, H, W, K), the layout a cross-entropy over
-        the classes reads fastest (training's loss: half the time of the (B, K, ...) view)."""
+        the classes reads fastest (training's loss: half the time of the (B, K, ...) view).
+        With the copy head the codes (B, T, H, W) themselves are needed too (the pointer copies code values;
+        their embeddings are read from `embedded`), and the logits are the mixture's log-probabilities."""
         config = self.config
         if embedded.ndim != 5 or tuple(embedded.shape[1:]) != (config.embed_dim, *config.shape):
             expected = ", ".join(map(str, (config.embed_dim, *config.shape)))
@@ -437,13 +503,35 @@ class PixelSNAIL(nn.Module):
             if tuple(condition_embedded.shape) != expected:
                 raise ValueError(f"condition_embedded: expected shape {expected}, "
                                  f"got {tuple(condition_embedded.shape)}")
+        if self.copy is not None and (codes is None or tuple(codes.shape) != (embedded.shape[0], *config.shape)):
+            raise ValueError(f"codes: a prior with a copy head needs the codes (B, "
+                             f"{', '.join(map(str, config.shape))}) that `embedded` embeds")
         background = self.background(condition_embedded)
         frame = self.frame_stem(embedded)  # (B, C, T, H, W)
         vertical = self.vertical_stem(embedded)
         horizontal = self.horizontal_stem(embedded)
         for block in self.blocks:
             frame, vertical, horizontal = block(frame, vertical, horizontal, embedded, background)
-        return self.head_logits(horizontal, classes_last=classes_last)
+        if self.copy is None:
+            return self.head_logits(horizontal, classes_last=classes_last)
+        logits = self.head_logits(horizontal, classes_last=True).flatten(1, 3)  # (B, N, K)
+        features = rearrange(self.head[0](horizontal), "b c t h w -> b (t h w) c")
+        candidates = codes.flatten(1)[:, self.copy_index]  # (B, N, 9)
+        candidate_embedded = rearrange(embedded, "b e t h w -> b (t h w) e")[:, self.copy_index]  # (B, N, 9, E)
+        log_probs = self.copy(F.log_softmax(logits, dim=-1), features, candidates, candidate_embedded,
+                              self.copy_valid)
+        log_probs = log_probs.view(*codes.shape, -1)  # (B, T, H, W, K)
+        return log_probs if classes_last else log_probs.movedim(-1, 1)
+
+    def step_log_probs(self, logits: Tensor, features: Tensor, codes: Tensor, position: int) -> Tensor:
+        """Log-probabilities (B, K) at one flat `position`, for the samplers: from the head's logits (B, K),
+        its features after the activation (B, C) and the codes so far (B, N) flat."""
+        log_probs = F.log_softmax(logits, dim=-1)
+        if self.copy is None:
+            return log_probs
+        candidates = codes[:, self.copy_index[position]]  # (B, 9)
+        return self.copy(log_probs, features, candidates, self.embedding(candidates),
+                         self.copy_valid[position])
 
     def head_logits(self, features: Tensor, *, classes_last: bool = False) -> Tensor:
         """Logits (B, K, ...) of the horizontal stream's features (B, C, ...), or (B, ..., K) contiguous with
@@ -467,7 +555,8 @@ class PixelSNAIL(nn.Module):
         `classes_last`, as (B, T, H, W, K)."""
         self.check_inputs(codes, condition)
         condition_embedded = self.embed_condition(condition) if condition is not None else None
-        return self.forward_embedded(self.embed(codes), condition_embedded, classes_last=classes_last)
+        return self.forward_embedded(self.embed(codes), condition_embedded, codes=codes,
+                                     classes_last=classes_last)
 
     def log_probs(self, codes: Tensor, condition: Tensor | None = None) -> Tensor:
         """Log-probabilities (B, K, T, H, W) of every code value at every position, given earlier codes."""

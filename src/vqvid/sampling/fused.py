@@ -214,8 +214,9 @@ class FusedStepper(IncrementalStepper):
                     x = self._residual(residual, x, w)
                 if attention is not None:
                     x = self._attend_one(attention, x, position)
-            x = torch.addmm(self._head_bias, F.elu(x, inplace=True), self._head_weight)  # (B, K) logits
-            self._log_probs = torch.log_softmax(x, dim=1)
+            features = F.elu(x, inplace=True)
+            logits = torch.addmm(self._head_bias, features, self._head_weight)  # (B, K)
+            self._log_probs = self.prior.step_log_probs(logits, features, self._codes_flat, position)
         return self._log_probs
 
     @staticmethod

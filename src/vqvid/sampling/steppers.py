@@ -151,8 +151,8 @@ class IncrementalStepper:
             self._vertical_stream[layer][index] = vertical
 
     def _positions(self, box: Box, whole_grid: bool = False) -> Tensor:
-        """Logits (B, K, *box) from the horizontal stream and attention: either the whole grid, which fills
-        the attention caches, or one position, which reads them."""
+        """The features (B, C, *box) the head reads, from the horizontal stream and attention: either the whole
+        grid, which fills the attention caches, or one position, which reads them."""
         apply = partial(self._conv, box=box)
         index = (slice(None), slice(None), *box)
         background = self._background[index]
@@ -166,7 +166,7 @@ class IncrementalStepper:
             if block.attention is not None:
                 self._features[block.attention] = horizontal
                 horizontal = self._attend(block.attention, horizontal, whole_grid)
-        return self.prior.head_logits(horizontal)
+        return horizontal
 
     def _layers(self, stream: str):
         return (residual for block in self.prior.blocks for residual in getattr(block, stream))
@@ -190,8 +190,10 @@ class IncrementalStepper:
         """Log-probabilities (B, K) of the codes at `position`, given the codes before it."""
         if self._log_probs is None:
             t, h, w = _unravel(_check_position(self.position, self._shape), self._shape)
-            logits = self._positions((slice(t, t + 1), slice(h, h + 1), slice(w, w + 1)))  # (B, K, 1, 1, 1)
-            self._log_probs = F.log_softmax(logits.flatten(1), dim=1)
+            features = self._positions((slice(t, t + 1), slice(h, h + 1), slice(w, w + 1))).flatten(1)  # (B, C)
+            self._log_probs = self.prior.step_log_probs(self.prior.head_logits(features),
+                                                        self.prior.head[0](features), self.codes.flatten(1),
+                                                        self.position)
         return self._log_probs
 
     @torch.no_grad()
