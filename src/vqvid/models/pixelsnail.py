@@ -284,14 +284,13 @@ class PixelSNAILBlock(nn.Module):
         return frame, vertical, horizontal
 
 
-def previous_frame_neighbourhood(shape: Shape3, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+def previous_frame_neighbourhood(shape: Shape3) -> tuple[Tensor, Tensor]:
     """For each flat position p = (t, h, w) of a (T, H, W) grid, the flat indices (N, 9) of the positions
     (t - 1, h + dy, w + dx), dy, dx in -1, 0, 1 (row-major), and whether each lies inside the grid (N, 9) bool.
     Outside ones (and all of frame 0's) point at index 0; the mask says to ignore them."""
     t, h, w = shape
-    ts, hs, ws = torch.meshgrid(torch.arange(t, device=device), torch.arange(h, device=device),
-                                torch.arange(w, device=device), indexing="ij")
-    offsets = torch.tensor([-1, 0, 1], device=device)
+    ts, hs, ws = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    offsets = torch.tensor([-1, 0, 1])
     rows = hs.reshape(-1, 1, 1) + offsets.view(1, 3, 1)  # (N, 3, 1)
     columns = ws.reshape(-1, 1, 1) + offsets.view(1, 1, 3)  # (N, 1, 3)
     frames = ts.reshape(-1, 1, 1) - 1
@@ -317,17 +316,18 @@ class CopyHead(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, -1.0)
 
-    def forward(self, log_probs: Tensor, features: Tensor, candidates: Tensor, candidate_embedded: Tensor,
+    def forward(self, logits: Tensor, features: Tensor, candidates: Tensor, candidate_embedded: Tensor,
                 valid: Tensor) -> Tensor:
-        """Log-probabilities (..., K) of the mixture, from the softmax's log_probs (..., K), the features
+        """Log-probabilities (..., K) of the mixture, from the softmax's logits (..., K), the features
         (..., C) after the head's activation, the neighbourhood's codes (..., 9) int64 and their embeddings
         (..., 9, E), and which of them exist (..., 9) bool, broadcast against the rest. Where none exists
         (frame 0) the softmax's own log-probabilities come back."""
+        log_probs = F.log_softmax(logits, dim=-1)
         scores = self.offset(features) + (candidate_embedded @ self.query(features).unsqueeze(-1)).squeeze(-1)
         any_valid = valid.any(-1, keepdim=True)
         # Where nothing is valid every score is kept (finite, uniform pointer) and the result discarded below.
         pointer = scores.masked_fill(~valid & any_valid, float("-inf")).softmax(-1)  # (..., 9)
-        copied = torch.zeros_like(log_probs).scatter_add_(-1, candidates.expand(*pointer.shape), pointer)
+        copied = torch.zeros_like(log_probs).scatter_add_(-1, candidates, pointer)
         gate = self.gate(features)  # (..., 1)
         # log(0) -> -69 instead of -inf: exp() of it vanishes in the mixture, and its gradient stays finite.
         mixed = torch.logaddexp(F.logsigmoid(-gate) + log_probs,
@@ -514,33 +514,34 @@ class PixelSNAIL(nn.Module):
             frame, vertical, horizontal = block(frame, vertical, horizontal, embedded, background)
         if self.copy is None:
             return self.head_logits(horizontal, classes_last=classes_last)
-        logits = self.head_logits(horizontal, classes_last=True).flatten(1, 3)  # (B, N, K)
-        features = rearrange(self.head[0](horizontal), "b c t h w -> b (t h w) c")
+        features = rearrange(self.head[0](horizontal), "b c t h w -> b (t h w) c")  # (B, N, C) activated
         candidates = codes.flatten(1)[:, self.copy_index]  # (B, N, 9)
         candidate_embedded = rearrange(embedded, "b e t h w -> b (t h w) e")[:, self.copy_index]  # (B, N, 9, E)
-        log_probs = self.copy(F.log_softmax(logits, dim=-1), features, candidates, candidate_embedded,
-                              self.copy_valid)
+        log_probs = self.copy(self.project(features), features, candidates, candidate_embedded, self.copy_valid)
         log_probs = log_probs.view(*codes.shape, -1)  # (B, T, H, W, K)
         return log_probs if classes_last else log_probs.movedim(-1, 1)
 
     def step_log_probs(self, logits: Tensor, features: Tensor, codes: Tensor, position: int) -> Tensor:
         """Log-probabilities (B, K) at one flat `position`, for the samplers: from the head's logits (B, K),
         its features after the activation (B, C) and the codes so far (B, N) flat."""
-        log_probs = F.log_softmax(logits, dim=-1)
         if self.copy is None:
-            return log_probs
+            return F.log_softmax(logits, dim=-1)
         candidates = codes[:, self.copy_index[position]]  # (B, 9)
-        return self.copy(log_probs, features, candidates, self.embedding(candidates),
-                         self.copy_valid[position])
+        return self.copy(logits, features, candidates, self.embedding(candidates), self.copy_valid[position])
 
     def head_logits(self, features: Tensor, *, classes_last: bool = False) -> Tensor:
         """Logits (B, K, ...) of the horizontal stream's features (B, C, ...), or (B, ..., K) contiguous with
         `classes_last`."""
-        activation, output = self.head
-        logits = output.channels_last(activation(features))  # (B, ..., K), or (B, ..., E) when tied
+        logits = self.project(self.head[0](features).movedim(1, -1))  # (B, ..., K)
+        return logits if classes_last else logits.movedim(-1, 1)
+
+    def project(self, activated: Tensor) -> Tensor:
+        """Logits (..., K) of the head's activated features (..., C), channels last: its linear map."""
+        output = self.head[1]
+        logits = F.linear(activated, output.weight, output.bias)  # (..., K), or (..., E) when tied
         if self.code_bias is not None:
             logits = F.linear(logits, self.embedding.weight, self.code_bias)
-        return logits if classes_last else logits.movedim(-1, 1)
+        return logits
 
     def output_layer(self) -> tuple[Tensor, Tensor]:
         """The head after its activation as one linear map: weight (K, C) and bias (K,) of the logits."""

@@ -191,9 +191,9 @@ class IncrementalStepper:
         if self._log_probs is None:
             t, h, w = _unravel(_check_position(self.position, self._shape), self._shape)
             features = self._positions((slice(t, t + 1), slice(h, h + 1), slice(w, w + 1))).flatten(1)  # (B, C)
-            self._log_probs = self.prior.step_log_probs(self.prior.head_logits(features),
-                                                        self.prior.head[0](features), self.codes.flatten(1),
-                                                        self.position)
+            activated = self.prior.head[0](features)
+            self._log_probs = self.prior.step_log_probs(self.prior.project(activated), activated,
+                                                        self.codes.flatten(1), self.position)
         return self._log_probs
 
     @torch.no_grad()
