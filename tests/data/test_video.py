@@ -21,7 +21,7 @@ from vqvid.data import (
     write_video,
 )
 from vqvid.data import video as video_module
-from vqvid.data.video import VideoFile
+from vqvid.data.video import VideoFile, pad_to_even_sides
 
 
 def indexed_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -136,6 +136,18 @@ def test_write_h264_pads_odd_sizes_and_keeps_the_content(tmp_path, suffix):
         assert stream.average_rate == Fraction(25, 2)
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     assert [frame_index(frame[:17, :21]) for frame in decoded] == list(range(6))
+
+
+def test_pad_to_even_sides_repeats_the_edge_only_where_a_side_is_odd():
+    frames = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)
+    padded = pad_to_even_sides(frames)
+    assert padded.shape == (2, 4, 6, 3)
+    np.testing.assert_array_equal(padded[:, :3, :5], frames)
+    np.testing.assert_array_equal(padded[:, 3, :5], frames[:, 2])  # the last row repeated
+    np.testing.assert_array_equal(padded[:, :3, 5], frames[:, :, 4])  # the last column repeated
+    assert padded[:, 3, 5].tolist() == frames[:, 2, 4].tolist()
+    even = frames[:, :2, :4]
+    assert pad_to_even_sides(even) is even
 
 
 def test_write_video_rejects_bad_frames_and_suffixes(tmp_path):

@@ -34,6 +34,7 @@ from av.bitstream import BitStreamFilterContext
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from vqvid.data import from_uint8_frames
+from vqvid.data.video import pad_to_even_sides
 from vqvid.metrics import psnr, ssim
 
 CODECS: tuple[str, ...] = ("libx264", "libx265")
@@ -246,15 +247,13 @@ def _check_fps(fps: float) -> None:
 
 def _write_mp4(frames: np.ndarray, codec: str, crf: int, fps: float, preset: str) -> bytes:
     """The MP4 file exactly as the encoder and muxer make it."""
+    frames = pad_to_even_sides(frames)
     _, height, width, _ = frames.shape
-    pad_height, pad_width = height % 2, width % 2
-    if pad_height or pad_width:
-        frames = np.pad(frames, ((0, 0), (0, pad_height), (0, pad_width), (0, 0)), mode="edge")
     rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001
     output, packets = io.BytesIO(), []
     with av.open(output, "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width + pad_width, height + pad_height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = 1 / rate
         stream.codec_context.colorspace, stream.codec_context.color_range = _BT601, _LIMITED_RANGE
         stream.options = {"crf": str(int(crf)), "preset": preset, **_ENCODER_OPTIONS[codec]}
