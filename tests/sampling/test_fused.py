@@ -66,6 +66,8 @@ def test_sampling_with_the_fused_stepper_keeps_the_context_and_matches_the_full_
         stepper.feed(log_probs.argmax(dim=1))
     with torch.no_grad():
         full = prior.log_probs(stepper.codes, condition).flatten(2)  # (B, K, N)
-    # Greedy decoding: every code after the context is the argmax of the full pass at its position.
-    assert torch.equal(full.argmax(dim=1)[:, 30:], stepper.codes.flatten(1)[:, 30:])
+    # Greedy decoding: every code after the context is a most likely code of the full pass at its position, up
+    # to the 1e-5 by which the fused and full computations may differ (two codes that close may go either way).
+    chosen = full.gather(1, stepper.codes.flatten(1)[:, None]).squeeze(1)  # (B, N)
+    assert (full.amax(dim=1) - chosen)[:, 30:].max() <= 1e-5
     assert torch.equal(stepper.codes.flatten(1)[:, :30], codes.flatten(1)[:, :30])

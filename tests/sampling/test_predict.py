@@ -304,11 +304,15 @@ def test_a_fixed_seed_repeats_and_another_seed_differs(folder):
     assert not torch.equal(first.codes.bottom, other.codes.bottom)
 
 
-def test_naive_and_incremental_sampling_predict_the_same(folder):
+def test_every_sampling_method_predicts_the_same(folder, draw_margins):
     video = clips(b=1)
-    incremental, naive = run(folder, video, frames=12), run(folder, video, frames=12, method="naive")
-    assert torch.equal(incremental.codes.top, naive.codes.top)
-    assert torch.equal(incremental.codes.bottom, naive.codes.bottom)
+    naive = run(folder, video, frames=12, method="naive")
+    # The same codes on any CPU: no draw lies within the methods' rounding of a cumulative boundary.
+    assert draw_margins and min(margin.min().item() for margin in draw_margins) > 2e-5
+    for method in ("incremental", "fused"):
+        other = run(folder, video, frames=12, method=method)
+        assert torch.equal(other.codes.top, naive.codes.top), method
+        assert torch.equal(other.codes.bottom, naive.codes.bottom), method
 
 
 def test_context_zero_samples_without_looking_at_the_input(folder):
@@ -344,9 +348,11 @@ def test_bottom_temperature_changes_only_the_bottom_prior_and_near_zero_takes_it
     cold = run(folder, video, seed=5, bottom_temperature=1e-6, method="naive")
     assert torch.equal(cold.codes.top, base.codes.top)  # one window: every top code is drawn before the bottom
     assert not torch.equal(cold.codes.bottom, base.codes.bottom)
-    # Each sampled bottom code is the most likely one given the codes before it: the full forward pass's argmax.
+    # Each sampled bottom code is a most likely one given the codes before it, by the full forward pass, up to
+    # the 1e-5 by which the naive sampler's passes and this one may differ (codes that close may go either way).
     top, bottom = cold.codes.top[:, 0], cold.codes.bottom[:, 0]  # (1, T/4, ...), (1, T/2, ...)
-    most_likely = folder.bottom.model(bottom, top).argmax(1)  # (1, T/2, H/4, W/4)
+    with torch.no_grad():
+        log_probs = folder.bottom.model.log_probs(bottom, top)  # (1, K, T/2, H/4, W/4)
+    shortfall = log_probs.amax(1) - log_probs.gather(1, bottom[:, None]).squeeze(1)  # (1, T/2, H/4, W/4)
     known = 2  # context 4 frames: the first 2 bottom frames are encoded, not sampled
-    agree = (most_likely[:, known:] == bottom[:, known:]).float().mean()
-    assert agree > 0.99, agree  # near-ties of the logits may go either way
+    assert shortfall[:, known:].max() <= 1e-5, shortfall
