@@ -228,6 +228,13 @@ def test_the_head_fields_left_a_priors_fingerprint_as_it_was_recorded(files, tmp
 
 def test_fingerprint_takes_the_canonical_typed_config_only():
     vqvae = tiny_vqvae()
-    assert fingerprint(vqvae.config, vqvae.state_dict()) == fingerprint(vqvae.config, dict(vqvae.state_dict()))
+    state = vqvae.state_dict()
+    reference = fingerprint(vqvae.config, state)
+    assert fingerprint(vqvae.config, dict(reversed(state.items()))) == reference  # the names' order is not hashed
+    name = next(n for n, t in state.items() if t.is_floating_point())
+    nudged = {**state, name: state[name].clone()}
+    nudged[name].view(-1)[0] += 1
+    assert fingerprint(vqvae.config, nudged) != reference  # every tensor's bytes are
+    assert fingerprint(dataclasses.replace(vqvae.config, beta=vqvae.config.beta + 0.1), state) != reference
     with pytest.raises(TypeError):
         fingerprint(to_dict(vqvae.config), vqvae.state_dict())

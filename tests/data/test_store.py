@@ -182,7 +182,7 @@ def test_a_store_answers_for_the_split_it_was_prepared_from(tmp_path):
         open_clips(out, SPEC, split="train")
 
 
-def test_a_file_that_breaks_while_preparing_warns_once_and_its_clips_are_left_out(tmp_path, videos):
+def test_a_file_damaged_part_way_warns_once_and_keeps_only_its_clips_before_the_damage(tmp_path, videos):
     broken = write_test_video(videos / "c.mp4", 40, options={"crf": "20"}, size=(64, 64))
     data = bytearray(broken.read_bytes())
     for k in range(len(data) // 3, len(data) - 2000, 5):
@@ -200,6 +200,35 @@ def test_a_file_that_breaks_while_preparing_warns_once_and_its_clips_are_left_ou
     by_name = {direct.describe(i): i for i in range(len(direct))}
     for i, name in enumerate(described):  # clips of c.mp4 that decoded before it broke are kept, intact
         np.testing.assert_array_equal(store.frames(i), direct.frames(by_name[name]))
+
+
+def test_a_file_that_breaks_while_preparing_warns_once_and_its_remaining_clips_are_left_out(tmp_path, videos,
+                                                                                          monkeypatch):
+    # The file reads whole when the clips are cut, and breaks only in the preparing pass, after its first clip.
+    from vqvid.data.sources import Clips
+
+    write_test_video(videos / "c.mp4", 12, size=(24, 16))
+    in_order = Clips.clips_in_order
+
+    def breaking_after_one_clip(self, k):
+        for index, frames in in_order(self, k):
+            yield index, frames
+            if self.describe(index).startswith("c.mp4"):
+                raise DataError("c.mp4: decoding failed at 0.300 s")
+
+    monkeypatch.setattr(Clips, "clips_in_order", breaking_after_one_clip)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = ClipStore(prepare_store(videos, tmp_path / "store", SPEC, progress=False))
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert messages == ["skipping the rest of c.mp4: decoding failed at 0.300 s"]
+    described = [store.describe(i) for i in range(len(store))]
+    assert described == ["a.mp4@frame=0", "a.mp4@frame=3", "a.mp4@frame=6", "b.mkv@frame=0", "b.mkv@frame=3",
+                         "c.mp4@frame=0"]
+    direct = open_clips(videos, SPEC)
+    assert len(direct) == 8  # c.mp4 holds three clips; the two after the break were left out
+    for i in range(len(store)):
+        np.testing.assert_array_equal(store.frames(i), direct.frames(i))
 
 
 def test_progress_goes_to_stderr(tmp_path, capsys):

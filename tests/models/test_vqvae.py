@@ -38,13 +38,22 @@ def test_thesis_clip_gives_4x32x32_top_and_8x64x64_bottom_codes(hierarchy):
 @pytest.mark.parametrize("hierarchy, activation", [*((h, "silu") for h in HIERARCHIES), ("conditioned", "relu")])
 def test_tiny_clip_shapes_and_losses(hierarchy, activation):
     model = _model(hierarchy, activation=activation).train()
+    latents = {}  # what each quantiser was given
+    for name in ("top", "bottom"):
+        quantizer = getattr(model, f"{name}_quantizer")
+        quantizer.register_forward_hook(lambda module, inputs, output, name=name: latents.update({name: inputs[0]}))
     out = model(_video(2, 16, 64, 64))
     assert out.top.codes.shape == (2, 4, 8, 8)
     assert out.bottom.codes.shape == (2, 8, 16, 16)
     assert out.top.quantized.shape == (2, 4, 4, 8, 8)
     assert out.bottom.quantized.shape == (2, 4, 8, 16, 16)
     assert out.reconstruction.shape == (2, 3, 16, 64, 64)
-    assert torch.equal(out.commitment_loss, out.top.commitment_loss + out.bottom.commitment_loss)
+    # Eq. 3's third term at each level, beta * |z_e - sg(e)|², summed: by hand from the latents and the codes'
+    # vectors as they were quantised (the codebooks have moved since, in training mode).
+    by_hand = sum(model.config.beta * (latents[name] - level.quantized).pow(2).mean()
+                  for name, level in (("top", out.top), ("bottom", out.bottom)))
+    torch.testing.assert_close(out.commitment_loss, by_hand)
+    assert out.commitment_loss > 0
     assert model.grid_shapes(16, 64, 64) == ((4, 8, 8), (8, 16, 16))
 
 
