@@ -49,6 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             write_video(partial, frames, fps)
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # as `-o runs/new/out.gif` asks
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(descriptor)
     partial = Path(name)

@@ -142,9 +142,10 @@ def test_damaged_or_unusable_input_fails_with_a_message(models, frame_folder, tm
     assert compress.main(["--model", str(models["fixed"]), str(tmp_path / "missing.mp4"), "-o",
                           str(tmp_path / "y.vqv")]) == 2
     assert capsys.readouterr().err.startswith("vqvid compress: ")
+    (tmp_path / "a_file").write_text("kept")
     assert compress.main(["--model", str(models["fixed"]), str(frame_folder[0]), "-o",
-                          str(tmp_path / "no" / "y.vqv")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+                          str(tmp_path / "a_file" / "y.vqv")]) == 2
+    assert "is a file, so no folder can hold the output there" in capsys.readouterr().err
 
 
 def test_an_output_that_is_an_input_is_refused_and_the_input_survives(models, frame_folder, tmp_path, capsys):

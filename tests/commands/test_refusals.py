@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny import tiny_checkpoints
-from vqvid.commands import compress, export, prepare, rd, reconstruct, train
+from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
+from vqvid.commands import compress, export, predict, prepare, rd, reconstruct, train
+from vqvid.data.synthetic import write_synthetic_videos
 from vqvid.persistence import export_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,3 +195,68 @@ def test_decompress_on_a_full_disk_keeps_the_old_video(models, tmp_path, capsys,
     refused(decompress.main(argv), capsys, "No space left on device")
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _commands(models: dict[str, Path], source: Path) -> dict[str, tuple]:
+    """For each command that writes files: its main, its arguments but the outputs, and its output options."""
+    model = ["--model", str(models["model"])]
+    return {
+        "reconstruct": (reconstruct.main, [str(source), "--vqvae", str(models["vqvae"])], ("-o", "--json")),
+        "predict": (predict.main, [*model, str(source), "--context", "4", "--frames", str(CLIP_FRAMES),
+                                   "--samples", "1", "--no-progress"], ("-o", "--json", "--save-samples")),
+        "compress": (compress.main, [*model, str(source), "--no-progress"], ("-o", "--json")),
+        "rd": (rd.main, [*model, str(source), "--codecs", "libx264", "--crf", "51"], ("-o", "--json")),
+    }
+
+
+_SUFFIXES = {"-o": {"reconstruct": ".gif", "predict": ".gif", "compress": ".vqv", "rd": ".png"},
+             "--json": ".json", "--save-samples": ".pt"}
+
+
+def _suffix(option: str, command: str) -> str:
+    suffix = _SUFFIXES[option]
+    return suffix[command] if isinstance(suffix, dict) else suffix
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    (video,) = write_synthetic_videos(tmp_path_factory.mktemp("source"), 1, frames=CLIP_FRAMES, size=SIZE)
+    return video
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "predict", "compress", "rd"])
+def test_no_output_may_replace_an_input(models, source, tmp_path, capsys, command):
+    main, arguments, outputs = _commands(models, source)[command]
+    original = source.read_bytes()
+    copy = tmp_path / source.name
+    copy.write_bytes(original)  # the input, under each output's suffix where the command can read one
+    for option in outputs:
+        target = copy.with_suffix(_suffix(option, command))
+        if target != copy:
+            target.hardlink_to(copy)  # another name of the same file
+        others = [arg for flag in outputs if flag != option
+                  for arg in (flag, str(tmp_path / f"other{_suffix(flag, command)}"))]
+        code = main([*[str(copy) if a == str(source) else a for a in arguments], option, str(target), *others])
+        refused(code, capsys, f"{option} {target}")
+        assert copy.read_bytes() == original
+        if target != copy:
+            target.unlink()
+    assert not list(tmp_path.glob("other*"))
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "predict", "compress", "rd"])
+def test_outputs_go_into_folders_made_for_them_and_not_under_a_file(models, source, tmp_path, capsys, command):
+    main, arguments, outputs = _commands(models, source)[command]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("kept")
+    for option in outputs:
+        others = [arg for flag in outputs if flag != option
+                  for arg in (flag, str(tmp_path / f"other{_suffix(flag, command)}"))]
+        target = blocker / f"out{_suffix(option, command)}"
+        refused(main([*arguments, option, str(target), *others]), capsys, f"{option} {target}")
+        assert blocker.read_text() == "kept" and not list(tmp_path.glob("other*"))
+    written = [tmp_path / f"new_{option.strip('-')}" / "deeper" / f"out{_suffix(option, command)}"
+               for option in outputs]
+    assert main([*arguments, *[arg for option, path in zip(outputs, written, strict=True)
+                               for arg in (option, str(path))]]) == 0, capsys.readouterr().err
+    assert all(path.is_file() and path.stat().st_size > 0 for path in written)

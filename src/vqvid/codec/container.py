@@ -44,14 +44,14 @@ from __future__ import annotations
 import math
 import operator
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
+
+from vqvid.files import atomic_path
 
 MAGIC = b"VQV\x00\r\n\x1a\n"
 FORMAT_VERSION = 4
@@ -279,21 +279,10 @@ def write_vqv(
         for chunk in chunks:
             target.write(chunk)
         return
-    path = Path(target)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never clobber another file; mode 0o666 lets the umask decide permissions, as for any new file.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(prefix)
-            for chunk in chunks:
-                file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as partial, open(partial, "wb") as file:  # never a half-written file at `target`
+        file.write(prefix)
+        for chunk in chunks:
+            file.write(chunk)
 
 
 class _Reader:

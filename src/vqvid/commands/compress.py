@@ -72,23 +72,9 @@ def _check_options(args: argparse.Namespace) -> None:
     from vqvid.commands import options
 
     options.device(args.device)
-    if not args.output.parent.is_dir():
-        raise ValueError(f"-o {args.output}: the folder {args.output.parent} does not exist")
-    check_not_an_input(args.output, [args.input, args.model])
-
-
-def check_not_an_input(output: Path, inputs: list[str | Path]) -> None:
-    """Refuses an output path that is one of the inputs (the same path, or another name of the same file), or
-    that lies inside an input folder (a frame folder, a store, the model folder): writing it would replace or
-    change what is being read."""
-    target = output.resolve()
-    for source in map(Path, inputs):
-        if not source.exists():
-            continue
-        inside = source.is_dir() and source.resolve() in target.parents
-        if target == source.resolve() or inside or (output.exists() and output.samefile(source)):
-            where = "inside the input folder" if inside else "the input"
-            raise ValueError(f"-o {output}: this is {where} {source}; write the output to another file")
+    options.output_file(args.output, "-o", inputs=[args.input, args.model])
+    if args.json is not None:
+        options.output_file(args.json, "--json", inputs=[args.input, args.model, args.output])
 
 
 def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:

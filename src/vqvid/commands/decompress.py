@@ -39,15 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.video import decompress
     from vqvid.commands import options
-    from vqvid.commands.compress import check_not_an_input, progress_printer
+    from vqvid.commands.compress import progress_printer
     from vqvid.persistence import load_model_folder
     from vqvid.viz import save_video
 
     try:
-        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
+        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES, inputs=[args.input, args.model])
         if args.batch_size < 1:
             raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
-        check_not_an_input(args.output, [args.input, args.model])
         options.device(args.device)
         folder = load_model_folder(args.model)
         folder.vqvae.model.to(args.device)

@@ -4,6 +4,7 @@ the option and says what was expected; commands print it and exit with status 2,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 OUTPUT_VIDEO_SUFFIXES = (".gif", ".mp4", ".mkv")  # what `vqvid.data.write_video` writes
@@ -43,10 +44,30 @@ def frame_rate(value: float | None, option: str = "--fps", maximum: float = 1000
     return value
 
 
-def output_file(path: Path, option: str, suffixes: tuple[str, ...] | None = None) -> Path:
-    """An output path that is not a folder and, if `suffixes` is given, ends in one of them."""
+def output_file(path: Path, option: str, suffixes: tuple[str, ...] | None = None,
+                inputs: Sequence[str | Path] = ()) -> Path:
+    """An output path that is not a folder, ends in one of `suffixes` if given, can be written (its missing
+    folders are made when it is: `vqvid.files.atomic_path`) and is none of the command's `inputs`."""
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ValueError(f"{option} {path}: expected a file ending in {', '.join(suffixes)}")
     if path.is_dir():
         raise ValueError(f"{option} {path}: is a folder; expected a file name")
+    nearest = next(folder for folder in path.absolute().parents if folder.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"{option} {path}: {nearest} is a file, so no folder can hold the output there")
+    not_an_input(path, option, inputs)
     return path
+
+
+def not_an_input(output: Path, option: str, inputs: Sequence[str | Path]) -> None:
+    """Refuses an output path that is one of the inputs (the same path, or another name of the same file), or
+    that lies inside an input folder (a frame folder, a store, the model folder): writing it would replace or
+    change what is being read."""
+    target = output.resolve()
+    for source in map(Path, inputs):
+        if not source.exists():
+            continue
+        inside = source.is_dir() and source.resolve() in target.parents
+        if target == source.resolve() or inside or (output.exists() and output.samefile(source)):
+            where = "inside the input folder" if inside else "the input"
+            raise ValueError(f"{option} {output}: this is {where} {source}; write the output to another file")

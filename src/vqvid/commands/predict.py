@@ -127,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
 
         options.device(device)
         options.frame_rate(args.fps)
-        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES)
+        inputs = [args.input, args.model]
+        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES, inputs=inputs)
         if args.save_samples is not None:
-            options.output_file(args.save_samples, "--save-samples", (".pt",))
+            options.output_file(args.save_samples, "--save-samples", (".pt",), inputs=[*inputs, args.output])
+        if args.json is not None:
+            options.output_file(args.json, "--json", inputs=[*inputs, args.output])
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
         data = folder.vqvae.data

@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
         options.at_least(args.max_clips, 1, "--max-clips")
         options.frame_rate(args.fps)
-        options.output_file(args.output, "-o", (".png",))
+        inputs = [*args.inputs, args.model]
+        options.output_file(args.output, "-o", (".png",), inputs=inputs)
+        if args.json is not None:
+            options.output_file(args.json, "--json", inputs=[*inputs, args.output])
         folder = load_model_folder(args.model)
         clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
         fps = args.fps or folder.vqvae.data.get("fps") or 10.0
