@@ -310,6 +310,28 @@ def test_truncation_at_every_offset_but_the_end_of_the_top_layer_is_refused():
             read_vqv(VALID[:size])
 
 
+def test_asked_for_the_top_layer_alone_a_file_cut_anywhere_after_it_holds_the_top_layer():
+    for size in range(TOP_LAYER_END, len(VALID)):
+        file = read_vqv(VALID[:size], top_only=True)
+        assert file.header == HEADER and file.chunks == list(CHUNKS[:2]) and file.checks == list(CHECKS[:2])
+        assert not file.complete
+    assert read_vqv(VALID, top_only=True).complete  # a whole file stays whole
+    for size in range(TOP_LAYER_END):  # a cut inside the header or the top layer is still refused
+        with pytest.raises(VQVFormatError):
+            read_vqv(VALID[:size], top_only=True)
+    damaged = bytearray(VALID)
+    damaged[TOP_LAYER_END - 1] ^= 0x01  # the top layer's last byte: its CRC still guards it
+    with pytest.raises(VQVFormatError, match="chunk 0: CRC32"):
+        read_vqv(bytes(damaged[:-2]), top_only=True)
+
+
+def test_a_cut_in_the_bottom_layer_says_the_top_layer_can_be_read():
+    with pytest.raises(VQVFormatError, match="its top layer is whole: read it alone with levels 'top'"):
+        read_vqv(VALID[:-2])
+    with pytest.raises(VQVFormatError, match=r"follow the header\)$"):  # cut in the top layer: nothing to salvage
+        read_vqv(VALID[:TOP_LAYER_END - 1])
+
+
 def test_truncated_file_on_disk_names_the_file(tmp_path):
     path = tmp_path / "cut.vqv"
     path.write_bytes(VALID[:50])

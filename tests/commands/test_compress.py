@@ -207,6 +207,17 @@ def test_the_top_level_alone_from_the_command_line(models, frame_folder, tmp_pat
     assert decompress.main([str(cut), *model, "-o", str(tmp_path / "x.gif"), "--levels", "both"]) == 2
     assert "holds only top codes (the file ends after its top layer)" in capsys.readouterr().err
 
+    # Cut inside the bottom layer (a download stopped there): refused as it is, the coarse video with --levels top.
+    stopped = tmp_path / "stopped.vqv"
+    stopped.write_bytes(full.read_bytes()[:(top_layer_size + full.stat().st_size) // 2])
+    assert decompress.main([str(stopped), *model, "-o", str(tmp_path / "x.gif"), "--no-progress"]) == 2
+    assert "its top layer is whole: read it alone with levels 'top'" in capsys.readouterr().err
+    out = tmp_path / "stopped.gif"
+    assert decompress.main([str(stopped), *model, "-o", str(out), "--levels", "top", "--no-progress"]) == 0
+    with Image.open(out) as gif:
+        assert all(np.array_equal(np.array(frame.convert("RGB")), expected)
+                   for frame, expected in zip(ImageSequence.Iterator(gif), decoded["full"], strict=True))
+
 
 def test_coding_batch_from_the_command_line(models, frame_folder, tmp_path, capsys):
     folder, _ = frame_folder

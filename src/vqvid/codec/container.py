@@ -23,7 +23,8 @@ Layout of format versions 3 and 4, every integer little-endian:
 Chunks come in layers: first the top layer, one chunk per clip holding that clip's top codes, then (levels 2)
 the bottom layer, one chunk per clip holding its bottom codes. A file that ends exactly where its top layer
 ends is therefore still a whole file of top codes: reading it returns the top layer's chunks alone
-(`VQVFile.complete` False); a file cut anywhere else is refused.
+(`VQVFile.complete` False). A file cut anywhere else is refused, unless the reader asks for the top layer alone
+(`read_vqv(..., top_only=True)`) and the cut lies after it.
 
 The format version pins everything a decoder must reproduce bit for bit, including the quantisation of
 probabilities in `vqvid.codec.entropy`, and the coding batch: the priors' floats for a clip depend on how many
@@ -306,7 +307,7 @@ class _Reader:
         return data
 
 
-def _parse(reader: _Reader) -> VQVFile:
+def _parse(reader: _Reader, top_only: bool = False) -> VQVFile:
     magic = reader.read(0, min(len(MAGIC), reader.size), "magic")
     if magic != MAGIC[: len(magic)]:
         raise reader.error(f"not a .vqv file: expected magic {MAGIC!r}, found {magic!r}")
@@ -386,19 +387,25 @@ def _parse(reader: _Reader) -> VQVFile:
         )
     entries = list(entry.iter_unpack(table))  # [(length, crc32[, check])] * num_chunks
     remaining = reader.size - offset
-    # A file of both levels that ends exactly after its top layer is a whole file of top codes.
+    # A file of both levels that ends exactly after its top layer is a whole file of top codes; asked for the
+    # top layer alone, one cut anywhere after it (a download stopped in the bottom layer) is read as one.
     top_layer = num_chunks // header.num_levels if version >= 2 and header.levels == "both" else None
     lengths = [length for length, *_ in entries]
     present = len(entries)
-    if top_layer is not None and remaining != sum(lengths) and remaining == sum(lengths[:top_layer]):
-        present = top_layer
+    if top_layer is not None and remaining != sum(lengths):
+        top_bytes = sum(lengths[:top_layer])
+        if remaining == top_bytes or (top_only and top_bytes < remaining < sum(lengths)):
+            present = top_layer
+            remaining = top_bytes
     declared = 0
     for index, length in enumerate(lengths[:present]):
         declared += length
         if declared > remaining:
+            salvage = (top_layer is not None and index >= top_layer
+                       and "; its top layer is whole: read it alone with levels 'top'")
             raise reader.error(
                 f"chunk {index}: length {length} runs past the end of the file "
-                f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header)"
+                f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header){salvage or ''}"
             )
     if declared != remaining:
         raise reader.error(f"chunk table: chunks take {declared} bytes but {remaining} follow the header")
@@ -416,13 +423,17 @@ def _parse(reader: _Reader) -> VQVFile:
     return VQVFile(header, chunks, checks)
 
 
-def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview) -> VQVFile:
+def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview, *, top_only: bool = False) -> VQVFile:
     """Reads and fully validates a .vqv file (a path) or its bytes. Raises VQVFormatError for anything that is
-    not a valid container; OSError only for a file that cannot be opened or read."""
+    not a valid container; OSError only for a file that cannot be opened or read.
+
+    top_only: the caller wants the top layer alone, so a file of both levels cut short anywhere in its bottom
+    layer is read as a file of its top layer (`VQVFile.complete` False); without it, only a cut exactly after
+    the top layer is."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source).cast("B")
         return _parse(
-            _Reader("<bytes>", len(view), lambda offset, length: bytes(view[offset : offset + length]))
+            _Reader("<bytes>", len(view), lambda offset, length: bytes(view[offset : offset + length])), top_only
         )
     with open(source, "rb") as file:
         size = os.fstat(file.fileno()).st_size
@@ -431,7 +442,7 @@ def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview) -> VQVF
             file.seek(offset)
             return file.read(length)
 
-        return _parse(_Reader(os.fspath(source), size, read_at))
+        return _parse(_Reader(os.fspath(source), size, read_at), top_only)
 
 
 def check_fingerprint(header: VQVHeader, expected: str) -> None:

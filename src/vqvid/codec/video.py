@@ -229,9 +229,9 @@ def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, l
                      progress: Progress | None = None) -> CodedVideo:
     """The codes of a .vqv file (a path or its bytes) written with this model folder.
 
-    levels: "top" decodes the top codes alone; "both" needs a file that holds both; None (the default) decodes
-    what the file holds: both levels, or the top codes of a file written with levels "top" or cut after its
-    top layer.
+    levels: "top" decodes the top codes alone, also of a file cut short anywhere after its top layer; "both"
+    needs a file that holds both; None (the default) decodes what the file holds: both levels, or the top codes
+    of a file written with levels "top" or cut exactly after its top layer.
     Raises `VQVFormatError` for a file that is damaged, truncated, made with another model
     (`FingerprintMismatchError`), does not fit the model, or whose decoded codes fail their checksums
     (`DesyncError`); OSError for a file that cannot be read.
@@ -239,7 +239,7 @@ def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, l
     name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
     if levels is not None:
         _check_levels(levels)
-    file = read_vqv(source)
+    file = read_vqv(source, top_only=levels == "top")
     header = file.header
     check_fingerprint(header, model.fingerprint)
     geometry = clip_geometry(model)

@@ -9,7 +9,8 @@ rate the file records. A damaged, truncated or foreign file, or one whose decode
 chunk, and no output.
 
 --levels top decodes the top codes alone, the coarse video (the bottom codes zeroed, as `vqvid reconstruct
---levels` shows it), reading only the file's top layer. Without --levels the file's own levels are decoded: both,
+--levels` shows it), reading only the file's top layer: a file cut short anywhere in its bottom layer (a copy
+or download stopped there) still decodes to the coarse video. Without --levels the file's own levels are decoded: both,
 or the top codes of a file written with `vqvid compress --levels top` or cut after its top layer (`vqvid info`
 says which).
 """
