@@ -446,7 +446,8 @@ def test_describe_by_hand():
     assert "bits/code    74.07 (vs 9 packed)" in text
     assert "clips        3 of 4 frames" in text
     assert "fixed (packed at 9 bits per code)" in text
-    assert "levels       top (0 bytes), bottom (0 bytes)" in text and "format       version 4" in text
+    assert "levels       top (0 bytes of codes; 1000 with the header), bottom (0 bytes of codes)" in text
+    assert "format       version 4" in text
 
 
 # Bytes of a whole format version 4 file: layout, chunk table and range-coded payloads. A change here means

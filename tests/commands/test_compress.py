@@ -183,10 +183,13 @@ def test_the_top_level_alone_from_the_command_line(models, frame_folder, tmp_pat
     assert top_only.stat().st_size < top_layer_size + 8 < full.stat().st_size
 
     assert info.main([str(full)]) == 0
-    assert re.search(r"levels\s+top \(\d+ bytes\), bottom \(\d+ bytes\)", capsys.readouterr().out)
+    levels = re.search(r"levels\s+top \((\d+) bytes of codes; (\d+) with the header\), bottom \((\d+) bytes of codes\)",
+                       capsys.readouterr().out)
+    assert levels and int(levels[2]) == top_layer_size  # what compress printed as the top layer
+    assert int(levels[1]) + int(levels[3]) == sum(map(len, file.chunks))
     assert info.main([str(top_only)]) == 0
     described = capsys.readouterr().out
-    assert re.search(r"levels\s+top \(\d+ bytes\)\n", described)
+    assert re.search(r"levels\s+top \(\d+ bytes of codes; \d+ with the header\)\n", described)
     assert info.main([str(cut)]) == 0
     assert "the bottom layer is missing" in capsys.readouterr().out
 

@@ -479,9 +479,11 @@ def describe(file: VQVFile, file_size: int) -> str:
         levels = "top and bottom, one chunk per clip"
     else:
         layer_bytes = [sum(map(len, file.chunks[i * per_layer : (i + 1) * per_layer])) for i in range(layers)]
-        levels = f"top ({layer_bytes[0]} bytes)"
+        header_bytes = file_size - sum(map(len, file.chunks))
+        # The second figure is what `vqvid compress` calls the top layer: what decoding the coarse video reads.
+        levels = f"top ({layer_bytes[0]} bytes of codes; {header_bytes + layer_bytes[0]} with the header)"
         if layers == 2:
-            levels += f", bottom ({layer_bytes[1]} bytes)"
+            levels += f", bottom ({layer_bytes[1]} bytes of codes)"
         elif header.levels == "both":
             levels += "; the file ends after its top layer, the bottom layer is missing"
     rows = [

@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fixed-width {width}-bit codes: {compressed.fixed_width_size} bytes; this file is "
           f"{100 * compressed.size / compressed.fixed_width_size:.1f}% of that")
     if header.levels == "both":
-        print(f"top layer: {compressed.top_layer_size} bytes ({100 * compressed.top_layer_size / compressed.size:.1f}% "
-              "of the file), what `vqvid decompress --levels top` reads for the coarse video")
+        print(f"top layer: {compressed.top_layer_size} bytes with the header "
+              f"({100 * compressed.top_layer_size / compressed.size:.1f}% of the file), what `vqvid decompress "
+              "--levels top` reads for the coarse video")
     if header.mode == "prior":
         model_bytes = (compressed.top_bits + compressed.bottom_bits) / 8
         print(f"the priors' NLL of these codes: {model_bytes:.0f} bytes (top {compressed.top_bits / 8:.0f}, "
