@@ -238,3 +238,14 @@ def test_fingerprint_takes_the_canonical_typed_config_only():
     assert fingerprint(dataclasses.replace(vqvae.config, beta=vqvae.config.beta + 0.1), state) != reference
     with pytest.raises(TypeError):
         fingerprint(to_dict(vqvae.config), vqvae.state_dict())
+
+
+def test_a_checkpoint_or_a_missing_folder_is_not_a_model_folder_and_says_how_to_make_one(files, tmp_path):
+    with pytest.raises(ModelFolderError, match=r"last\.ckpt: a training checkpoint, not a vqvid model folder.*"
+                                               r"vqvid export"):
+        load_model_folder(shutil.copy(files["vqvae"], tmp_path / "last.ckpt"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ModelFolderError, match=r"notes\.txt: a file, not a vqvid model folder"):
+        load_model_folder(tmp_path / "notes.txt")
+    with pytest.raises(ModelFolderError, match=r"nowhere: not a vqvid model folder \(no model\.json\)"):
+        load_model_folder(tmp_path / "nowhere")

@@ -355,6 +355,10 @@ def load_model_folder(path: str | Path) -> ModelFolder:
     computed from the files and must match those model.json records."""
     folder = Path(path)
     meta_path = folder / "model.json"
+    if folder.is_file():
+        what = "a training checkpoint" if folder.suffix == ".ckpt" else "a file"
+        raise ModelFolderError(f"{folder}: {what}, not a vqvid model folder; make one from the checkpoints "
+                               "with `vqvid export --vqvae ... [--top ... --bottom ...] --out DIR`")
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
