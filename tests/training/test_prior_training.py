@@ -21,14 +21,21 @@ MODEL = PixelSNAILConfig(num_codes=8, shape=(2, 4, 4), channels=8, n_blocks=1, n
                          n_heads=1, key_channels=4, value_channels=8, dropout=0.3, embed_dim=4)
 
 
-def _train(out, steps, resume=None):
-    config = quick_train_config(steps, lr=1e-2)
+def _train(out, steps, resume=None, **changes):
+    config = quick_train_config(steps, lr=1e-2, **changes)
     L.seed_everything(0, verbose=False)
     module = PriorModule(to_dict(MODEL), to_dict(config), "top", "vqvae-fingerprint")
     codes = torch.randint(0, 8, (10, 2, 4, 4), generator=torch.Generator().manual_seed(1))
     data = TrainValData(list(codes), list(codes[:2]), config.batch_size, 0, seed=0)
-    fit(module, data, config, out, resume, progress=False)
+    module.run = fit(module, data, config, out, resume, progress=False)
     return module
+
+
+def test_a_run_shorter_than_val_every_still_ends_validated(tmp_path):
+    run = _train(tmp_path / "short", 2, val_every=5).run
+    assert set(run.validation) == {"val/bits_per_code", "val/accuracy"}
+    logged = np.genfromtxt(tmp_path / "short" / "logs" / "metrics.csv", delimiter=",", names=True)
+    assert logged["step"][~np.isnan(logged["valbits_per_code"])].tolist() == [2]  # once, after the last step
 
 
 def test_prior_resume_continues_exactly(tmp_path):

@@ -133,7 +133,8 @@ def _logger(config: TrainConfig, out: Path):
 
 def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback] = (),
                   progress: bool = True) -> L.Trainer:
-    """A Trainer that counts in steps, validates and checkpoints every `val_every` steps."""
+    """A Trainer that counts in steps, validates and checkpoints every `val_every` steps (`fit` validates the
+    last step too)."""
     out = Path(out)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -210,6 +211,9 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     L.seed_everything(config.seed, workers=True, verbose=False)
     trainer = build_trainer(config, out, list(callbacks), progress)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    if trainer.global_step == config.max_steps and config.max_steps % config.val_every and not trainer.interrupted:
+        # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated.
+        trainer.validate(module, datamodule=data, verbose=False)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
     return TrainedRun(_last_path(out), metrics)
 
