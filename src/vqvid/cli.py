@@ -34,6 +34,22 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _show_own_warnings_as_one_line(command: str) -> None:
+    """A warning raised by vqvid's own code (a skipped file, a short video) reads `vqvid <command>: warning:
+    ...` on one line, without the source line that raised it; other libraries' warnings keep Python's format."""
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    python_format = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename).startswith(package):
+            return f"vqvid {command}: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -48,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"vqvid: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    _show_own_warnings_as_one_line(name)
     module = importlib.import_module(f"vqvid.commands.{COMMANDS[name][0]}")
     try:
         code = int(module.main(rest) or 0)

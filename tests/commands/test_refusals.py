@@ -260,3 +260,16 @@ def test_outputs_go_into_folders_made_for_them_and_not_under_a_file(models, sour
     assert main([*arguments, *[arg for option, path in zip(outputs, written, strict=True)
                                for arg in (option, str(path))]]) == 0, capsys.readouterr().err
     assert all(path.is_file() and path.stat().st_size > 0 for path in written)
+
+
+def test_a_skipped_file_is_one_warning_line_naming_it(models, source, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "cut.mp4").write_bytes(source.read_bytes()[:-200])  # cut short: no frame decodes
+    result = subprocess.run([sys.executable, "-m", "vqvid", "reconstruct", str(folder), "--vqvae",
+                             str(models["vqvae"]), "-o", str(tmp_path / "out.gif")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "cut.mp4" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"vqvid reconstruct: warning: skipping {folder / 'cut.mp4'}: ")
+    assert "reconstruct.py" not in result.stderr  # no source line of vqvid's

@@ -291,7 +291,8 @@ def _check_complete(path: Path, stream: av.video.stream.VideoStream) -> None:
         return
     end = entries[len(entries) - 1].pos + entries[len(entries) - 1].size
     if end > path.stat().st_size:
-        raise DataError(f"{path}: truncated: frames extend to byte {end}, the file has {path.stat().st_size}")
+        raise DataError(f"{path}: truncated: frames extend to byte {end}, the file has {path.stat().st_size} "
+                        "(an incomplete copy or download?)")
 
 
 def _upright_rotation(path: Path, rotation: float) -> int:
