@@ -168,7 +168,8 @@ def test_prepare_refuses_to_write_into_a_folder_that_is_not_a_store(tmp_path, vi
 
 def test_a_store_of_another_clip_shape_is_refused(tmp_path, videos):
     out = prepare_store(videos, tmp_path / "store", SPEC, progress=False)
-    with pytest.raises(DataError, match="holds clips of 4×16×16 but 8×16×16 were asked for"):
+    with pytest.raises(DataError, match=r"holds clips of 4×16×16 but 8×16×16 were asked for; prepare it again "
+                                        r"\(`vqvid prepare SOURCE --out STORE --frames 8 --size 16`\)"):
         open_clips(out, ClipSpec(frames=8, size=16))
 
 

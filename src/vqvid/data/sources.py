@@ -258,7 +258,8 @@ def _store(root: Path, spec: ClipSpec) -> ClipStore:
     if (store.spec.frames, store.spec.size) != (spec.frames, spec.size):
         held, asked = (store.spec.frames, store.spec.size), (spec.frames, spec.size)
         raise DataError(f"{root}: the store holds clips of {held[0]}×{held[1]}×{held[1]} but "
-                        f"{asked[0]}×{asked[1]}×{asked[1]} were asked for; prepare it again")
+                        f"{asked[0]}×{asked[1]}×{asked[1]} were asked for; prepare it again "
+                        f"(`vqvid prepare SOURCE --out STORE --frames {asked[0]} --size {asked[1]}`)")
     return store
 
 
