@@ -96,6 +96,15 @@ def test_other_commands_refuse_the_same_files(files, bad, tmp_path, capsys):
     assert not files["marker"].exists()
 
 
+def test_a_file_that_is_no_pytorch_archive_is_named_as_such(files, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a checkpoint")
+    for path in (text, files["truncated"]):
+        with pytest.raises(ValueError, match=f"--vqvae {path}: not a complete PyTorch archive: a file cut short, "
+                                             "or not a checkpoint"):
+            read_checkpoint(path, "vqvae", "--vqvae")
+
+
 def test_a_refusal_never_repeats_the_advice_to_load_unsafely(files):
     with pytest.raises(ValueError) as caught:
         read_checkpoint(files["evil"], "vqvae")

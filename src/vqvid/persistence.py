@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,9 +173,12 @@ def read_checkpoint(path: str | Path, kind: str, option: str = "checkpoint") -> 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{option} {path}: no such file")
+    if not zipfile.is_zipfile(path):  # what torch.save has written since torch 1.6, and Lightning with it
+        raise ValueError(f"{option} {path}: not a complete PyTorch archive: a file cut short, or not a "
+                         "checkpoint (expected a .ckpt written by `vqvid train`)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, damaged, not a torch file, or a pickle of arbitrary objects
+    except Exception as error:  # truncated, damaged, or a pickle of arbitrary objects
         raise ValueError(f"{option} {path}: cannot be read as a checkpoint ({_why_unreadable(error)})") from None
     found = checkpoint.get(CHECKPOINT_KEY, {}) if isinstance(checkpoint, dict) else None
     found = found.get("kind") if isinstance(found, dict) else None

@@ -487,3 +487,10 @@ def test_a_version_4_file_is_pinned_and_a_version_3_file_has_its_layout():
     assert file.header == header and file.checks == checks
     for chunk, (pmfs, codes) in zip(file.chunks, coded, strict=True):
         np.testing.assert_array_equal(decode_all(chunk, pmfs), codes)
+
+
+def test_a_missing_path_or_a_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'none.vqv'}: no such file$"):
+        read_vqv(tmp_path / "none.vqv")
+    with pytest.raises(VQVFormatError, match=f"^{tmp_path}: a folder, not a .vqv file$"):
+        read_vqv(tmp_path)

@@ -435,7 +435,13 @@ def read_vqv(source: str | os.PathLike | bytes | bytearray | memoryview, *, top_
         return _parse(
             _Reader("<bytes>", len(view), lambda offset, length: bytes(view[offset : offset + length])), top_only
         )
-    with open(source, "rb") as file:
+    try:
+        opened = open(source, "rb")  # noqa: SIM115 (closed by the with statement below)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{os.fspath(source)}: no such file") from None
+    except IsADirectoryError:
+        raise VQVFormatError(f"{os.fspath(source)}: a folder, not a .vqv file") from None
+    with opened as file:
         size = os.fstat(file.fileno()).st_size
 
         def read_at(offset: int, length: int) -> bytes:
