@@ -97,7 +97,8 @@ def test_a_folder_without_priors_packs_codes_and_refuses_the_other_folders_files
     coded = tmp_path / "fixed.vqv"
     assert compress.main(["--model", str(models["fixed"]), "synthetic:2", "--max-frames", "5", "-o",
                           str(coded), "--no-progress"]) == 0
-    assert "mode fixed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mode fixed" in printed and "has no top and no bottom prior" in printed  # says why
     header = read_vqv(coded).header
     assert (header.mode, header.frame_count, header.num_codes, header.fps) == ("fixed", 5, NUM_CODES, 10)
     assert decompress.main([str(coded), "--model", str(models["fixed"]), "-o", str(tmp_path / "a.mp4"),
@@ -117,7 +118,8 @@ def test_fixed_flag_with_priors(models, tmp_path, capsys):
                           "--fps", "25", "--no-progress"]) == 0
     header = read_vqv(coded).header
     assert (header.mode, header.frame_count, header.fps) == ("fixed", CLIP_FRAMES, 25)
-    assert "this file is 100.0% of that" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "this file is 100.0% of that" in printed and "fixed width because" not in printed  # asked for
 
 
 def test_damaged_or_unusable_input_fails_with_a_message(models, frame_folder, tmp_path, capsys):
@@ -146,6 +148,9 @@ def test_damaged_or_unusable_input_fails_with_a_message(models, frame_folder, tm
     assert compress.main(["--model", str(models["fixed"]), str(frame_folder[0]), "-o",
                           str(tmp_path / "a_file" / "y.vqv")]) == 2
     assert "is a file, so no folder can hold the output there" in capsys.readouterr().err
+    assert compress.main(["--model", str(models["fixed"]), str(frame_folder[0]), "-o", str(tmp_path / "y.mp4")]) == 2
+    assert "compress writes a .vqv file, not a video; name it .vqv" in capsys.readouterr().err
+    assert not (tmp_path / "y.mp4").exists()
 
 
 def test_an_output_that_is_an_input_is_refused_and_the_input_survives(models, frame_folder, tmp_path, capsys):

@@ -73,6 +73,11 @@ def _check_options(args: argparse.Namespace) -> None:
 
     options.device(args.device)
     options.output_file(args.output, "-o", inputs=[args.input, args.model])
+    from vqvid.data.video import VIDEO_SUFFIXES
+
+    if args.output.suffix.lower() in {*VIDEO_SUFFIXES, *options.OUTPUT_VIDEO_SUFFIXES}:
+        raise ValueError(f"-o {args.output}: compress writes a .vqv file, not a video; name it .vqv "
+                         "(`vqvid decompress` makes the video)")
     if args.json is not None:
         options.output_file(args.json, "--json", inputs=[args.input, args.model, args.output])
 
@@ -129,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}"
           + (f" ({header.coding_batch} clip(s) at a time)" if header.mode == "prior" else "") + ", "
           + ("top and bottom codes" if header.levels == "both" else "top codes only"))
+    missing = [level for level in ("top", "bottom")[:2 if header.levels == "both" else 1]
+               if getattr(folder, level) is None]
+    if header.mode == "fixed" and missing:
+        print(f"fixed width because {args.model} has no {' and no '.join(missing)} prior (`vqvid export --top "
+              "... --bottom ...` adds them); the priors code both levels or, with --levels top, the top alone")
     print(f"{compressed.size} bytes: {compressed.bits_per_pixel:.4g} bits/pixel, "
           f"{compressed.kbit_per_second:.2f} kbit/s, {figures['bits_per_code']:.3f} bits/code")
     print(f"fixed-width {width}-bit codes: {compressed.fixed_width_size} bytes; this file is "
