@@ -273,3 +273,31 @@ def test_a_skipped_file_is_one_warning_line_naming_it(models, source, tmp_path):
     warned = [line for line in result.stderr.splitlines() if "cut.mp4" in line]
     assert len(warned) == 1 and warned[0].startswith(f"vqvid reconstruct: warning: skipping {folder / 'cut.mp4'}: ")
     assert "reconstruct.py" not in result.stderr  # no source line of vqvid's
+
+
+@pytest.mark.parametrize(("flags", "option"), [
+    (["--samples", "0"], "--samples 0"),
+    (["--top-k", "0"], "--top-k 0"),
+    (["--top-k", "100000"], "--top-k 100000"),
+    (["--clips", "0"], "--clips 0"),
+])
+def test_predict_refuses_bad_options_by_their_flag(models, source, tmp_path, capsys, flags, option):
+    main, arguments, _ = _commands(models, source)["predict"]
+    refused(main([*arguments, "-o", str(tmp_path / "p.gif"), *flags]), capsys, option)
+    assert not (tmp_path / "p.gif").exists()
+
+
+@pytest.mark.parametrize("crf", ["52", "-1"])
+def test_rd_refuses_a_crf_out_of_range_by_its_flag(models, source, tmp_path, capsys, crf):
+    main, arguments, _ = _commands(models, source)["rd"]
+    refused(main([*arguments, "-o", str(tmp_path / "rd.png"), "--crf", "23", crf]), capsys, f"--crf {crf}")
+    assert not (tmp_path / "rd.png").exists()
+
+
+def test_rd_lists_the_codecs_it_knows(models, source, tmp_path, capsys):
+    main, arguments, _ = _commands(models, source)["rd"]
+    with pytest.raises(SystemExit) as stopped:
+        main([*arguments, "-o", str(tmp_path / "rd.png"), "--codecs", "x264"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err  # argparse quotes the choices in some Python versions, not in others
+    assert "argument --codecs: invalid choice: 'x264' (choose from " in err and "libx264" in err and "libx265" in err

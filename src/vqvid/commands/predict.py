@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.clips < 1:
             raise ValueError(f"--clips {args.clips}: expected at least 1")
+        if args.samples < 1:
+            raise ValueError(f"--samples {args.samples}: expected at least 1")
+        if args.top_k is not None and args.top_k < 1:
+            raise ValueError(f"--top-k {args.top_k}: expected at least 1 (1: the most likely code)")
         for option, value in (("--temperature", args.temperature), ("--bottom-temperature", args.bottom_temperature)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{option} {value}: expected a positive number")
@@ -135,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             options.output_file(args.json, "--json", inputs=[*inputs, args.output])
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
+        num_codes = folder.vqvae.config.num_codes
+        if args.top_k is not None and args.top_k > num_codes:
+            raise ValueError(f"--top-k {args.top_k}: the model has {num_codes} codes per level; expected at most "
+                             "that")
         data = folder.vqvae.data
         rates = {k: data[k] for k in ("fps", "source_fps") if data.get(k) is not None}
         spec = ClipSpec(frames=args.frames, stride=args.frames, size=geometry.height, **rates)

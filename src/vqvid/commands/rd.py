@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="model folder from `vqvid export`")
     parser.add_argument("-o", "--output", type=Path, default=Path("rd.png"), help="PNG plot (default rd.png)")
     parser.add_argument("--json", type=Path, help="also write every point to this JSON file")
-    parser.add_argument("--crf", type=int, nargs="+", default=[18, 23, 28, 33, 38, 43, 51])
-    parser.add_argument("--codecs", nargs="+", default=["libx264", "libx265"])
+    parser.add_argument("--crf", type=int, nargs="+", default=[18, 23, 28, 33, 38, 43, 51],
+                        help="the classical codecs' constant rate factors, 0 (best) to 51 (default: %(default)s)")
+    parser.add_argument("--codecs", nargs="+", default=["libx264", "libx265"], choices=("libx264", "libx265"),
+                        help="the classical codecs to compare with (default: both)")
     parser.add_argument("--max-clips", type=int, default=4, help="clips per input (default 4)")
     parser.add_argument("--fps", type=float, help="frame rate for kbit/s (default: the clips' fps, else 10)")
     return parser
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
         options.at_least(args.max_clips, 1, "--max-clips")
         options.frame_rate(args.fps)
+        for crf in args.crf:
+            if not 0 <= crf <= 51:
+                raise ValueError(f"--crf {crf}: expected a constant rate factor from 0 to 51")
         inputs = [*args.inputs, args.model]
         options.output_file(args.output, "-o", (".png",), inputs=inputs)
         if args.json is not None:
