@@ -99,14 +99,16 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
     [
         (["--context", "3"], r"context=3 .*use one of \[0, 4\]"),
         (["--frames", "6"], "frames=6: expected a multiple of 4 larger than context=4"),
-        (["--samples", "0"], "samples=0: expected at least 1"),
+        (["--samples", "0"], "--samples 0: expected at least 1"),
+        (["--clips", "0"], "--clips 0: expected at least 1"),
+        (["--top-k", "0"], r"--top-k 0: expected at least 1 \(1: the most likely code\)"),
         (["--temperature", "0"], r"--temperature 0\.0: expected a positive number"),
         (["--bottom-temperature", "-1"], r"--bottom-temperature -1\.0: expected a positive number"),
         (["--bottom-temperature", "nan"], r"--bottom-temperature nan: expected a positive number"),
         (["--anchor-tolerance", "0"], r"--anchor-tolerance 0\.0: expected a positive number or inf"),
         (["--anchor-tolerance", "nan"], r"--anchor-tolerance nan: expected a positive number or inf"),
         (["--warp-radius", "-1"], r"--warp-radius -1: expected 0 or more pixels"),
-        (["--top-k", "17"], r"top_k: expected None or an integer in \[1, 16\]"),
+        (["--top-k", "17"], r"--top-k 17: the model has 16 codes per level; expected at most that"),
         (["--save-samples", "samples.npz"], r"--save-samples samples\.npz: expected a file ending in \.pt"),
     ],
 )

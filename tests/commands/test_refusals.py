@@ -275,18 +275,6 @@ def test_a_skipped_file_is_one_warning_line_naming_it(models, source, tmp_path):
     assert "reconstruct.py" not in result.stderr  # no source line of vqvid's
 
 
-@pytest.mark.parametrize(("flags", "option"), [
-    (["--samples", "0"], "--samples 0"),
-    (["--top-k", "0"], "--top-k 0"),
-    (["--top-k", "100000"], "--top-k 100000"),
-    (["--clips", "0"], "--clips 0"),
-])
-def test_predict_refuses_bad_options_by_their_flag(models, source, tmp_path, capsys, flags, option):
-    main, arguments, _ = _commands(models, source)["predict"]
-    refused(main([*arguments, "-o", str(tmp_path / "p.gif"), *flags]), capsys, option)
-    assert not (tmp_path / "p.gif").exists()
-
-
 @pytest.mark.parametrize("crf", ["52", "-1"])
 def test_rd_refuses_a_crf_out_of_range_by_its_flag(models, source, tmp_path, capsys, crf):
     main, arguments, _ = _commands(models, source)["rd"]

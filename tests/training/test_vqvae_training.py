@@ -57,7 +57,7 @@ def test_checkpoint_loads_safely_and_refuses_other_files(tmp_path):
 
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="garbage.ckpt: cannot be read"):
+    with pytest.raises(ValueError, match="garbage.ckpt: not a complete PyTorch archive"):
         load_vqvae(garbage)
     prior_like = tmp_path / "prior.ckpt"
     checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", "vqvae")
