@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.data import ClipSpec
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
+    from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
     from vqvid.sampling.predict import check_request, padding_cost, predict
     from vqvid.viz import for_display, save_video, side_by_side, stack_rows
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         data = folder.vqvae.data
         rates = {k: data[k] for k in ("fps", "source_fps") if data.get(k) is not None}
         spec = ClipSpec(frames=args.frames, stride=args.frames, size=geometry.height, **rates)
-        dataset, spec = open_prediction_input(args.input, spec, geometry.clip_frames)
+        dataset, spec = open_prediction_input(args.input, spec, geometry.clip_frames, TIME_FACTOR)
         clips = torch.stack(read_clips(dataset, args.clips, "predict"))  # (B, 3, T, H, W)
         for part in (folder.vqvae, folder.top, folder.bottom):
             part.model.to(device)

@@ -87,9 +87,11 @@ def _source_fps(times) -> Fraction:
     return Fraction((len(times) - 1) / float(times[-1] - times[0])).limit_denominator(1001)
 
 
-def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int) -> tuple[Dataset, ClipSpec]:
+def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int, multiple: int = 1
+                          ) -> tuple[Dataset, ClipSpec]:
     """Clips of `source` as long as the whole prediction, so the truth covers every generated frame; for a
-    rollout from a source too short for that, clips of one model clip, from which the rollout can still start.
+    rollout from a source too short for that, clips as long as its longest video holds, in a `multiple` of
+    frames (at least one model clip, from which the rollout can still start).
     """
     if spec.frames <= clip_frames:
         return open_clips(source, spec), spec
@@ -100,8 +102,14 @@ def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int) -> tupl
             dataset = open_clips(source, spec)
         except DataError:
             short = replace(spec, frames=clip_frames, stride=clip_frames)
-            print(f"{source}: no clip of {spec.frames} frames; the truth covers the first {clip_frames} only")
-            return open_clips(source, short), short
+            dataset = open_clips(source, short)
+            held = dataset.longest_source() if isinstance(dataset, Clips) else clip_frames
+            frames = max(clip_frames, held - held % multiple)
+            if frames > clip_frames:
+                short = replace(spec, frames=frames, stride=frames)
+                dataset = open_clips(source, short)
+            print(f"{source}: no clip of {spec.frames} frames; the truth covers the first {frames} only")
+            return dataset, short
     for warning in skipped:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return dataset, spec
