@@ -252,8 +252,7 @@ def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, l
                              + "); decode it with levels 'top'")
     levels = levels or held
     if header.mode == "prior":
-        missing = [level for level in ("top", "bottom")[:1 if levels == "top" else 2]
-                   if getattr(model, level) is None]
+        missing = missing_priors(model, levels)
         if missing:
             raise ValueError(f"{name}: coded under the priors, but the model folder has no "
                              f"{' and no '.join(missing)} prior")
@@ -335,10 +334,14 @@ def _check_codes(codes: Codes, geometry: ClipGeometry, levels: Levels) -> tuple[
     return top, bottom
 
 
+def missing_priors(model: ModelFolder, levels: Levels) -> list[str]:
+    """The levels ("top", "bottom") among those coded whose prior the model folder lacks."""
+    return [level for level in ("top", "bottom")[:2 if levels == "both" else 1] if getattr(model, level) is None]
+
+
 def _choose_mode(model: ModelFolder, mode: Mode | None, levels: Levels) -> Mode:
     """The mode asked for, or "prior" where the folder has the priors of the levels coded, else "fixed"."""
-    missing = [level for level in ("top", "bottom")[:2 if levels == "both" else 1]
-               if getattr(model, level) is None]
+    missing = missing_priors(model, levels)
     if mode is None:
         return "fixed" if missing else "prior"
     if mode not in ("fixed", "prior"):

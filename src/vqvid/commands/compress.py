@@ -96,7 +96,7 @@ def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.codec.packing import bits_per_code
-    from vqvid.codec.video import compress
+    from vqvid.codec.video import compress, missing_priors
     from vqvid.data.inputs import open_video
     from vqvid.geometry import clip_geometry
     from vqvid.persistence import load_model_folder
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{fps:.4g} fps in {header.num_clips} clip(s) of {header.clip_frames}, mode {header.mode}"
           + (f" ({header.coding_batch} clip(s) at a time)" if header.mode == "prior" else "") + ", "
           + ("top and bottom codes" if header.levels == "both" else "top codes only"))
-    missing = [level for level in ("top", "bottom")[:2 if header.levels == "both" else 1]
-               if getattr(folder, level) is None]
+    missing = missing_priors(folder, header.levels)
     if header.mode == "fixed" and missing:
         print(f"fixed width because {args.model} has no {' and no '.join(missing)} prior (`vqvid export --top "
               "... --bottom ...` adds them); the priors code both levels or, with --levels top, the top alone")
