@@ -223,7 +223,7 @@ def open_clips(source: str | Path, spec: ClipSpec, split: str | None = None) -> 
         rate = f" at {spec.fps} fps" if spec.fps else ""
         suffixes = ", ".join(sorted(VIDEO_SUFFIXES))
         raise DataError(f"{root}: no usable clip; expected video files ({suffixes}) or folders of numbered "
-                        f"frame images (png/jpg) with at least {spec.frames} frames{rate}")
+                        f"frame images (png/jpg) with at least {spec.frames} frame{'s' * (spec.frames != 1)}{rate}")
     return dataset
 
 
