@@ -164,6 +164,37 @@ def test_classes_last_logits_are_the_same_logits_laid_out_for_the_loss(level):
     torch.testing.assert_close(nll, F.cross_entropy(logits, codes), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("copy_head", [False, True])
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_score_is_the_full_distribution_read_at_the_codes_and_its_argmax(level, copy_head):
+    config = (top_config if level == "top" else bottom_config)(tied_head=True, copy_head=copy_head)
+    prior = make_prior(config)
+    if copy_head:
+        randomise_copy_head(prior)
+        with torch.no_grad():
+            prior.copy.gate.bias.fill_(1.0)  # copies about as often as not: both parts of the mixture count
+    codes = torch.randint(0, config.num_codes, (3, *config.shape))
+    condition = torch.randint(0, config.condition_num_codes, (3, *config.condition_shape)) \
+        if config.conditional else None
+    full = prior.log_probs(codes, condition)  # (B, K, T, H, W), the reference
+    log_probs, most_likely = prior.score(codes, condition)
+    torch.testing.assert_close(log_probs, full.gather(1, codes[:, None]).squeeze(1), atol=1e-5, rtol=0)
+    # A most likely code, up to the 1e-5 by which the two computations may differ
+    shortfall = full.amax(1) - full.gather(1, most_likely[:, None]).squeeze(1)
+    assert shortfall.max() <= 1e-5 and most_likely.dtype == torch.int64
+
+    def gradients(loss: torch.Tensor) -> list[torch.Tensor]:
+        prior.zero_grad()
+        loss.backward(retain_graph=True)
+        return [p.grad.clone() for p in prior.parameters() if p.grad is not None]
+
+    # and the gradients a training step takes from it are the full distribution's
+    scored, reference = gradients(-log_probs.mean()), gradients(-full.gather(1, codes[:, None]).mean())
+    assert len(scored) == len(reference) > 0
+    for got, expected in zip(scored, reference, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("tied_head", [False, True])
 def test_the_output_layer_is_the_heads_linear_map_that_the_fused_sampler_reads(tied_head):
     config = top_config(tied_head=tied_head)

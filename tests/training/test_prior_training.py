@@ -1,6 +1,8 @@
 """Training a prior with Lightning: a stop and a resume continue exactly, dropout included; a new run starts
 its code embeddings from the codebooks in the code store."""
 
+from dataclasses import replace
+
 import lightning as L
 import numpy as np
 import pytest
@@ -21,10 +23,10 @@ MODEL = PixelSNAILConfig(num_codes=8, shape=(2, 4, 4), channels=8, n_blocks=1, n
                          n_heads=1, key_channels=4, value_channels=8, dropout=0.3, embed_dim=4)
 
 
-def _train(out, steps, resume=None, **changes):
+def _train(out, steps, resume=None, model=MODEL, **changes):
     config = quick_train_config(steps, lr=1e-2, **changes)
     L.seed_everything(0, verbose=False)
-    module = PriorModule(to_dict(MODEL), to_dict(config), "top", "vqvae-fingerprint")
+    module = PriorModule(to_dict(model), to_dict(config), "top", "vqvae-fingerprint")
     codes = torch.randint(0, 8, (10, 2, 4, 4), generator=torch.Generator().manual_seed(1))
     data = TrainValData(list(codes), list(codes[:2]), config.batch_size, 0, seed=0)
     module.run = fit(module, data, config, out, resume, progress=False)
@@ -38,15 +40,18 @@ def test_a_run_shorter_than_val_every_still_ends_validated(tmp_path):
     assert logged["step"][~np.isnan(logged["valbits_per_code"])].tolist() == [2]  # once, after the last step
 
 
-def test_prior_resume_continues_exactly(tmp_path):
-    straight = _train(tmp_path / "straight", 7)
-    _train(tmp_path / "stopped", 3)
-    resumed = _train(tmp_path / "stopped", 7, resume=tmp_path / "stopped" / "checkpoints" / "last.ckpt")
+@pytest.mark.parametrize("copy_head", [False, True])  # with it, training takes `PixelSNAIL.score`'s path
+def test_prior_resume_continues_exactly(tmp_path, copy_head):
+    model = replace(MODEL, copy_head=copy_head)
+    straight = _train(tmp_path / "straight", 7, model=model)
+    _train(tmp_path / "stopped", 3, model=model)
+    resumed = _train(tmp_path / "stopped", 7, resume=tmp_path / "stopped" / "checkpoints" / "last.ckpt",
+                     model=model)
     a, b = straight.state_dict(), resumed.state_dict()
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs after resume"
     L.seed_everything(0, verbose=False)
-    initial = PriorModule(to_dict(MODEL), to_dict(TrainConfig()), "top", "x").state_dict()
+    initial = PriorModule(to_dict(model), to_dict(TrainConfig()), "top", "x").state_dict()
     assert sum(not torch.equal(initial[name], a[name]) for name in a) > len(a) // 2
 
 

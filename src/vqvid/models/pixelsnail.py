@@ -323,16 +323,38 @@ class CopyHead(nn.Module):
         (..., 9, E), and which of them exist (..., 9) bool, broadcast against the rest. Where none exists
         (frame 0) the softmax's own log-probabilities come back."""
         log_probs = F.log_softmax(logits, dim=-1)
+        pointer, gate, any_valid = self._pointer(features, candidate_embedded, valid)
+        copied = torch.zeros_like(log_probs).scatter_add_(-1, candidates, pointer)
+        return torch.where(any_valid, self._mix(log_probs, copied, gate), log_probs)
+
+    def score(self, logits: Tensor, features: Tensor, candidates: Tensor, candidate_embedded: Tensor,
+              valid: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """`forward`'s log-probability at `targets` (...) int64, and its argmax (...), without the mixture over
+        all K codes: a code outside the 9 candidates gets only the softmax's share, so the mixture's most likely
+        code is the softmax's or a candidate, and 10 codes per position decide it."""
+        normaliser = logits.logsumexp(-1, keepdim=True)  # (..., 1)
+        pointer, gate, any_valid = self._pointer(features, candidate_embedded, valid)
+        contenders = torch.cat([targets.unsqueeze(-1), logits.argmax(-1, keepdim=True), candidates], -1)  # (..., 11)
+        log_probs = logits.gather(-1, contenders) - normaliser  # (..., 11) the softmax's, at the contenders
+        copied = (pointer.unsqueeze(-2) * (contenders.unsqueeze(-1) == candidates.unsqueeze(-2))).sum(-1)
+        mixed = torch.where(any_valid, self._mix(log_probs, copied, gate), log_probs)  # (..., 11)
+        best = mixed[..., 1:].argmax(-1, keepdim=True)  # among the softmax's argmax and the candidates
+        return mixed[..., 0], contenders[..., 1:].gather(-1, best).squeeze(-1)
+
+    def _pointer(self, features: Tensor, candidate_embedded: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The pointer's weights over the candidates (..., 9), the gate's logit (..., 1) and whether any
+        candidate exists (..., 1) bool."""
         scores = self.offset(features) + (candidate_embedded @ self.query(features).unsqueeze(-1)).squeeze(-1)
         any_valid = valid.any(-1, keepdim=True)
-        # Where nothing is valid every score is kept (finite, uniform pointer) and the result discarded below.
+        # Where nothing is valid every score is kept (finite, uniform pointer) and the result discarded by callers.
         pointer = scores.masked_fill(~valid & any_valid, float("-inf")).softmax(-1)  # (..., 9)
-        copied = torch.zeros_like(log_probs).scatter_add_(-1, candidates, pointer)
-        gate = self.gate(features)  # (..., 1)
+        return pointer, self.gate(features), any_valid
+
+    @staticmethod
+    def _mix(log_probs: Tensor, copied: Tensor, gate: Tensor) -> Tensor:
+        """log((1 - g) p + g q) from log p, q and g's logit."""
         # log(0) -> -69 instead of -inf: exp() of it vanishes in the mixture, and its gradient stays finite.
-        mixed = torch.logaddexp(F.logsigmoid(-gate) + log_probs,
-                                F.logsigmoid(gate) + copied.clamp_min(1e-30).log())
-        return torch.where(any_valid, mixed, log_probs)
+        return torch.logaddexp(F.logsigmoid(-gate) + log_probs, F.logsigmoid(gate) + copied.clamp_min(1e-30).log())
 
 
 class ResBlock3d(nn.Module):
@@ -506,20 +528,49 @@ class PixelSNAIL(nn.Module):
         if self.copy is not None and (codes is None or tuple(codes.shape) != (embedded.shape[0], *config.shape)):
             raise ValueError(f"codes: a prior with a copy head needs the codes (B, "
                              f"{', '.join(map(str, config.shape))}) that `embedded` embeds")
+        horizontal = self._features(embedded, condition_embedded)
+        if self.copy is None:
+            return self.head_logits(horizontal, classes_last=classes_last)
+        features, candidates, candidate_embedded = self._copy_inputs(horizontal, embedded, codes)
+        log_probs = self.copy(self.project(features), features, candidates, candidate_embedded, self.copy_valid)
+        log_probs = log_probs.view(*codes.shape, -1)  # (B, T, H, W, K)
+        return log_probs if classes_last else log_probs.movedim(-1, 1)
+
+    def _features(self, embedded: Tensor, condition_embedded: Tensor | None) -> Tensor:
+        """The horizontal stream's features (B, C, T, H, W) after the last block: what the head reads."""
         background = self.background(condition_embedded)
         frame = self.frame_stem(embedded)  # (B, C, T, H, W)
         vertical = self.vertical_stem(embedded)
         horizontal = self.horizontal_stem(embedded)
         for block in self.blocks:
             frame, vertical, horizontal = block(frame, vertical, horizontal, embedded, background)
+        return horizontal
+
+    def _copy_inputs(self, horizontal: Tensor, embedded: Tensor, codes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What the copy head reads at every position: the activated features (B, N, C), the previous frame's
+        neighbourhood codes (B, N, 9) and their embeddings (B, N, 9, E)."""
+        features = rearrange(self.head[0](horizontal), "b c t h w -> b (t h w) c")
+        candidates = codes.flatten(1)[:, self.copy_index]
+        candidate_embedded = rearrange(embedded, "b e t h w -> b (t h w) e")[:, self.copy_index]
+        return features, candidates, candidate_embedded
+
+    def score(self, codes: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """What training and evaluation need of codes (B, T, H, W) int64 [given top codes]: the log-probability
+        of each code given the codes before it (B, T, H, W) float, and the most likely code at each position
+        (B, T, H, W) int64. Equal to reading both off `log_probs`, but with the copy head it computes the
+        mixture at 10 codes per position (the target, the softmax's argmax and the 9 candidates) instead of all K."""
+        self.check_inputs(codes, condition)
+        condition_embedded = self.embed_condition(condition) if condition is not None else None
+        embedded = self.embed(codes)
+        horizontal = self._features(embedded, condition_embedded)
         if self.copy is None:
-            return self.head_logits(horizontal, classes_last=classes_last)
-        features = rearrange(self.head[0](horizontal), "b c t h w -> b (t h w) c")  # (B, N, C) activated
-        candidates = codes.flatten(1)[:, self.copy_index]  # (B, N, 9)
-        candidate_embedded = rearrange(embedded, "b e t h w -> b (t h w) e")[:, self.copy_index]  # (B, N, 9, E)
-        log_probs = self.copy(self.project(features), features, candidates, candidate_embedded, self.copy_valid)
-        log_probs = log_probs.view(*codes.shape, -1)  # (B, T, H, W, K)
-        return log_probs if classes_last else log_probs.movedim(-1, 1)
+            logits = self.head_logits(horizontal, classes_last=True)  # (B, T, H, W, K)
+            nats = F.cross_entropy(logits.movedim(-1, 1).float(), codes, reduction="none")  # (B, T, H, W)
+            return -nats, logits.argmax(-1)
+        features, candidates, candidate_embedded = self._copy_inputs(horizontal, embedded, codes)
+        log_probs, most_likely = self.copy.score(self.project(features), features, candidates, candidate_embedded,
+                                                 self.copy_valid, codes.flatten(1))
+        return log_probs.view(codes.shape), most_likely.view(codes.shape)
 
     def step_log_probs(self, logits: Tensor, features: Tensor, codes: Tensor, position: int) -> Tensor:
         """Log-probabilities (B, K) at one flat `position`, for the samplers: from the head's logits (B, K),

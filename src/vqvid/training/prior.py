@@ -41,6 +41,11 @@ class PriorModule(L.LightningModule):
 
     def _nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         codes, condition = self._split(batch)
+        if self.model.copy is not None:  # the mixture at 11 codes per position, not all K (`PixelSNAIL.score`)
+            log_probs, most_likely = self.model.score(codes, condition)  # (B, T, H, W) each
+            return -log_probs.mean(), (most_likely == codes).float().mean()  # nats per code, accuracy
+        # Without a copy head: the cross-entropy of all K logits, the computation behind the README's figures (a
+        # sum in another order would move trained weights in their last bits, and the figures with them).
         logits = self.model(codes, condition, classes_last=True)  # (B, T, H, W, K)
         nll = F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten())  # nats per code
         accuracy = (logits.argmax(-1) == codes).float().mean()
@@ -149,8 +154,7 @@ def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[flo
     total_nats, count = torch.zeros(model.config.shape[0], dtype=torch.float64), 0
     for batch in DataLoader(dataset, batch_size=batch_size):
         codes, condition = batch if isinstance(batch, (list, tuple)) else (batch, None)
-        logits = model(codes, condition, classes_last=True)  # (B, T, H, W, K)
-        nats = F.cross_entropy(logits.movedim(-1, 1).float(), codes, reduction="none")  # (B, T, H, W)
-        total_nats += nats.double().sum((0, 2, 3)).cpu()
+        log_probs, _ = model.score(codes, condition)  # (B, T, H, W)
+        total_nats -= log_probs.double().sum((0, 2, 3)).cpu()
         count += codes[:, 0].numel()
     return (total_nats / count / math.log(2)).tolist()
