@@ -36,15 +36,20 @@ def _train(out, steps, resume=None, model=MODEL, **changes):
 def test_a_run_shorter_than_val_every_still_ends_validated(tmp_path):
     run = _train(tmp_path / "short", 2, val_every=5).run
     assert set(run.validation) == {"val/bits_per_code", "val/accuracy"}
+    assert read_checkpoint(run.last, "prior")["global_step"] == 2  # the weights that validation measured
+    assert (tmp_path / "short" / "checkpoints" / "step=2.ckpt").is_file()
     logged = np.genfromtxt(tmp_path / "short" / "logs" / "metrics.csv", delimiter=",", names=True)
     assert logged["step"][~np.isnan(logged["valbits_per_code"])].tolist() == [2]  # once, after the last step
 
 
-@pytest.mark.parametrize("copy_head", [False, True])  # with it, training takes `PixelSNAIL.score`'s path
-def test_prior_resume_continues_exactly(tmp_path, copy_head):
+# With a copy head, training takes `PixelSNAIL.score`'s path; stopped after 4 steps (val_every 3), the run
+# ends with a validation and a checkpoint of its own.
+@pytest.mark.parametrize(("copy_head", "stop"), [(False, 3), (True, 3), (False, 4)])
+def test_prior_resume_continues_exactly(tmp_path, copy_head, stop):
     model = replace(MODEL, copy_head=copy_head)
     straight = _train(tmp_path / "straight", 7, model=model)
-    _train(tmp_path / "stopped", 3, model=model)
+    _train(tmp_path / "stopped", stop, model=model)
+    assert read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt", "prior")["global_step"] == stop
     resumed = _train(tmp_path / "stopped", 7, resume=tmp_path / "stopped" / "checkpoints" / "last.ckpt",
                      model=model)
     a, b = straight.state_dict(), resumed.state_dict()

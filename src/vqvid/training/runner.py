@@ -3,7 +3,7 @@
 A run folder holds:
     config.yaml                  the resolved config (preset <- file <- overrides)
     checkpoints/last.ckpt        newest checkpoint, replaced atomically at every validation
-    checkpoints/step=N.ckpt      one per validation
+    checkpoints/step=N.ckpt      one per validation (every val_every steps, and the last step)
     logs/                        TensorBoard or CSV logs (wandb: its own folder)
     gifs/                        reconstruction GIFs (VQ-VAE runs)
 """
@@ -212,8 +212,12 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     trainer = build_trainer(config, out, list(callbacks), progress)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.global_step == config.max_steps and config.max_steps % config.val_every and not trainer.interrupted:
-        # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated.
+        # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated,
+        # and checkpointed, so that last.ckpt holds the weights its last validation measured. (Under a strategy
+        # that trains in spawned processes the main process never learns the step, and this is skipped.)
         trainer.validate(module, datamodule=data, verbose=False)
+        trainer.save_checkpoint(Path(out) / "checkpoints" / f"step={trainer.global_step}.ckpt")
+        trainer.save_checkpoint(_last_path(out))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
     return TrainedRun(_last_path(out), metrics)
 
