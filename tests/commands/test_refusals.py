@@ -245,6 +245,19 @@ def test_no_output_may_replace_an_input(models, source, tmp_path, capsys, comman
 
 
 @pytest.mark.parametrize("command", ["reconstruct", "predict", "compress", "rd"])
+def test_no_two_outputs_may_be_one_file(models, source, tmp_path, capsys, command):
+    main, arguments, _ = _commands(models, source)[command]
+    shared = tmp_path / f"out{_suffix('-o', command)}"
+    code = main([*arguments, "-o", str(shared), "--json", str(shared)])
+    refused(code, capsys, f"--json {shared}: this is another output, {shared}")
+    if command == "predict":
+        samples = tmp_path / "s.pt"
+        code = main([*arguments, "-o", str(shared), "--save-samples", str(samples), "--json", str(samples)])
+        refused(code, capsys, f"--json {samples}: this is another output, {samples}")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "predict", "compress", "rd"])
 def test_outputs_go_into_folders_made_for_them_and_not_under_a_file(models, source, tmp_path, capsys, command):
     main, arguments, outputs = _commands(models, source)[command]
     blocker = tmp_path / "a_file"

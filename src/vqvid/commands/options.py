@@ -63,11 +63,17 @@ def not_an_input(output: Path, option: str, inputs: Sequence[str | Path]) -> Non
     """Refuses an output path that is one of the inputs (the same path, or another name of the same file), or
     that lies inside an input folder (a frame folder, a store, the model folder): writing it would replace or
     change what is being read."""
-    target = output.resolve()
+    try:
+        target = output.resolve()
+    except (OSError, RuntimeError) as error:  # a loop of symbolic links
+        raise ValueError(f"{option} {output}: cannot be resolved ({error})") from None
     for source in map(Path, inputs):
+        if target == source.resolve():  # also another output of the same command, not written yet
+            what = "the input" if source.exists() else "another output,"
+            raise ValueError(f"{option} {output}: this is {what} {source}; write the output to another file")
         if not source.exists():
             continue
         inside = source.is_dir() and source.resolve() in target.parents
-        if target == source.resolve() or inside or (output.exists() and output.samefile(source)):
+        if inside or (output.exists() and output.samefile(source)):
             where = "inside the input folder" if inside else "the input"
             raise ValueError(f"{option} {output}: this is {where} {source}; write the output to another file")

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_samples is not None:
             options.output_file(args.save_samples, "--save-samples", (".pt",), inputs=[*inputs, args.output])
         if args.json is not None:
-            options.output_file(args.json, "--json", inputs=[*inputs, args.output])
+            options.output_file(args.json, "--json", inputs=[*inputs, args.output, *filter(None, [args.save_samples])])
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
         num_codes = folder.vqvae.config.num_codes
