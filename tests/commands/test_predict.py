@@ -94,15 +94,19 @@ def test_a_rollout_from_a_short_video_uses_what_the_video_holds(model_dir, tmp_p
     assert not [w for w in recwarn if "skipping" in str(w.message)]
 
 
-def test_a_rollout_longer_than_the_video_is_measured_on_all_the_video_holds(model_dir, tmp_path, capsys):
-    (video,) = write_synthetic_videos(tmp_path / "videos", 1, size=SIZE, frames=CLIP_FRAMES + 6, fps=10, seed=5)
+def test_a_rollout_longer_than_the_videos_is_measured_on_all_they_hold(model_dir, tmp_path, capsys):
+    write_synthetic_videos(tmp_path / "videos" / "long", 1, size=SIZE, frames=CLIP_FRAMES + 10, fps=10, seed=5)
+    write_synthetic_videos(tmp_path / "videos" / "short", 1, size=SIZE, frames=CLIP_FRAMES + 6, fps=10, seed=6)
     figures_path = tmp_path / "figures.json"
-    code = main(["--model", str(model_dir), str(video), "--context", "4", "--frames", "20", "--samples", "1",
-                 "-o", str(tmp_path / "out.gif"), "--json", str(figures_path), "--no-progress"])
+    code = main(["--model", str(model_dir), str(tmp_path / "videos"), "--context", "4", "--frames", "20",
+                 "--samples", "1", "--clips", "2", "-o", str(tmp_path / "out.gif"), "--json", str(figures_path),
+                 "--no-progress"])
     assert code == 0
     assert f"no clip of 20 frames; the truth covers the first {CLIP_FRAMES + 4} only" in capsys.readouterr().out
-    # 14 frames held: the truth of the whole latent frames among them, 12, past one model clip (8)
-    assert json.loads(figures_path.read_text())["psnr_per_frame"]["frame"] == list(range(4, CLIP_FRAMES + 4))
+    figures = json.loads(figures_path.read_text())
+    assert figures["clips"] == 2  # both videos, the shorter one too
+    # the shorter holds 14 frames: the truth of the whole latent frames among them, 12, past one model clip (8)
+    assert figures["psnr_per_frame"]["frame"] == list(range(4, CLIP_FRAMES + 4))
 
 
 @pytest.mark.parametrize(

@@ -90,8 +90,8 @@ def _source_fps(times) -> Fraction:
 def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int, multiple: int = 1
                           ) -> tuple[Dataset, ClipSpec]:
     """Clips of `source` as long as the whole prediction, so the truth covers every generated frame; for a
-    rollout from a source too short for that, clips as long as its longest video holds, in a `multiple` of
-    frames (at least one model clip, from which the rollout can still start).
+    rollout from a source too short for that, clips as long as its shortest usable video holds, in a `multiple`
+    of frames (at least one model clip, from which the rollout can still start).
     """
     if spec.frames <= clip_frames:
         return open_clips(source, spec), spec
@@ -103,7 +103,8 @@ def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int, multipl
         except DataError:
             short = replace(spec, frames=clip_frames, stride=clip_frames)
             dataset = open_clips(source, short)
-            held = dataset.longest_source() if isinstance(dataset, Clips) else clip_frames
+            # As long as every usable source allows: a longer clip would leave the shorter sources out.
+            held = dataset.shortest_source() if isinstance(dataset, Clips) else clip_frames
             frames = max(clip_frames, held - held % multiple)
             if frames > clip_frames:
                 short = replace(spec, frames=frames, stride=frames)

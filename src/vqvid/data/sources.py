@@ -75,9 +75,10 @@ class Clips(Dataset):
         """Which of `sources` clip `index` is cut from."""
         return int(self._starts[index][0])
 
-    def longest_source(self) -> int:
-        """The most frames (at the spec's rate) that any one source holds: the longest clip it could give."""
-        return max(len(chosen) for chosen in self._chosen)
+    def shortest_source(self) -> int:
+        """The fewest frames (at the spec's rate) that any one source holds: the longest clip every source
+        can give."""
+        return min(len(chosen) for chosen in self._chosen)
 
     def clips_in_order(self, k: int) -> Iterator[tuple[int, np.ndarray]]:
         """(index, uint8 (T, size, size, 3)) for every clip cut from source `k`, in order, from one pass over
