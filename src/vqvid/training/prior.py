@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vqvid.config import from_dict, save_yaml, to_dict
+from vqvid.data.video import DataWarning
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.training.config import TrainConfig
 from vqvid.training.runner import TrainedRun, adam_with_schedule
@@ -130,7 +131,7 @@ def init_from_codebooks(model: PixelSNAIL, dataset) -> None:
     codebooks = dataset.codebooks()
     if codebooks is None:
         warnings.warn(f"{dataset.path} holds no codebooks (extract the codes again to store them); the prior's "
-                      "code embeddings start at random", stacklevel=2)
+                      "code embeddings start at random", DataWarning, stacklevel=2)
         return
     own = codebooks.top if dataset.level == "top" else codebooks.bottom
     condition = torch.from_numpy(codebooks.top) if model.config.conditional else None
