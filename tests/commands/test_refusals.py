@@ -296,6 +296,9 @@ def test_rd_refuses_a_crf_out_of_range_by_its_flag(models, source, tmp_path, cap
 
 
 def test_rd_lists_the_codecs_it_knows(models, source, tmp_path, capsys):
+    from vqvid.codec.baseline import CODECS
+
+    assert tuple(rd.build_parser()._option_string_actions["--codecs"].choices) == CODECS  # kept in step
     main, arguments, _ = _commands(models, source)["rd"]
     with pytest.raises(SystemExit) as stopped:
         main([*arguments, "-o", str(tmp_path / "rd.png"), "--codecs", "x264"])

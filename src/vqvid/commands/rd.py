@@ -109,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
         options.at_least(args.max_clips, 1, "--max-clips")
         options.frame_rate(args.fps)
+        from vqvid.codec.baseline import MAX_CRF
+
         for crf in args.crf:
-            if not 0 <= crf <= 51:
-                raise ValueError(f"--crf {crf}: expected a constant rate factor from 0 to 51")
+            if not 0 <= crf <= MAX_CRF:
+                raise ValueError(f"--crf {crf}: expected a constant rate factor from 0 to {MAX_CRF}")
         inputs = [*args.inputs, args.model]
         options.output_file(args.output, "-o", (".png",), inputs=inputs)
         if args.json is not None:

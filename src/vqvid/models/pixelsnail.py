@@ -558,7 +558,7 @@ class PixelSNAIL(nn.Module):
         """What training and evaluation need of codes (B, T, H, W) int64 [given top codes]: the log-probability
         of each code given the codes before it (B, T, H, W) float, and the most likely code at each position
         (B, T, H, W) int64. Equal to reading both off `log_probs`, but with the copy head it computes the
-        mixture at 10 codes per position (the target, the softmax's argmax and the 9 candidates) instead of all K."""
+        mixture at 11 codes per position (the target, the softmax's argmax and the 9 candidates) instead of all K."""
         self.check_inputs(codes, condition)
         condition_embedded = self.embed_condition(condition) if condition is not None else None
         embedded = self.embed(codes)
