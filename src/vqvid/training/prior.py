@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from vqvid.config import from_dict, save_yaml, to_dict
 from vqvid.data.video import DataWarning
@@ -42,15 +41,8 @@ class PriorModule(L.LightningModule):
 
     def _nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         codes, condition = self._split(batch)
-        if self.model.copy is not None:  # the mixture at 11 codes per position, not all K (`PixelSNAIL.score`)
-            log_probs, most_likely = self.model.score(codes, condition)  # (B, T, H, W) each
-            return -log_probs.mean(), (most_likely == codes).float().mean()  # nats per code, accuracy
-        # Without a copy head: the cross-entropy of all K logits, the computation behind the README's figures (a
-        # sum in another order would move trained weights in their last bits, and the figures with them).
-        logits = self.model(codes, condition, classes_last=True)  # (B, T, H, W, K)
-        nll = F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten())  # nats per code
-        accuracy = (logits.argmax(-1) == codes).float().mean()
-        return nll, accuracy
+        log_probs, most_likely = self.model.score(codes, condition)  # (B, T, H, W) each
+        return -log_probs.mean(), (most_likely == codes).float().mean()  # nats per code, accuracy
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         nll, accuracy = self._nll(batch)
