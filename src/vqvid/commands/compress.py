@@ -72,14 +72,12 @@ def _check_options(args: argparse.Namespace) -> None:
     from vqvid.commands import options
 
     options.device(args.device)
-    options.output_file(args.output, "-o", inputs=[args.input, args.model])
+    options.output_files([args.input, args.model], ("-o", args.output, None), ("--json", args.json, None))
     from vqvid.data.video import VIDEO_SUFFIXES
 
     if args.output.suffix.lower() in {*VIDEO_SUFFIXES, *options.OUTPUT_VIDEO_SUFFIXES}:
         raise ValueError(f"-o {args.output}: compress writes a .vqv file, not a video; name it .vqv "
                          "(`vqvid decompress` makes the video)")
-    if args.json is not None:
-        options.output_file(args.json, "--json", inputs=[args.input, args.model, args.output])
 
 
 def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.viz import save_video
 
     try:
-        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES, inputs=[args.input, args.model])
+        options.output_files([args.input, args.model], ("-o", args.output, options.OUTPUT_VIDEO_SUFFIXES))
         if args.batch_size < 1:
             raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
         options.device(args.device)

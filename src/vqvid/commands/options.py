@@ -44,6 +44,17 @@ def frame_rate(value: float | None, option: str = "--fps", maximum: float = 1000
     return value
 
 
+def output_files(inputs: Sequence[str | Path],
+                 *outputs: tuple[str, Path | None, tuple[str, ...] | None]) -> None:
+    """Every output (option, path or None when not asked for, suffixes or None) checked by `output_file`
+    against the command's `inputs` and the outputs before it: no two of them may be one file."""
+    taken = list(inputs)
+    for option, path, suffixes in outputs:
+        if path is not None:
+            output_file(path, option, suffixes, inputs=taken)
+            taken.append(path)
+
+
 def output_file(path: Path, option: str, suffixes: tuple[str, ...] | None = None,
                 inputs: Sequence[str | Path] = ()) -> Path:
     """An output path that is not a folder, ends in one of `suffixes` if given, can be written (its missing

@@ -132,12 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
         options.device(device)
         options.frame_rate(args.fps)
-        inputs = [args.input, args.model]
-        options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES, inputs=inputs)
-        if args.save_samples is not None:
-            options.output_file(args.save_samples, "--save-samples", (".pt",), inputs=[*inputs, args.output])
-        if args.json is not None:
-            options.output_file(args.json, "--json", inputs=[*inputs, args.output, *filter(None, [args.save_samples])])
+        options.output_files([args.input, args.model], ("-o", args.output, options.OUTPUT_VIDEO_SUFFIXES),
+                             ("--save-samples", args.save_samples, (".pt",)), ("--json", args.json, None))
         folder = load_model_folder(args.model)
         geometry = check_request(folder, args.context, args.frames, args.samples)
         num_codes = folder.vqvae.config.num_codes

@@ -114,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         for crf in args.crf:
             if not 0 <= crf <= MAX_CRF:
                 raise ValueError(f"--crf {crf}: expected a constant rate factor from 0 to {MAX_CRF}")
-        inputs = [*args.inputs, args.model]
-        options.output_file(args.output, "-o", (".png",), inputs=inputs)
-        if args.json is not None:
-            options.output_file(args.json, "--json", inputs=[*inputs, args.output])
+        options.output_files([*args.inputs, args.model], ("-o", args.output, (".png",)), ("--json", args.json, None))
         folder = load_model_folder(args.model)
         clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
         fps = args.fps or folder.vqvae.data.get("fps") or 10.0

@@ -109,10 +109,8 @@ def _check_options(args: argparse.Namespace) -> None:
     options.at_least(args.batch_size, 1, "--batch-size")
     options.frame_rate(args.fps)
     options.device(args.device)
-    inputs = [args.input, args.vqvae]
-    options.output_file(args.output, "-o", options.OUTPUT_VIDEO_SUFFIXES, inputs=inputs)
-    if args.json is not None:
-        options.output_file(args.json, "--json", inputs=[*inputs, args.output])
+    options.output_files([args.input, args.vqvae], ("-o", args.output, options.OUTPUT_VIDEO_SUFFIXES),
+                         ("--json", args.json, None))
 
 
 def main(argv: list[str] | None = None) -> int:
