@@ -216,7 +216,8 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
         # and checkpointed, so that last.ckpt holds the weights its last validation measured. (Under a strategy
         # that trains in spawned processes the main process never learns the step, and this is skipped.)
         trainer.validate(module, datamodule=data, verbose=False)
-        trainer.save_checkpoint(Path(out) / "checkpoints" / f"step={trainer.global_step}.ckpt")
+        step = {"step": torch.tensor(trainer.global_step)}
+        trainer.save_checkpoint(trainer.checkpoint_callback.format_checkpoint_name(step))  # its step=N.ckpt
         trainer.save_checkpoint(_last_path(out))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
     return TrainedRun(_last_path(out), metrics)
