@@ -198,24 +198,23 @@ def test_decompress_on_a_full_disk_keeps_the_old_video(models, tmp_path, capsys,
 
 
 def _commands(models: dict[str, Path], source: Path) -> dict[str, tuple]:
-    """For each command that writes files: its main, its arguments but the outputs, and its output options."""
+    """For each command that writes files: its main, its arguments but the outputs, and its output options with
+    a suffix each accepts."""
     model = ["--model", str(models["model"])]
     return {
-        "reconstruct": (reconstruct.main, [str(source), "--vqvae", str(models["vqvae"])], ("-o", "--json")),
+        "reconstruct": (reconstruct.main, [str(source), "--vqvae", str(models["vqvae"])],
+                        {"-o": ".gif", "--json": ".json"}),
         "predict": (predict.main, [*model, str(source), "--context", "4", "--frames", str(CLIP_FRAMES),
-                                   "--samples", "1", "--no-progress"], ("-o", "--json", "--save-samples")),
-        "compress": (compress.main, [*model, str(source), "--no-progress"], ("-o", "--json")),
-        "rd": (rd.main, [*model, str(source), "--codecs", "libx264", "--crf", "51"], ("-o", "--json")),
+                                   "--samples", "1", "--no-progress"],
+                    {"-o": ".gif", "--json": ".json", "--save-samples": ".pt"}),
+        "compress": (compress.main, [*model, str(source), "--no-progress"], {"-o": ".vqv", "--json": ".json"}),
+        "rd": (rd.main, [*model, str(source), "--codecs", "libx264", "--crf", "51"], {"-o": ".png", "--json": ".json"}),
     }
 
 
-_SUFFIXES = {"-o": {"reconstruct": ".gif", "predict": ".gif", "compress": ".vqv", "rd": ".png"},
-             "--json": ".json", "--save-samples": ".pt"}
-
-
-def _suffix(option: str, command: str) -> str:
-    suffix = _SUFFIXES[option]
-    return suffix[command] if isinstance(suffix, dict) else suffix
+def _other_outputs(outputs: dict[str, str], option: str, folder: Path) -> list[str]:
+    """Arguments giving every output option but `option` a file `folder/other<suffix>`."""
+    return [arg for flag, suffix in outputs.items() if flag != option for arg in (flag, str(folder / f"other{suffix}"))]
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +229,11 @@ def test_no_output_may_replace_an_input(models, source, tmp_path, capsys, comman
     original = source.read_bytes()
     copy = tmp_path / source.name
     copy.write_bytes(original)  # the input, under each output's suffix where the command can read one
-    for option in outputs:
-        target = copy.with_suffix(_suffix(option, command))
+    for option, suffix in outputs.items():
+        target = copy.with_suffix(suffix)
         if target != copy:
             target.hardlink_to(copy)  # another name of the same file
-        others = [arg for flag in outputs if flag != option
-                  for arg in (flag, str(tmp_path / f"other{_suffix(flag, command)}"))]
+        others = _other_outputs(outputs, option, tmp_path)
         code = main([*[str(copy) if a == str(source) else a for a in arguments], option, str(target), *others])
         refused(code, capsys, f"{option} {target}")
         assert copy.read_bytes() == original
@@ -246,8 +244,8 @@ def test_no_output_may_replace_an_input(models, source, tmp_path, capsys, comman
 
 @pytest.mark.parametrize("command", ["reconstruct", "predict", "compress", "rd"])
 def test_no_two_outputs_may_be_one_file(models, source, tmp_path, capsys, command):
-    main, arguments, _ = _commands(models, source)[command]
-    shared = tmp_path / f"out{_suffix('-o', command)}"
+    main, arguments, outputs = _commands(models, source)[command]
+    shared = tmp_path / f"out{outputs['-o']}"
     code = main([*arguments, "-o", str(shared), "--json", str(shared)])
     refused(code, capsys, f"--json {shared}: this is another output, {shared}")
     if command == "predict":
@@ -262,17 +260,16 @@ def test_outputs_go_into_folders_made_for_them_and_not_under_a_file(models, sour
     main, arguments, outputs = _commands(models, source)[command]
     blocker = tmp_path / "a_file"
     blocker.write_text("kept")
-    for option in outputs:
-        others = [arg for flag in outputs if flag != option
-                  for arg in (flag, str(tmp_path / f"other{_suffix(flag, command)}"))]
-        target = blocker / f"out{_suffix(option, command)}"
-        refused(main([*arguments, option, str(target), *others]), capsys, f"{option} {target}")
+    for option, suffix in outputs.items():
+        target = blocker / f"out{suffix}"
+        refused(main([*arguments, option, str(target), *_other_outputs(outputs, option, tmp_path)]), capsys,
+                f"{option} {target}")
         assert blocker.read_text() == "kept" and not list(tmp_path.glob("other*"))
-    written = [tmp_path / f"new_{option.strip('-')}" / "deeper" / f"out{_suffix(option, command)}"
-               for option in outputs]
-    assert main([*arguments, *[arg for option, path in zip(outputs, written, strict=True)
-                               for arg in (option, str(path))]]) == 0, capsys.readouterr().err
-    assert all(path.is_file() and path.stat().st_size > 0 for path in written)
+    written = {option: tmp_path / f"new_{option.strip('-')}" / "deeper" / f"out{suffix}"
+               for option, suffix in outputs.items()}
+    assert main([*arguments, *[arg for option, path in written.items() for arg in (option, str(path))]]) == 0, \
+        capsys.readouterr().err
+    assert all(path.is_file() and path.stat().st_size > 0 for path in written.values())
 
 
 def test_a_skipped_file_is_one_warning_line_naming_it(models, source, tmp_path):
