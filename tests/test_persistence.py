@@ -207,7 +207,7 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     a model.json that lacks the fields, must load."""
     vqvae = load_vqvae(files["vqvae"])
     # fields added after fingerprints were recorded
-    later = ("block", "resample_frames", "top_only_weight", "top_slowness")
+    later = ("block", "resample_frames", "top_only_weight", "top_slowness", "causal_encoder")
     old_fields = {k: v for k, v in to_dict(vqvae.config).items() if k not in later}
     state = vqvae.model.state_dict()
     assert vqvae.fingerprint == _fingerprint_before_block_fields(old_fields, state)
@@ -218,6 +218,7 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     assert fingerprint(factorised, state) != vqvae.fingerprint
     assert fingerprint(dataclasses.replace(vqvae.config, resample_frames=1), state) != vqvae.fingerprint
     assert fingerprint(dataclasses.replace(vqvae.config, top_slowness=0.01), state) != vqvae.fingerprint
+    assert fingerprint(dataclasses.replace(vqvae.config, causal_encoder=True), state) != vqvae.fingerprint
 
 
 def test_the_head_fields_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):

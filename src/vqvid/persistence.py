@@ -61,7 +61,8 @@ MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
 # Config fields added after fingerprints were first recorded, with the value that reproduces the models made
 # before them: at that value a field is not hashed, so adding it changed no existing fingerprint.
 UNHASHED_DEFAULTS: dict[type, dict[str, Any]] = {
-    VQVAEConfig: {"block": "3d", "resample_frames": 3, "top_only_weight": 1.0, "top_slowness": 0.0},
+    VQVAEConfig: {"block": "3d", "resample_frames": 3, "top_only_weight": 1.0, "top_slowness": 0.0,
+                  "causal_encoder": False},
     PixelSNAILConfig: {"tied_head": False, "copy_head": False},
 }
 

@@ -347,3 +347,73 @@ def test_top_slowness_must_not_be_negative():
     with pytest.raises(ValueError, match="model.top_slowness"):
         _small(top_slowness=-0.1)
     assert VQVAEConfig().top_slowness == 0.0  # off unless asked for: the loss stays VQ-VAE-2's
+
+
+def _latents(model: VQVAE, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of both quantisers, top (B, D, T/4, ...) and bottom (B, D, T/2, ...), with the top latent
+    itself standing in for its quantised vectors, so that gradients pass."""
+    features = model.bottom_encoder(video)
+    top = model.top_pre_quantize(model.top_encoder(features))
+    return top, model._bottom_latent(features, top)
+
+
+def _frames_seen(latent: torch.Tensor, video: torch.Tensor, frame: int) -> list[int]:
+    """The input frames whose pixels change latent frame `frame` (by the gradient of its sum)."""
+    (grad,) = torch.autograd.grad(latent[:, :, frame].sum(), video, retain_graph=True)
+    return grad.abs().sum(dim=(0, 1, 3, 4)).nonzero().flatten().tolist()
+
+
+@pytest.mark.parametrize("hierarchy", HIERARCHIES)
+@pytest.mark.parametrize(("block", "resample_frames"), DESIGNS)
+def test_a_causal_encoder_codes_each_latent_frame_from_its_own_and_earlier_frames_only(hierarchy, block,
+                                                                                      resample_frames):
+    """Causality by gradients: top latent frame k stands for frames 4k..4k+3 and must not see frame 4k+4 or
+    later; bottom latent frame j stands for frames 2j, 2j+1, and conditioned on the top it sees the frames of
+    its top latent frame, up to 4(j // 2) + 3. The centred encoder, for contrast, sees past those ends."""
+    video = _video(1, 16, 16, 16).requires_grad_()
+    for causal in (True, False):
+        top, bottom = _latents(_model(hierarchy, block=block, resample_frames=resample_frames,
+                                      causal_encoder=causal), video)
+        last_top = [max(_frames_seen(top, video, k)) for k in range(4)]
+        last_bottom = [max(_frames_seen(bottom, video, j)) for j in range(8)]
+        if causal:
+            assert last_top == [3, 7, 11, 15]
+            ends = [4 * (j // 2) + 3 if hierarchy == "conditioned" else 2 * j + 1 for j in range(8)]
+            assert last_bottom == ends
+            assert min(_frames_seen(top, video, 3)) < 12  # and it does see earlier latent frames
+        else:
+            assert last_top[0] > 3 and last_bottom[1] > 3
+
+
+def test_a_causal_encoder_gives_the_context_the_codes_of_the_whole_clip():
+    """What prediction relies on: the codes of the first C frames, encoded padded (`encode_context`), are
+    those of the whole clip, so the priors see in prediction the context codes they were trained on."""
+    from vqvid.sampling.predict import encode_context, padding_cost
+
+    video = _video(2, 16, 32, 32)
+    for causal in (True, False):
+        model = _model(causal_encoder=causal).eval()
+        with torch.no_grad():
+            whole = _latents(model, video)
+            alone = _latents(model, torch.cat([video[:, :, :8], video[:, :, 7:8].expand(-1, -1, 8, -1, -1)], 2))
+        top_same = torch.allclose(whole[0][:, :, :2], alone[0][:, :, :2], atol=1e-6)
+        bottom_same = torch.allclose(whole[1][:, :, :4], alone[1][:, :, :4], atol=1e-6)
+        assert top_same == bottom_same == causal
+    cost = padding_cost(model := _model(causal_encoder=True).eval(), video, 8)
+    assert abs(cost.padded_psnr - cost.whole_clip_psnr) < 1e-3
+    codes = encode_context(model, video[:, :, :8], 16)
+    assert codes.top.shape == (2, 2, 4, 4) and codes.bottom.shape == (2, 4, 8, 8)
+
+
+def test_a_causal_convolution_keeps_the_shapes_and_parameter_names_of_a_conv3d():
+    from vqvid.models.vqvae import CausalConv3d
+
+    centred = VQVAE(_small())
+    causal = VQVAE(_small(causal_encoder=True))
+    shapes = lambda model: {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    differ = {name for name in shapes(centred) if shapes(centred)[name] != shapes(causal)[name]}
+    assert differ == {"top_decoder.3.weight"}  # its transposed convolution doubles time with a kernel of 2
+    assert isinstance(causal.bottom_encoder[0], CausalConv3d) and not isinstance(centred.bottom_encoder[0],
+                                                                                  CausalConv3d)
+    with pytest.raises(ValueError, match="time kernel of at least its stride"):
+        CausalConv3d(4, 4, (1, 3, 3), stride=(2, 1, 1))

@@ -114,6 +114,12 @@ class VQVAEConfig:
     # and the decoder's first transposed one): 3 also mixes neighbouring frames there (every model made before
     # this field existed), 1 makes each a single space-only strided convolution at a third of the cost.
     resample_frames: int = 3
+    # True: every convolution on the way from the video to the codes sees only the current and earlier frames
+    # (`CausalConv3d`), so the codes of the first C frames (C a multiple of 4) are the same whether the encoder
+    # sees the whole clip or those C frames alone. The priors are trained on whole clips' codes and, in
+    # prediction, conditioned on the context's codes; with a centred encoder 20% of the context's top codes
+    # differ between the two (`padding_cost`), because they saw frames after the context in training.
+    causal_encoder: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "channels", "res_channels", "embed_dim"):
@@ -177,6 +183,32 @@ class VQVAEOutput(NamedTuple):
     top_change: Tensor
 
 
+class CausalConv3d(nn.Conv3d):
+    """A Conv3d padded in time on the left only, by kernel − stride frames: output frame j sees input frames up
+    to s·j + s − 1, the last of the s frames it stands for, and none after. Height and width are padded as
+    given (`padding` is (0, pad_h, pad_w)). Its parameters are a Conv3d's, under the same names."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple[int, int, int],
+                 stride: int | tuple[int, int, int] = 1, padding: int | tuple[int, int, int] = 0) -> None:
+        kernel, stride, padding = (v if isinstance(v, tuple) else (v,) * 3 for v in (kernel, stride, padding))
+        if kernel[0] < stride[0]:
+            raise ValueError(f"a causal convolution needs a time kernel of at least its stride, got kernel "
+                             f"{kernel[0]}, stride {stride[0]}")
+        super().__init__(in_channels, out_channels, kernel, stride, (0, *padding[1:]))
+        self.time_padding = kernel[0] - stride[0]
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, T, H, W) -> (B, C', T / stride, ...)
+        return super().forward(nn.functional.pad(x, (0, 0, 0, 0, self.time_padding, 0)))
+
+
+def _conv3d(causal: bool, in_channels: int, out_channels: int, kernel: int | tuple[int, int, int],
+            stride: int | tuple[int, int, int] = 1, padding: int | tuple[int, int, int] = 0) -> nn.Conv3d:
+    """A Conv3d, or with `causal` a `CausalConv3d` of the same kernel, stride and spatial padding."""
+    if causal:
+        return CausalConv3d(in_channels, out_channels, kernel, stride, padding)
+    return nn.Conv3d(in_channels, out_channels, kernel, stride, padding)
+
+
 class ResBlock3d(nn.Module):
     """x + conv1x1(act(conv(act(x)))), VQ-VAE Sec. 4.1 in 3D, where conv is one of `BLOCKS`:
 
@@ -187,13 +219,14 @@ class ResBlock3d(nn.Module):
       hidden width, so it sees 3×3×3 neighbours at 12/27 of the multiply-adds of a 3×3×3 convolution.
     """
 
-    def __init__(self, channels: int, hidden: int, activation: str = "silu", block: str = "3d") -> None:
+    def __init__(self, channels: int, hidden: int, activation: str = "silu", block: str = "3d",
+                 causal: bool = False) -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
         width = channels
         for kernel in BLOCKS[block]:
-            layers += [act(), nn.Conv3d(width, hidden, kernel, padding=tuple(k // 2 for k in kernel))]
+            layers += [act(), _conv3d(causal, width, hidden, kernel, padding=tuple(k // 2 for k in kernel))]
             width = hidden
         self.block = nn.Sequential(*layers, act(), nn.Conv3d(hidden, channels, 1))
 
@@ -201,43 +234,46 @@ class ResBlock3d(nn.Module):
         return x + self.block(x)  # (B, C, T, H, W)
 
 
-def _res_stack(config: VQVAEConfig) -> list[nn.Module]:
+def _res_stack(config: VQVAEConfig, causal: bool = False) -> list[nn.Module]:
     c, hidden = config.channels, config.res_channels
-    blocks = (ResBlock3d(c, hidden, config.activation, config.block) for _ in range(config.n_res_blocks))
+    blocks = (ResBlock3d(c, hidden, config.activation, config.block, causal) for _ in range(config.n_res_blocks))
     return [*blocks, ACTIVATIONS[config.activation]()]
 
 
 def bottom_encoder(config: VQVAEConfig) -> nn.Sequential:
     """(B, in_channels, T, H, W) -> (B, channels, T/2, H/4, W/4)."""
-    c, act, f = config.channels, ACTIVATIONS[config.activation], config.resample_frames
+    c, act, f, causal = config.channels, ACTIVATIONS[config.activation], config.resample_frames, config.causal_encoder
     return nn.Sequential(
-        nn.Conv3d(config.in_channels, c // 2, 4, stride=2, padding=1),  # halves T, H, W
+        _conv3d(causal, config.in_channels, c // 2, 4, stride=2, padding=1),  # halves T, H, W
         act(),
-        nn.Conv3d(c // 2, c, (f, 4, 4), stride=(1, 2, 2), padding=(f // 2, 1, 1)),  # halves H, W
+        _conv3d(causal, c // 2, c, (f, 4, 4), stride=(1, 2, 2), padding=(f // 2, 1, 1)),  # halves H, W
         act(),
-        nn.Conv3d(c, c, 3, padding=1),
-        *_res_stack(config),
+        _conv3d(causal, c, c, 3, padding=1),
+        *_res_stack(config, causal),
     )
 
 
 def top_encoder(config: VQVAEConfig) -> nn.Sequential:
     """(B, channels, T/2, H/4, W/4) -> (B, channels, T/4, H/8, W/8)."""
-    c, act = config.channels, ACTIVATIONS[config.activation]
+    c, act, causal = config.channels, ACTIVATIONS[config.activation], config.causal_encoder
     return nn.Sequential(
-        nn.Conv3d(c, c // 2, 4, stride=2, padding=1),
+        _conv3d(causal, c, c // 2, 4, stride=2, padding=1),
         act(),
-        nn.Conv3d(c // 2, c, 3, padding=1),
-        *_res_stack(config),
+        _conv3d(causal, c // 2, c, 3, padding=1),
+        *_res_stack(config, causal),
     )
 
 
 def top_decoder(config: VQVAEConfig) -> nn.Sequential:
-    """Top vectors (B, embed_dim, T/4, H/8, W/8) -> (B, embed_dim, T/2, H/4, W/4), to condition the bottom."""
-    c = config.channels
+    """Top vectors (B, embed_dim, T/4, H/8, W/8) -> (B, embed_dim, T/2, H/4, W/4), to condition the bottom.
+    With `causal_encoder` it is on the way to the codes, so it is causal too: bottom latent frame j sees top
+    latent frames up to j // 2 (a time kernel of 2 at stride 2 doubles each frame on its own)."""
+    c, causal = config.channels, config.causal_encoder
     return nn.Sequential(
-        nn.Conv3d(config.embed_dim, c, 3, padding=1),
-        *_res_stack(config),
-        nn.ConvTranspose3d(c, config.embed_dim, 4, stride=2, padding=1),
+        _conv3d(causal, config.embed_dim, c, 3, padding=1),
+        *_res_stack(config, causal),
+        nn.ConvTranspose3d(c, config.embed_dim, (2, 4, 4), stride=2, padding=(0, 1, 1)) if causal
+        else nn.ConvTranspose3d(c, config.embed_dim, 4, stride=2, padding=1),
     )
 
 
