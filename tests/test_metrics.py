@@ -65,3 +65,71 @@ def test_mismatched_inputs_are_refused():
         shape_scores(truth[None], truth[None], [[shape], [shape]])
     with pytest.raises(ValueError, match="must agree"):
         shape_scores(truth[None, :, :2], truth[None], [[shape]])
+
+
+def _moving_square(frames: int = 4, size: int = 24, speed: int = 2):
+    """A red 4×4 square moving right `speed` pixels a frame over a horizontal grey ramp (so that the scene
+    without it differs from place to place): the truth, and the square as a known shape."""
+    ramp = torch.linspace(-0.5, 0.5, size)
+    without = ramp.expand(3, frames, size, size).clone()
+    truth, visible = without.clone(), torch.zeros(frames, size, size)
+    for t in range(frames):
+        visible[t, 8:12, 4 + speed * t : 8 + speed * t] = 1
+        truth[:, t, 8:12, 4 + speed * t : 8 + speed * t] = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+    return truth, Known(visible, without)
+
+
+def test_stray_keeps_a_shape_held_back_within_the_allowance_and_never_one_that_dissolved():
+    truth, shape = _moving_square(speed=2)
+    held_back = truth[:, :1].expand_as(truth)  # never moves: 2 t pixels behind in frame t (0-based)
+    in_place = shape_scores(held_back[None], truth[None], [[shape]])
+    assert in_place.kept == [1.0, 0.0, 0.0, 0.0]  # the 4-pixel square has left its first outline by frame 2
+    # frame t (0-based) allows (t + 1) × stray pixels: at 2 a frame every frame is within reach
+    assert shape_scores(held_back[None], truth[None], [[shape]], stray=2).kept == [1.0] * 4
+    # at 1 a frame the allowance t + 1 falls behind the lag 2 t from frame 2 on: 3 of the square's 4 columns
+    # are within reach there (still nearer the square than the background), 2 of 4 in frame 3 (a tie: lost)
+    assert shape_scores(held_back[None], truth[None], [[shape]], stray=1).kept == [1.0, 1.0, 1.0, 0.0]
+    # the scene without the square keeps it nowhere, however far the search
+    assert shape_scores(shape.without[None], truth[None], [[shape]], stray=5).kept == [0.0] * 4
+    # within the allowance the answer at zero shift is the in-place one
+    assert shape_scores(truth[None], truth[None], [[shape]], stray=1).kept == [1.0] * 4
+    with pytest.raises(ValueError, match="stray must be >= 0"):
+        shape_scores(truth[None], truth[None], [[shape]], stray=-1)
+
+
+def test_stray_counts_a_shape_by_its_colours_not_by_any_change_from_the_background():
+    """A patch of the wrong colour where the shape went is nearer the background in the ramp's channels than
+    the red square is, so it does not count as the square, at any shift."""
+    truth, shape = _moving_square(speed=0)
+    wrong = truth.clone()
+    wrong[:, :, 8:12, 4:8] = torch.tensor([-1.0, -1.0, 1.0])[:, None, None, None]  # blue, not red
+    assert shape_scores(wrong[None], truth[None], [[shape]], stray=3).kept == [0.0] * 4
+
+
+def _kept_near_by_loop(frame, target, mask, without, radius):
+    """The slow reference: every shift in turn, the frame and background read with their edges repeated."""
+    h, w = mask.shape
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            rows, cols = (torch.arange(h) + dy).clamp(0, h - 1), (torch.arange(w) + dx).clamp(0, w - 1)
+            moved, behind = frame[:, rows][:, :, cols], without[:, rows][:, :, cols]
+            if ((moved - target).square() * mask).sum() < ((moved - behind).square() * mask).sum():
+                return True
+    return False
+
+
+def test_the_search_over_shifts_equals_trying_each_shift_in_turn():
+    from vqvid.metrics import _kept_near
+
+    generator = torch.Generator().manual_seed(0)
+    agree, outcomes = [], set()
+    for trial in range(40):
+        frame, target, without = (torch.rand(3, 12, 12, generator=generator) * 2 - 1 for _ in range(3))
+        mask = torch.zeros(12, 12)
+        top, left = torch.randint(0, 9, (2,), generator=generator).tolist()
+        mask[top : top + 3, left : left + 4] = 1  # near the edges too, where the frame's edge repeats
+        radius = trial % 4
+        expected = _kept_near_by_loop(frame, target, mask, without, radius)
+        agree.append(_kept_near(frame, target, mask, without, radius) == expected)
+        outcomes.add(expected)
+    assert all(agree) and outcomes == {True, False}

@@ -93,7 +93,8 @@ class ShapeScores:
 
     - `psnr`: PSNR (dB) inside each shape's true outline, averaged over the shapes;
     - `kept`: the share of shapes whose outline holds pixels nearer the shape than the scene without it, i.e.
-      the shape is still there, in about its place and colours, rather than dissolved into what lies behind it;
+      the shape is still there, in about its place and colours, rather than dissolved into what lies behind it
+      (with `stray`, anywhere within that many pixels a frame of its place);
     - `shapes`: how many shapes count in the frame (NaN in the other two lists where none does).
     """
 
@@ -103,14 +104,22 @@ class ShapeScores:
 
 
 def shape_scores(prediction: torch.Tensor, truth: torch.Tensor, shapes: Sequence[Sequence[KnownShape]],
-                 min_pixels: int = 16, min_contrast: float = 0.01) -> ShapeScores:
+                 min_pixels: int = 16, min_contrast: float = 0.01, stray: int = 0) -> ShapeScores:
     """Score `prediction` (B, 3, T, H, W) against `truth` inside the shapes of each clip (`shapes[b]`, their
     tensors covering the same T frames). A shape counts in a frame where at least `min_pixels` pixels are mostly
     its own (visible > 0.5) and it stands out from what lies behind it: a mean squared difference of at least
-    `min_contrast` (on [0, 1] pixels) between the truth and the scene without it, inside its outline."""
+    `min_contrast` (on [0, 1] pixels) between the truth and the scene without it, inside its outline.
+
+    `stray` > 0 asks whether a shape kept its identity rather than its place: it counts as kept in frame t
+    (0-based) if, for some shift d of at most stray × (t + 1) pixels each way, the prediction shifted back by d
+    holds, inside the shape's outline, pixels nearer the shape than the scene without it read at the same
+    shifted places (`_kept_near`). A prediction that moves a shape at up to `stray` pixels a frame too fast or
+    too slow, or never moves it, keeps it; one that dissolves it into the background does not."""
     if prediction.shape != truth.shape or len(shapes) != prediction.shape[0]:
         raise ValueError(f"shape_scores: prediction {tuple(prediction.shape)}, truth {tuple(truth.shape)} and "
                          f"{len(shapes)} clips' shapes must agree")
+    if stray < 0:
+        raise ValueError(f"shape_scores: stray must be >= 0 pixels a frame, got {stray}")
     squared = lambda a, b, mask: ((a - b) / 2).square().mul(mask).sum((0, 2, 3))  # (T,) on [0, 1] pixels
     errors, kept, counted = [], [], []
     for clip, target, clip_shapes in zip(prediction.float().clamp(-1, 1), truth.float(), shapes, strict=True):
@@ -122,9 +131,35 @@ def shape_scores(prediction: torch.Tensor, truth: torch.Tensor, shapes: Sequence
             contrast = squared(target, shape.without.float(), mask) / pixels.clamp(min=1)
             counted.append((pixels >= 3 * min_pixels) & (contrast >= min_contrast))
             errors.append(to_truth)
-            kept.append(to_truth < to_without)
+            kept.append(torch.tensor([_kept_near(clip[:, t], target[:, t], mask[0, t], shape.without[:, t].float(),
+                                                 stray * (t + 1)) for t in range(clip.shape[1])])
+                        if stray else to_truth < to_without)
     counted, errors, kept = (torch.stack(v) for v in (counted, errors, kept))  # (shapes, T)
     n = counted.sum(0)
     db = -10 * torch.log10(errors.clamp(min=1e-10))
     mean = lambda v: torch.where(n > 0, (v * counted).sum(0) / n.clamp(min=1), torch.nan).tolist()
     return ShapeScores(psnr=mean(db), kept=mean(kept.float()), shapes=n.tolist())
+
+
+def _kept_near(frame: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, without: torch.Tensor,
+               radius: int) -> bool:
+    """Whether, for some shift d with |dy|, |dx| <= radius, the frame (3, H, W) read at p + d is nearer the
+    target's shape (`target` at p, over the mask's pixels p) than the scene without it (`without` at p + d).
+    Outside the frame, frames repeat their edge. Both sums over the mask are correlations with it, so every
+    shift is scored at once: |f(p+d) - x(p)|² = f(p+d)² - 2 f(p+d) x(p) + x(p)², and the distance to the
+    background is the squared difference image correlated with the mask."""
+    if not mask.any():
+        return False
+    rows, cols = mask.nonzero(as_tuple=True)
+    top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+    kernel = mask[top:bottom, left:right].double()[None, None]  # (1, 1, h, w)
+    pad = lambda image: torch.nn.functional.pad(image.double()[None], (radius,) * 4, mode="replicate")[0]
+    window = lambda image: pad(image)[:, top : bottom + 2 * radius, left : right + 2 * radius]
+    correlate = lambda image, weights: torch.nn.functional.conv2d(image[None], weights)[0].sum(0)  # (2r+1, 2r+1)
+    moved, background = window(frame), window(without)
+    shape_pixels = target[:, top:bottom, left:right].double()  # (3, h, w)
+    to_shape = (correlate(moved.square(), kernel.expand(3, 1, -1, -1).transpose(0, 1))
+                - 2 * correlate(moved, (shape_pixels * kernel[0])[None])
+                + (shape_pixels.square() * kernel[0]).sum())
+    to_without = correlate((moved - background).square().sum(0, keepdim=True), kernel)
+    return bool((to_shape < to_without).any())

@@ -51,6 +51,9 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     report_md = (out / "report.md").read_text()
     assert f"{reconstruction['psnr']:.2f}" in report_md
     assert "| single sample, T = 1 | " in report_md and "Do the shapes keep their identity?" in report_md
+    near = prediction["shapes_near"]  # identity rather than place, on fewer readings
+    assert near["stray"] == 1 and {"mean_of_n", "copy_last"} <= set(near) and "generated" not in near
+    assert "Kept as themselves rather than in place" in report_md
     assert f"| mean of the samples, codes alone | {prediction['psnr_per_frame']['mean_of_n_decoded'][0]:.1f}" \
         in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
@@ -78,6 +81,13 @@ def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():
     assert scores["mean_of_n"]["kept"] == [1.0] * 8 and scores["mean_of_n_decoded"]["kept"] != [1.0] * 8
     # the shapes move: repeating frame 7 loses some of them by frame 15
     assert scores["copy_last"]["kept"][-1] < 1 and scores["copy_last"]["psnr"][-1] < scores["copy_last"]["psnr"][0]
+    # another video's copy-last is a scene of other shapes: what a reading keeps by chance
+    chance = scores["another_video"]["kept"]
+    assert sum(chance) < sum(scores["copy_last"]["kept"]) - 2
+    # allowed to stray, a copy of frame 7 keeps more of the moving shapes, and only the readings asked for
+    near = held_out_shape_scores({**saved, "decoded": blurred}, stray=2, only=("copy_last", "another_video"))
+    assert set(near) == {"frame", "shapes", "copy_last", "another_video"} and near["shapes"] == scores["shapes"]
+    assert sum(near["copy_last"]["kept"]) > sum(scores["copy_last"]["kept"])
     # clips that are not the held-out videos are refused, not scored against another clip's shapes
     saved["clips"] = saved["clips"].flip(0)
     with pytest.raises(RuntimeError, match="held-out clip 0 is not frames 0-15 of video 0"):

@@ -155,7 +155,7 @@ class Demo:
         distribution), whose GIF is not kept."""
         import torch
 
-        results, shapes = {}, {}
+        results, shapes, near = {}, {}, {}
         clips = str(len(self.test_videos) * HELD_OUT_CLIPS_PER_VIDEO)  # every held-out clip
         for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
             figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
@@ -167,7 +167,8 @@ class Demo:
             results[name] = json.loads(figures.read_text())
             samples = torch.load(saved, weights_only=True)
             shapes[name] = held_out_shape_scores(samples)
-            if name == "predict":  # the same samples as `--anchor warp` shows them
+            if name == "predict":  # identity rather than place; then the same samples as `--anchor warp` shows them
+                near = held_out_shape_scores(samples, stray=IDENTITY_STRAY, only=IDENTITY_READINGS)
                 from vqvid.sampling.predict import warp_along_decoding
 
                 warped = warp_along_decoding(samples["decoded"], samples["clips"], samples["context"])
@@ -187,6 +188,7 @@ class Demo:
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
             "padding_cost": result.get("padding_cost"), "shapes": shapes["predict"],
+            "shapes_near": {"stray": IDENTITY_STRAY, **near},
             "temperature_1": {
                 "psnr_per_frame": at_one["psnr_per_frame"], "ssim_per_frame": at_one["ssim_per_frame"],
                 "mean_psnr": means(at_one["psnr_per_frame"]), "mean_ssim": means(at_one["ssim_per_frame"]),
@@ -245,9 +247,12 @@ def write_held_out_videos(folder: Path, count: int) -> list[Path]:
     return write_synthetic_videos(folder, count, size=64, frames=HELD_OUT_FRAMES, fps=10, seed=HELD_OUT_SEED)
 
 
-def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
-    """Shape figures (`vqvid.metrics.shape_scores`) of a `vqvid predict --save-samples` file of the held-out
-    videos, for each reading of the samples that `vqvid predict` reports but best of N (which picks by PSNR)."""
+def held_out_shape_scores(saved: dict[str, Any], stray: int = 0,
+                          only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Shape figures (`vqvid.metrics.shape_scores`, with its `stray`) of a `vqvid predict --save-samples` file
+    of the held-out videos, for each reading of the samples that `vqvid predict` reports but best of N (which
+    picks by PSNR), or for those named in `only`. With clips of more than one video it adds "another_video",
+    each clip's copy-last taken from another video: a scene of other shapes, what a reading scores by chance."""
     from dataclasses import replace
 
     from vqvid.commands.predict import readings
@@ -269,11 +274,16 @@ def held_out_shape_scores(saved: dict[str, Any]) -> dict[str, Any]:
         shapes.append([replace(shape, visible=shape.visible[cut], without=shape.without[:, cut])
                        for shape in videos.shapes(video)])
     per_sample = [clip for clip in shapes for _ in range(s)]  # rows of single-sample readings are clip-major
-    scores = {name: shape_scores(prediction, truth, shapes if len(prediction) == b else per_sample)
-              for name, (prediction, truth) in readings(clips, samples, saved["generated_top"], context,
-                                                        saved.get("decoded")).items()
-              if name != "best_of_n"}
-    return {"frame": list(range(context, end)), "shapes": scores["copy_last"].shapes,
+    pairs = readings(clips, samples, saved["generated_top"], context, saved.get("decoded"))
+    if b > per_video:
+        copied, truth = pairs["copy_last"]
+        pairs["another_video"] = (copied.roll(per_video, 0), truth)
+    scores = {name: shape_scores(prediction, truth, shapes if len(prediction) == b else per_sample, stray=stray)
+              for name, (prediction, truth) in pairs.items()
+              if name != "best_of_n" and (only is None or name in only)}
+    _, truth = pairs["copy_last"]
+    counted = shape_scores(truth, truth, shapes).shapes  # which shapes count depends on the truth alone
+    return {"frame": list(range(context, end)), "shapes": counted,
             **{name: {"kept": score.kept, "psnr": score.psnr} for name, score in scores.items()}}
 
 
@@ -309,15 +319,35 @@ SHAPE_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "sin
               ("mean_of_n_warp", "mean of the samples, warped (`--anchor warp`)"),
               ("mean_of_n_decoded", "mean of the samples, codes alone"), ("copy_last", "copy last frame"))
 SHAPE_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"))
+CHANCE_ROW = (("another_video", "another held-out video's last context frame (chance)"),)
+# Identity rather than place: a shape also counts as kept within this many pixels a frame of its true place (the
+# shapes move 1-3 pixels a frame), for these readings
+IDENTITY_STRAY = 1
+IDENTITY_READINGS = ("mean_of_n", "copy_last", "another_video")
 
 
-def _shape_rows(shapes: dict[str, Any], rows: tuple[tuple[str, str], ...]) -> list[str]:
+def _shape_rows(shapes: dict[str, Any], rows: tuple[tuple[str, str], ...], psnr: bool = True) -> list[str]:
     percent = lambda v: "n/a" if math.isnan(v) else f"{100 * v:.0f}%"
     finite = lambda values: [v for v in values if not math.isnan(v)]
     mean = lambda values: sum(finite(values)) / max(len(finite(values)), 1)
     return [f"| {label} | " + " | ".join(percent(v) for v in shapes[key]["kept"])
-            + f" | {percent(mean(shapes[key]['kept']))} | {mean(shapes[key]['psnr']):.2f} |"
+            + f" | {percent(mean(shapes[key]['kept']))} |" + (f" {mean(shapes[key]['psnr']):.2f} |" if psnr else "")
             for key, label in rows if key in shapes]
+
+
+def _identity_table(near: dict[str, Any] | None) -> list[str]:
+    if near is None:
+        return []
+    stray = near["stray"]
+    return [f"Kept as themselves rather than in place: a shape also counts as kept in the t-th predicted frame "
+            f"if the prediction holds it within {'' if stray == 1 else f'{stray} × '}t pixels each way of its true "
+            "place "
+            f"({stray} pixel{'s' if stray > 1 else ''} a frame; the shapes move 1-3), so that a shape moved too "
+            "slowly, too fast or not at all counts, and one dissolved into the background does not "
+            "(`shape_scores(..., stray)`). Share of the shapes kept:", "",
+            "| decoding | " + " | ".join(str(f) for f in near["frame"]) + " | mean |",
+            "|---|" + "---|" * (len(near["frame"]) + 1),
+            *_shape_rows(near, (*SHAPE_ROWS, *CHANCE_ROW), psnr=False), ""]
 
 
 def _dB(value: float | None) -> str:
@@ -410,7 +440,9 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(pred["shapes"]["frame"]) + 2),
         *_shape_rows(pred["shapes"], SHAPE_ROWS),
         *(_shape_rows(pred["temperature_1"]["shapes"], SHAPE_ROWS_T1) if "temperature_1" in pred else []),
+        *_shape_rows(pred["shapes"], CHANCE_ROW),
         "",
+        *_identity_table(pred.get("shapes_near")),
         f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second "
         f"({pred.get('method', 'incremental')} sampler).",
         "",
