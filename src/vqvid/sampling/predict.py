@@ -94,7 +94,8 @@ def encode_context(vqvae: VQVAE, context_video: Tensor, clip_frames: int) -> Cod
 
     context_video (B, 3, C, H, W) in [-1, 1]. The encoder sees a whole L-frame clip, as in training: the
     context padded by repeating its last frame. Every code is therefore a function of the context only, and no
-    frame after it can change them. C = 0 gives empty codes.
+    frame after it can change them. With a causal encoder (`model.causal_encoder`) they are also the codes the
+    whole clip gives, which the priors were trained on. C = 0 gives empty codes.
     """
     if context_video.dim() != 5:
         raise ValueError(f"context video must be (B, 3, C, H, W), got shape {tuple(context_video.shape)}")
