@@ -227,13 +227,28 @@ def test_the_head_fields_left_a_priors_fingerprint_as_it_was_recorded(files, tmp
     tied prior, or one with a copy head, is another model."""
     top = load_prior(files["top"])
     assert not top.config.tied_head and not top.config.copy_head
-    old_fields = {k: v for k, v in to_dict(top.config).items() if k not in ("tied_head", "copy_head")}
+    old_fields = {k: v for k, v in to_dict(top.config).items()
+                  if k not in ("tied_head", "copy_head", "condition_norm")}
     state = top.model.state_dict()
     assert top.fingerprint == _fingerprint_before_block_fields(old_fields, state)
     folder = _edited_folder(files, tmp_path, lambda meta: meta["top"].update({"config": old_fields}))
     assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
     assert fingerprint(dataclasses.replace(top.config, tied_head=True), state) != top.fingerprint
     assert fingerprint(dataclasses.replace(top.config, copy_head=True), state) != top.fingerprint
+
+
+def test_the_condition_norm_field_left_a_bottom_priors_fingerprint_as_it_was_recorded(files, tmp_path):
+    """Bottom priors made before `condition_norm` existed had unnormalised conditioning stacks: they keep their
+    fingerprint, a model.json without the field loads, and a normalised prior is another model."""
+    bottom = load_prior(files["bottom"])
+    assert not bottom.config.condition_norm
+    old_fields = {k: v for k, v in to_dict(bottom.config).items()
+                  if k not in ("tied_head", "copy_head", "condition_norm")}
+    state = bottom.model.state_dict()
+    assert bottom.fingerprint == _fingerprint_before_block_fields(old_fields, state)
+    folder = _edited_folder(files, tmp_path, lambda meta: meta["bottom"].update({"config": old_fields}))
+    assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
+    assert fingerprint(dataclasses.replace(bottom.config, condition_norm=True), state) != bottom.fingerprint
 
 
 def test_fingerprint_takes_the_canonical_typed_config_only():

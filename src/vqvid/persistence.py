@@ -63,7 +63,7 @@ MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
 UNHASHED_DEFAULTS: dict[type, dict[str, Any]] = {
     VQVAEConfig: {"block": "3d", "resample_frames": 3, "top_only_weight": 1.0, "top_slowness": 0.0,
                   "causal_encoder": False},
-    PixelSNAILConfig: {"tied_head": False, "copy_head": False},
+    PixelSNAILConfig: {"tied_head": False, "copy_head": False, "condition_norm": False},
 }
 
 ConfigT = TypeVar("ConfigT")

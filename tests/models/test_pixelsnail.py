@@ -441,3 +441,45 @@ def test_codebook_init_rejects_codebooks_that_do_not_fit():
         bottom.init_code_embeddings(torch.ones(8, 4), torch.randn(6, 4))
     with pytest.raises(ValueError, match="unconditional"):
         make_prior(top_config()).init_code_embeddings(torch.randn(8, 4), torch.randn(6, 4))
+
+
+@pytest.mark.parametrize("condition_norm", [False, True])
+def test_a_normalised_condition_stack_tells_top_grids_apart_when_its_stream_runs_far_below_zero(condition_norm):
+    """What training did to the demo's bottom prior at seed 0: its conditioning stack's residual stream ended
+    near -55, where every ELU gives -1, so the stack's output was one constant for every top grid. The same
+    state made by hand: unnormalised, two top grids give the same output; normalised, they do not."""
+    prior = make_prior(bottom_config(condition_norm=condition_norm))
+    with torch.no_grad():
+        for block in prior.condition_stack.blocks:
+            block.body[-1].bias.fill_(-50.0)
+        grids = torch.randint(0, 6, (2, *prior.config.condition_shape), generator=torch.Generator().manual_seed(0))
+        out = prior.condition_stack(prior.embed_condition(grids))  # (2, C, T, H, W)
+    assert ((out[0] - out[1]).abs().max() > 0.1) == condition_norm
+
+
+def test_a_bottom_prior_learns_what_the_top_codes_say():
+    """Each bottom code repeats the top code above it, so the first code of each 2×2×2 block can be known from
+    the top codes alone (2.6 bits when guessed among 6): trained, the prior must read it off its own clip's top
+    codes, and not off another clip's."""
+    config = bottom_config(channels=32, embed_dim=16, condition_channels=16, condition_norm=True)
+    prior = make_prior(config)
+
+    def batch(size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        top = torch.randint(0, 6, (size, *config.condition_shape), generator=generator)
+        return top.repeat_interleave(2, 1).repeat_interleave(2, 2).repeat_interleave(2, 3), top
+
+    optimizer = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    prior.train()
+    for _ in range(60):
+        codes, top = batch(16)
+        loss = F.cross_entropy(prior(codes, top), codes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+    codes, top = batch(64, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        first = lambda condition: (F.cross_entropy(prior(codes, condition), codes, reduction="none")
+                                   [:, ::2, ::2, ::2].mean().item() / math.log(2))
+        own, other = first(top), first(top.roll(1, 0))
+    assert own < 0.5 and other > 2.0, f"{own:.2f} bits given the clip's top codes, {other:.2f} given another's"
