@@ -221,34 +221,23 @@ def test_block_design_fields_left_a_models_fingerprint_as_it_was_recorded(files,
     assert fingerprint(dataclasses.replace(vqvae.config, causal_encoder=True), state) != vqvae.fingerprint
 
 
-def test_the_head_fields_left_a_priors_fingerprint_as_it_was_recorded(files, tmp_path):
-    """Priors of the untied head without a copy head, the only ones before `tied_head` and `copy_head` existed,
-    keep the fingerprint their model folders record, and a folder whose model.json lacks the fields loads; a
-    tied prior, or one with a copy head, is another model."""
-    top = load_prior(files["top"])
-    assert not top.config.tied_head and not top.config.copy_head
-    old_fields = {k: v for k, v in to_dict(top.config).items()
-                  if k not in ("tied_head", "copy_head", "condition_norm")}
-    state = top.model.state_dict()
-    assert top.fingerprint == _fingerprint_before_block_fields(old_fields, state)
-    folder = _edited_folder(files, tmp_path, lambda meta: meta["top"].update({"config": old_fields}))
-    assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
-    assert fingerprint(dataclasses.replace(top.config, tied_head=True), state) != top.fingerprint
-    assert fingerprint(dataclasses.replace(top.config, copy_head=True), state) != top.fingerprint
+PRIOR_FIELDS_ADDED_LATER = ("tied_head", "copy_head", "condition_norm")
 
 
-def test_the_condition_norm_field_left_a_bottom_priors_fingerprint_as_it_was_recorded(files, tmp_path):
-    """Bottom priors made before `condition_norm` existed had unnormalised conditioning stacks: they keep their
-    fingerprint, a model.json without the field loads, and a normalised prior is another model."""
-    bottom = load_prior(files["bottom"])
-    assert not bottom.config.condition_norm
-    old_fields = {k: v for k, v in to_dict(bottom.config).items()
-                  if k not in ("tied_head", "copy_head", "condition_norm")}
-    state = bottom.model.state_dict()
-    assert bottom.fingerprint == _fingerprint_before_block_fields(old_fields, state)
-    folder = _edited_folder(files, tmp_path, lambda meta: meta["bottom"].update({"config": old_fields}))
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_the_fields_added_to_priors_left_their_fingerprints_as_recorded(files, tmp_path, level):
+    """Priors made before `tied_head`, `copy_head` and `condition_norm` existed (an untied head, no copy head,
+    an unnormalised conditioning stack) keep the fingerprint their model folders record, and a folder whose
+    model.json lacks the fields loads; a prior with any of them set is another model."""
+    prior = load_prior(files[level])
+    assert not any(getattr(prior.config, field) for field in PRIOR_FIELDS_ADDED_LATER)
+    old_fields = {k: v for k, v in to_dict(prior.config).items() if k not in PRIOR_FIELDS_ADDED_LATER}
+    state = prior.model.state_dict()
+    assert prior.fingerprint == _fingerprint_before_block_fields(old_fields, state)
+    folder = _edited_folder(files, tmp_path, lambda meta: meta[level].update({"config": old_fields}))
     assert load_model_folder(folder).fingerprint == load_model_folder(files["model"]).fingerprint
-    assert fingerprint(dataclasses.replace(bottom.config, condition_norm=True), state) != bottom.fingerprint
+    for field in PRIOR_FIELDS_ADDED_LATER:
+        assert fingerprint(dataclasses.replace(prior.config, **{field: True}), state) != prior.fingerprint
 
 
 def test_fingerprint_takes_the_canonical_typed_config_only():
