@@ -110,8 +110,14 @@ def test_resuming_from_a_prior_of_another_level_or_config_is_refused_before_trai
                            {"model": to_dict(MODEL), "level": "top", "vqvae_fingerprint": "vqvae-fingerprint"})
     run = PriorRun(model=PixelSNAILConfig(channels=8, n_blocks=1, attention=False, embed_dim=4,
                                           condition_channels=4, dropout=0.0), train=quick_train_config(3))
-    with pytest.raises(ValueError, match="top.ckpt: a top prior of another model config than this bottom prior"):
+    with pytest.raises(ValueError, match="top.ckpt: a top prior, not a bottom prior"):
         train_prior_run(run, "bottom", codes, None, tmp_path / "run", top, progress=False)
+    assert not (tmp_path / "run").exists()
+    # the same level with one field changed: the message names it, and the override that matches the checkpoint
+    normed = replace(MODEL, condition_norm=True)
+    with pytest.raises(ValueError, match=r"differing in .*model\.condition_norm\).*model\.condition_norm=false"):
+        train_prior_run(PriorRun(model=normed, train=quick_train_config(3)), "top", codes, None, tmp_path / "run",
+                        top, progress=False)
     assert not (tmp_path / "run").exists()
 
 

@@ -103,10 +103,15 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
                 f"--resume {resume}: the prior was trained on codes of VQ-VAE {trained_on}, but {codes} holds "
                 f"codes of VQ-VAE {meta.fingerprint}"
             )
-        if saved["level"] != level or read_config(PixelSNAILConfig, saved["model"], f"--resume {resume}: model") \
-                != run.model:
-            raise ValueError(f"--resume {resume}: a {saved['level']} prior of another model config than this "
-                             f"{level} prior's; resume with the run's own config")
+        if saved["level"] != level:
+            raise ValueError(f"--resume {resume}: a {saved['level']} prior, not a {level} prior")
+        saved_model = read_config(PixelSNAILConfig, saved["model"], f"--resume {resume}: model")
+        if saved_model != run.model:
+            differ = [name for name in to_dict(run.model) if getattr(saved_model, name) != getattr(run.model, name)]
+            overrides = " ".join(f"model.{name}={_override(getattr(saved_model, name))}" for name in differ)
+            raise ValueError(f"--resume {resume}: a {level} prior of another model config than this run's "
+                             f"(differing in {', '.join(f'model.{name}' for name in differ)}); resume with the "
+                             f"run's own config, e.g. add {overrides}")
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)
@@ -151,3 +156,12 @@ def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[flo
         total_nats -= log_probs.double().sum((0, 2, 3)).cpu()
         count += codes[:, 0].numel()
     return (total_nats / count / math.log(2)).tolist()
+
+
+def _override(value: object) -> str:
+    """A config value as a `key=value` override writes it: lowercase booleans, lists without spaces."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
