@@ -31,6 +31,7 @@ CONFIGS = {
     "bottom-tied-head": replace(BOTTOM, tied_head=True),
     "top-copy-head": replace(TOP, tied_head=True, copy_head=True),
     "bottom-copy-head": replace(BOTTOM, copy_head=True),
+    "bottom-condition-norm": replace(BOTTOM, tied_head=True, condition_norm=True),  # the presets' bottom prior
 }
 CACHED = {"incremental": IncrementalStepper, "fused": FusedStepper}
 
