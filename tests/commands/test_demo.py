@@ -88,6 +88,13 @@ def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():
     near = held_out_shape_scores({**saved, "decoded": blurred}, stray=2, only=("copy_last", "another_video"))
     assert set(near) == {"frame", "shapes", "copy_last", "another_video"} and near["shapes"] == scores["shapes"]
     assert sum(near["copy_last"]["kept"]) > sum(scores["copy_last"]["kept"])
+    # both reach the report: the chance row under the in-place table, and the identity table with its own
+    from vqvid.commands.demo import CHANCE_ROW, _identity_table, _shape_rows
+
+    chance_label = "| another held-out video's last context frame (chance) |"
+    assert _shape_rows(scores, CHANCE_ROW)[0].startswith(chance_label)
+    table = "\n".join(_identity_table({"stray": 2, **near}))
+    assert "(t = 1 in frame 8)" in table and "within 2 × t pixels" in table and chance_label in table
     # clips that are not the held-out videos are refused, not scored against another clip's shapes
     saved["clips"] = saved["clips"].flip(0)
     with pytest.raises(RuntimeError, match="held-out clip 0 is not frames 0-15 of video 0"):

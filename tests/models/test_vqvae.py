@@ -406,14 +406,14 @@ def test_a_causal_encoder_gives_the_context_the_codes_of_the_whole_clip():
 
 
 def test_a_causal_convolution_keeps_the_shapes_and_parameter_names_of_a_conv3d():
-    from vqvid.models.vqvae import CausalConv3d
+    from vqvid.models.vqvae import TimeCausalConv3d
 
     centred = VQVAE(_small())
     causal = VQVAE(_small(causal_encoder=True))
     shapes = lambda model: {name: tuple(p.shape) for name, p in model.state_dict().items()}
     differ = {name for name in shapes(centred) if shapes(centred)[name] != shapes(causal)[name]}
     assert differ == {"top_decoder.3.weight"}  # its transposed convolution doubles time with a kernel of 2
-    assert isinstance(causal.bottom_encoder[0], CausalConv3d) and not isinstance(centred.bottom_encoder[0],
-                                                                                  CausalConv3d)
+    assert isinstance(causal.bottom_encoder[0], TimeCausalConv3d) and not isinstance(centred.bottom_encoder[0],
+                                                                                  TimeCausalConv3d)
     with pytest.raises(ValueError, match="time kernel of at least its stride"):
-        CausalConv3d(4, 4, (1, 3, 3), stride=(2, 1, 1))
+        TimeCausalConv3d(4, 4, (1, 3, 3), stride=(2, 1, 1))

@@ -115,7 +115,7 @@ def test_resuming_from_a_prior_of_another_level_or_config_is_refused_before_trai
     assert not (tmp_path / "run").exists()
     # the same level with one field changed: the message names it, and the override that matches the checkpoint
     normed = replace(MODEL, condition_norm=True)
-    with pytest.raises(ValueError, match=r"differing in .*model\.condition_norm\).*model\.condition_norm=false"):
+    with pytest.raises(ValueError, match=r"differing in .*model\.condition_norm\).*'model\.condition_norm=false'"):
         train_prior_run(PriorRun(model=normed, train=quick_train_config(3)), "top", codes, None, tmp_path / "run",
                         top, progress=False)
     assert not (tmp_path / "run").exists()
@@ -135,3 +135,17 @@ def test_bits_per_code_is_the_mean_negative_log2_likelihood_of_every_code():
     # frame by frame: frame t's codes alone
     per_frame = -log_probs.gather(1, codes[:, None]).squeeze(1).mean((0, 2, 3)) / np.log(2)
     assert bits_per_frame(prior, clips, batch_size=2) == pytest.approx(per_frame.tolist(), rel=1e-6)
+
+
+@pytest.mark.parametrize("level", ["top", "bottom"])
+def test_the_overrides_a_refused_resume_suggests_parse_back_to_the_checkpoints_values(level):
+    """Every field of a prior's config, written as the refusal writes it (None as null, booleans lowercase,
+    shapes as lists), is read back by the override parser as the same value."""
+    from vqvid.config import resolve
+    from vqvid.presets import PriorRun, get_preset
+    from vqvid.training.prior import _override
+
+    run = get_preset("tiny").prior(level)
+    overrides = [f"model.{name}={_override(getattr(run.model, name))}" for name in to_dict(run.model)]
+    assert any("=null" in o for o in overrides) == (level == "top")  # the top prior has no condition
+    assert resolve(PriorRun, run, None, overrides) == run

@@ -275,7 +275,7 @@ def held_out_shape_scores(saved: dict[str, Any], stray: int = 0,
                        for shape in videos.shapes(video)])
     per_sample = [clip for clip in shapes for _ in range(s)]  # rows of single-sample readings are clip-major
     pairs = readings(clips, samples, saved["generated_top"], context, saved.get("decoded"))
-    if b > per_video:
+    if b > per_video and b % per_video == 0:  # whole videos, so that a roll by one video lands on another
         copied, truth = pairs["copy_last"]
         pairs["another_video"] = (copied.roll(per_video, 0), truth)
     scores = {name: shape_scores(prediction, truth, shapes if len(prediction) == b else per_sample, stray=stray)
@@ -339,10 +339,11 @@ def _identity_table(near: dict[str, Any] | None) -> list[str]:
     if near is None:
         return []
     stray = near["stray"]
+    first = near["frame"][0]
     return [f"Kept as themselves rather than in place: a shape also counts as kept in the t-th predicted frame "
-            f"if the prediction holds it within {'' if stray == 1 else f'{stray} × '}t pixels each way of its true "
-            "place "
-            f"({stray} pixel{'s' if stray > 1 else ''} a frame; the shapes move 1-3), so that a shape moved too "
+            f"(t = 1 in frame {first}) if the prediction holds it within {'' if stray == 1 else f'{stray} × '}t "
+            f"pixels each way of its true place ({stray} pixel{'s' if stray > 1 else ''} a frame; the shapes move "
+            "1-3), so that a shape moved too "
             "slowly, too fast or not at all counts, and one dissolved into the background does not "
             "(`shape_scores(..., stray)`). Share of the shapes kept:", "",
             "| decoding | " + " | ".join(str(f) for f in near["frame"]) + " | mean |",

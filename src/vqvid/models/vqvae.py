@@ -115,7 +115,7 @@ class VQVAEConfig:
     # this field existed), 1 makes each a single space-only strided convolution at a third of the cost.
     resample_frames: int = 3
     # True: every convolution on the way from the video to the codes sees only the current and earlier frames
-    # (`CausalConv3d`), so the codes of the first C frames (C a multiple of 4) are the same whether the encoder
+    # (`TimeCausalConv3d`), so the codes of the first C frames (C a multiple of 4) are the same whether the encoder
     # sees the whole clip or those C frames alone. The priors are trained on whole clips' codes and, in
     # prediction, conditioned on the context's codes; with a centred encoder 20% of the context's top codes
     # differ between the two (`padding_cost`), because they saw frames after the context in training.
@@ -183,7 +183,7 @@ class VQVAEOutput(NamedTuple):
     top_change: Tensor
 
 
-class CausalConv3d(nn.Conv3d):
+class TimeCausalConv3d(nn.Conv3d):
     """A Conv3d padded in time on the left only, by kernel − stride frames: output frame j sees input frames up
     to s·j + s − 1, the last of the s frames it stands for, and none after. Height and width are padded as
     given (`padding` is (0, pad_h, pad_w)). Its parameters are a Conv3d's, under the same names."""
@@ -203,9 +203,9 @@ class CausalConv3d(nn.Conv3d):
 
 def _conv3d(causal: bool, in_channels: int, out_channels: int, kernel: int | tuple[int, int, int],
             stride: int | tuple[int, int, int] = 1, padding: int | tuple[int, int, int] = 0) -> nn.Conv3d:
-    """A Conv3d, or with `causal` a `CausalConv3d` of the same kernel, stride and spatial padding."""
+    """A Conv3d, or with `causal` a `TimeCausalConv3d` of the same kernel, stride and spatial padding."""
     if causal:
-        return CausalConv3d(in_channels, out_channels, kernel, stride, padding)
+        return TimeCausalConv3d(in_channels, out_channels, kernel, stride, padding)
     return nn.Conv3d(in_channels, out_channels, kernel, stride, padding)
 
 

@@ -108,7 +108,8 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
         saved_model = read_config(PixelSNAILConfig, saved["model"], f"--resume {resume}: model")
         if saved_model != run.model:
             differ = [name for name in to_dict(run.model) if getattr(saved_model, name) != getattr(run.model, name)]
-            overrides = " ".join(f"model.{name}={_override(getattr(saved_model, name))}" for name in differ)
+            # quoted, so that a shell passes a list's brackets through
+            overrides = " ".join(f"'model.{name}={_override(getattr(saved_model, name))}'" for name in differ)
             raise ValueError(f"--resume {resume}: a {level} prior of another model config than this run's "
                              f"(differing in {', '.join(f'model.{name}' for name in differ)}); resume with the "
                              f"run's own config, e.g. add {overrides}")
@@ -159,7 +160,10 @@ def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[flo
 
 
 def _override(value: object) -> str:
-    """A config value as a `key=value` override writes it: lowercase booleans, lists without spaces."""
+    """A config value as a `key=value` override writes it (YAML): lowercase booleans, null, lists without
+    spaces."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (tuple, list)):
