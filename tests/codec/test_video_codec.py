@@ -77,14 +77,14 @@ def tiny_vqvae(seed: int = 0) -> VQVAE:
     return vqvae
 
 
-def tiny_priors(seed: int = 0, tied_head: bool = False) -> tuple[PixelSNAIL, PixelSNAIL]:
+def tiny_priors(seed: int = 0, tied_head: bool = False, condition_norm: bool = False) -> tuple[PixelSNAIL, PixelSNAIL]:
     """Top p(top) over 1×2×2 and bottom p(bottom | top) over 2×4×4, with attention, in eval mode."""
     torch.manual_seed(seed)
     top = PixelSNAILConfig(num_codes=NUM_CODES, shape=TOP_SHAPE, channels=8, n_blocks=1, n_res_blocks=1,
                            attention=True, n_heads=1, key_channels=4, value_channels=4, dropout=0.0,
                            embed_dim=4, tied_head=tied_head)
     bottom = replace(top, shape=BOTTOM_SHAPE, condition_num_codes=NUM_CODES, condition_shape=TOP_SHAPE,
-                     condition_channels=4, n_cond_res_blocks=1)
+                     condition_channels=4, n_cond_res_blocks=1, condition_norm=condition_norm)
     priors = PixelSNAIL(top).eval(), PixelSNAIL(bottom).eval()
     with torch.no_grad():
         for prior in priors:
@@ -93,12 +93,12 @@ def tiny_priors(seed: int = 0, tied_head: bool = False) -> tuple[PixelSNAIL, Pix
 
 
 def tiny_folder(seed: int = 0, priors: bool = True, fingerprint: str = "tiny-0001",
-                tied_head: bool = False) -> ModelFolder:
+                tied_head: bool = False, condition_norm: bool = False) -> ModelFolder:
     vqvae = tiny_vqvae(seed)
     loaded = LoadedVQVAE(vqvae, vqvae.config, "vqvae", {"frames": CLIP_FRAMES, "size": SIZE})
     if not priors:
         return ModelFolder(loaded, None, None, fingerprint)
-    top, bottom = tiny_priors(seed, tied_head)
+    top, bottom = tiny_priors(seed, tied_head, condition_norm)
     return ModelFolder(loaded, LoadedPrior(top, top.config, "top", "top", "vqvae"),
                        LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), fingerprint)
 
@@ -151,8 +151,9 @@ def test_random_codes_round_trip_exactly(folder, seed):
     assert compressed.verification.fraction > 0.9
 
 
-def test_priors_with_tied_heads_round_trip_exactly():
-    folder = tiny_folder(tied_head=True)
+@pytest.mark.parametrize("condition_norm", [False, True], ids=["tied", "tied-condition-norm"])  # the presets': both
+def test_priors_with_tied_heads_round_trip_exactly(condition_norm):
+    folder = tiny_folder(tied_head=True, condition_norm=condition_norm)
     for codes in (random_codes(3, seed=4), sampled_codes(folder, 3, seed=5)):
         compressed = compress_codes(folder, codes, frame_count=12, fps=25, verify=True)
         decoded = decompress_codes(folder, compressed.data)
