@@ -26,12 +26,15 @@ def prior_of(config: PixelSNAILConfig, seed: int = 0) -> PixelSNAIL:
     return PixelSNAIL(config).eval()
 
 
-@pytest.mark.parametrize(("tied_head", "copy_head"), [(False, False), (True, False), (True, True)])
+# the last: the presets' bottom prior (a top prior has no conditioning to normalise)
+@pytest.mark.parametrize(("tied_head", "copy_head", "condition_norm"),
+                         [(False, False, False), (True, False, False), (True, True, False), (True, False, True)])
 @pytest.mark.parametrize("start", [0, 9])
 @pytest.mark.parametrize("level", ["top", "bottom"])
 def test_naive_incremental_and_fused_sampling_give_the_same_codes(level, start, tied_head, copy_head,
-                                                                 draw_margins):
-    config = replace(TOP if level == "top" else BOTTOM, tied_head=tied_head, copy_head=copy_head)
+                                                                 condition_norm, draw_margins):
+    config = (replace(TOP, tied_head=tied_head, copy_head=copy_head) if level == "top"
+              else replace(BOTTOM, tied_head=tied_head, copy_head=copy_head, condition_norm=condition_norm))
     prior = prior_of(config)
     if copy_head:
         randomise_copy_head(prior)
