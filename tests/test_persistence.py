@@ -72,6 +72,15 @@ def test_train_resume_refuses_bad_checkpoints_with_one_line(files, bad, tmp_path
     assert not run.exists()  # the refused run leaves nothing behind
 
 
+def test_train_resume_refuses_a_vqvae_of_another_config_naming_what_differs(files, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = train.main(["vqvae", "--data", "synthetic:4", "--out", str(run), "--resume", str(files["vqvae"]),
+                       "--no-progress", "--max-steps", "1"])
+    _one_line_refusal(code, capsys, "a VQ-VAE of another model config than this run's (differing in model.channels",
+                      "e.g. add 'model.channels=")
+    assert not run.exists()
+
+
 def test_train_resume_refuses_a_replaced_last_checkpoint(files, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -139,6 +139,30 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return tree
 
 
+def differences(saved: Any, current: Any, section: str) -> str:
+    """Why typed config `current` is not `saved`, of the same type, for a refusal to resume: the fields that
+    differ, and the overrides (quoted for a shell) that `parse_overrides` reads back as `saved`'s values, e.g.
+    "(differing in model.condition_norm); resume with the run's own config, e.g. add
+    'model.condition_norm=false'"."""
+    theirs, ours = to_dict(saved), to_dict(current)
+    differ = [name for name in ours if theirs[name] != ours[name]]
+    overrides = " ".join(f"'{section}.{name}={override_value(theirs[name])}'" for name in differ)
+    return (f"(differing in {', '.join(f'{section}.{name}' for name in differ)}); resume with the run's own "
+            f"config, e.g. add {overrides}")
+
+
+def override_value(value: Any) -> str:
+    """A config value as a `key=value` override writes it, for `parse_overrides` (YAML) to read back: lowercase
+    booleans, null, lists without spaces."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

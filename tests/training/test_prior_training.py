@@ -141,11 +141,10 @@ def test_bits_per_code_is_the_mean_negative_log2_likelihood_of_every_code():
 def test_the_overrides_a_refused_resume_suggests_parse_back_to_the_checkpoints_values(level):
     """Every field of a prior's config, written as the refusal writes it (None as null, booleans lowercase,
     shapes as lists), is read back by the override parser as the same value."""
-    from vqvid.config import resolve
+    from vqvid.config import override_value, resolve
     from vqvid.presets import PriorRun, get_preset
-    from vqvid.training.prior import _override
 
     run = get_preset("tiny").prior(level)
-    overrides = [f"model.{name}={_override(getattr(run.model, name))}" for name in to_dict(run.model)]
+    overrides = [f"model.{name}={override_value(getattr(run.model, name))}" for name in to_dict(run.model)]
     assert any("=null" in o for o in overrides) == (level == "top")  # the top prior has no condition
     assert resolve(PriorRun, run, None, overrides) == run

@@ -89,9 +89,12 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     if path is None or not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
     saved = read_checkpoint(path, args.stage, "--resume")["hyper_parameters"]["model"]
-    if args.stage == "vqvae" and read_config(type(run.model), saved, f"--resume {path}: model") != run.model:
-        raise ValueError(f"--resume {path}: its model config differs from this run's ({args.out / 'config.yaml'} "
-                         "and overrides); resume with the run's own config")
+    if args.stage == "vqvae" and (model := read_config(type(run.model), saved, f"--resume {path}: model")) \
+            != run.model:
+        from vqvid.config import differences
+
+        raise ValueError(f"--resume {path}: a VQ-VAE of another model config than this run's "
+                         + differences(model, run.model, "model"))
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from vqvid.config import from_dict, save_yaml, to_dict
+from vqvid.config import differences, from_dict, save_yaml, to_dict
 from vqvid.data.video import DataWarning
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
 from vqvid.training.config import TrainConfig
@@ -107,12 +107,8 @@ def train_prior_run(run, level: str, codes: Path, val_codes: Path | None, out: P
             raise ValueError(f"--resume {resume}: a {saved['level']} prior, not a {level} prior")
         saved_model = read_config(PixelSNAILConfig, saved["model"], f"--resume {resume}: model")
         if saved_model != run.model:
-            differ = [name for name in to_dict(run.model) if getattr(saved_model, name) != getattr(run.model, name)]
-            # quoted, so that a shell passes a list's brackets through
-            overrides = " ".join(f"'model.{name}={_override(getattr(saved_model, name))}'" for name in differ)
             raise ValueError(f"--resume {resume}: a {level} prior of another model config than this run's "
-                             f"(differing in {', '.join(f'model.{name}' for name in differ)}); resume with the "
-                             f"run's own config, e.g. add {overrides}")
+                             + differences(saved_model, run.model, "model"))
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)
@@ -158,14 +154,3 @@ def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[flo
         count += codes[:, 0].numel()
     return (total_nats / count / math.log(2)).tolist()
 
-
-def _override(value: object) -> str:
-    """A config value as a `key=value` override writes it (YAML): lowercase booleans, null, lists without
-    spaces."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (tuple, list)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return str(value)
