@@ -93,6 +93,7 @@ def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from vqvid.codec.entropy import PRECISION
     from vqvid.codec.packing import bits_per_code
     from vqvid.codec.video import compress, missing_priors
     from vqvid.data.inputs import open_video
@@ -146,8 +147,14 @@ def main(argv: list[str] | None = None) -> int:
               "--levels top` reads for the coarse video")
     if header.mode == "prior":
         model_bytes = (compressed.top_bits + compressed.bottom_bits) / 8
+        extra = compressed.size - model_bytes
+        # Below the NLL only when the priors find some codes less likely than the coder's floor of one count in
+        # 2^PRECISION, which caps what any code costs (`vqvid.codec.entropy`): priors that do not fit the video.
+        overhead = (f"the file adds {extra:.0f}" if extra >= 0 else
+                    f"the file is {-extra:.0f} bytes smaller, since the coder caps a code's cost at {PRECISION} "
+                    "bits: the priors find some of these codes less likely than that")
         print(f"the priors' NLL of these codes: {model_bytes:.0f} bytes (top {compressed.top_bits / 8:.0f}, "
-              f"bottom {compressed.bottom_bits / 8:.0f}); the file adds {compressed.size - model_bytes:.0f}")
+              f"bottom {compressed.bottom_bits / 8:.0f}); {overhead}")
     if compressed.verification is not None:
         check = compressed.verification
         figures["verified_fraction"] = check.fraction
