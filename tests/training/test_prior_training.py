@@ -2,6 +2,7 @@
 its code embeddings from the codebooks in the code store."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -17,7 +18,7 @@ from vqvid.presets import PriorRun
 from vqvid.training.config import TrainConfig
 from vqvid.training.data import TrainValData
 from vqvid.training.prior import PriorModule, train_prior_run
-from vqvid.training.runner import fit
+from vqvid.training.runner import VALIDATION_HISTORY, TrainedRun, fit, read_validation_history
 
 MODEL = PixelSNAILConfig(num_codes=8, shape=(2, 4, 4), channels=8, n_blocks=1, n_res_blocks=1, attention=True,
                          n_heads=1, key_channels=4, value_channels=8, dropout=0.3, embed_dim=4)
@@ -60,12 +61,48 @@ def test_prior_resume_continues_exactly(tmp_path, copy_head, stop):
     assert sum(not torch.equal(initial[name], a[name]) for name in a) > len(a) // 2
 
 
-def _code_store(path, codebooks: bool):
+def test_every_validation_is_kept_by_step_and_a_resume_continues_the_history(tmp_path):
+    run = _train(tmp_path / "straight", 7).run
+    assert [step for step, _ in run.history] == [3, 6, 7]  # every val_every steps, and the last step
+    assert run.history[-1][1] == run.validation
+    assert read_validation_history(tmp_path / "straight" / VALIDATION_HISTORY) == run.history
+    logged = np.genfromtxt(tmp_path / "straight" / "logs" / "metrics.csv", delimiter=",", names=True)
+    validated = ~np.isnan(logged["valbits_per_code"])
+    assert [figures["val/bits_per_code"] for _, figures in run.history] == \
+        pytest.approx(logged["valbits_per_code"][validated].tolist())
+
+    _train(tmp_path / "stopped", 4)  # validated at steps 3 and 4
+    resumed = _train(tmp_path / "stopped", 7, resume=tmp_path / "stopped" / "checkpoints" / "step=3.ckpt").run
+    # From step 3: the validation of step 4, which the resumed run does not continue, is dropped
+    assert [step for step, _ in resumed.history] == [3, 6, 7]
+    assert resumed.history == run.history  # the resume is exact, so are its validations
+
+
+def _validated(*bits: float) -> TrainedRun:
+    history = [(100 * (i + 1), {"val/bits_per_code": value}) for i, value in enumerate(bits)]
+    return TrainedRun(Path("run/checkpoints/last.ckpt"), history[-1][1], history)
+
+
+def test_a_run_that_got_worse_on_validation_names_its_best_checkpoint():
+    note = _validated(5.0, 4.0, 4.6).overfit_note("val/bits_per_code", lower_is_better=True, margin=0.05)
+    assert "best at step 200 (4)" in note and "at step 300 it is 4.6" in note
+    assert str(Path("run/checkpoints/step=200.ckpt")) in note
+    # Still improving, or within the margin of the best, or never validated on that metric: nothing to say
+    assert _validated(5.0, 4.0, 3.9).overfit_note("val/bits_per_code", True, 0.05) is None
+    assert _validated(5.0, 4.0, 4.04).overfit_note("val/bits_per_code", True, 0.05) is None
+    assert _validated(5.0, 4.0, 4.6).overfit_note("val/psnr", False, 0.25) is None
+    assert _validated(4.0).overfit_note("val/bits_per_code", True, 0.05) is None
+    # Higher is better (PSNR): the same history read the other way
+    psnr = _validated(20.0, 25.0, 24.0).overfit_note("val/bits_per_code", lower_is_better=False, margin=0.25)
+    assert "best at step 200 (25)" in psnr
+
+
+def _code_store(path, codebooks: bool, seed: int = 0, clips: int = 10):
     meta = CodeStoreMeta("vqvae-fingerprint", (1, 2, 2), (2, 4, 4), 8, "random codes")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     with CodeStore.create_or_open(path, meta) as store:
-        store.append(rng.integers(0, 8, (10, 1, 2, 2)), rng.integers(0, 8, (10, 2, 4, 4)),
-                     [f"clip {k}" for k in range(10)], list(range(10)))
+        store.append(rng.integers(0, 8, (clips, 1, 2, 2)), rng.integers(0, 8, (clips, 2, 4, 4)),
+                     [f"clip {k}" for k in range(clips)], list(range(clips)))
         if codebooks:
             store.put_codebooks(*rng.normal(size=(2, 8, 3)).astype(np.float32))
     return path
@@ -83,6 +120,26 @@ def _first_step_embeddings(tmp_path, codebooks: bool):
     assert 0 < result.validation["val/bits_per_code"] < 20
     state = read_checkpoint(result.last, "prior")["state_dict"]
     return state["model.embedding.weight"], state["model.condition_embedding.weight"]
+
+
+def test_train_prior_says_which_checkpoint_was_best_when_it_overfits(tmp_path, capsys):
+    from vqvid.commands import train
+
+    # 4 clips of random codes, validated on 4 others: the prior can only memorise, and gets worse on validation
+    codes, val = _code_store(tmp_path / "codes", False, clips=4), _code_store(tmp_path / "val", False, 1, 4)
+    argv = ["prior", "--level", "top", "--codes", str(codes), "--val-codes", str(val), "--out", str(tmp_path / "run"),
+            "--no-progress", "--max-steps", "40", "train.val_every=10", "train.lr=0.01", "train.batch_size=4",
+            "train.val_batches=1", "train.logger=csv", "train.lr_schedule=constant", "model.dropout=0"]
+    with pytest.warns(UserWarning, match="holds no codebooks"):
+        assert train.main(argv) == 0
+    history = read_validation_history(tmp_path / "run" / VALIDATION_HISTORY)
+    bits = {step: figures["val/bits_per_code"] for step, figures in history}
+    assert list(bits) == [10, 20, 30, 40] and bits[40] > min(bits.values()) + 1
+    best = min(bits, key=bits.get)
+    out = capsys.readouterr().out
+    assert f"note: val/bits_per_code was best at step {best}" in out
+    assert str(tmp_path / "run" / "checkpoints" / f"step={best}.ckpt") in out
+    assert (tmp_path / "run" / "checkpoints" / f"step={best}.ckpt").is_file()
 
 
 def test_a_new_prior_starts_from_the_stores_codebooks(tmp_path):

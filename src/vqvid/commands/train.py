@@ -5,6 +5,9 @@
     ... --resume                 continue RUN from RUN/checkpoints/last.ckpt, exactly
     ... --devices 2 --strategy ddp --precision bf16-mixed     passed through to Lightning
     ... --num-nodes 2 --devices 4 --strategy ddp              several machines (torchrun or SLURM; see README)
+
+Every validation's figures are kept in RUN/validation.json; when an earlier validation was clearly better than
+the last (a prior's bits per code, the VQ-VAE's PSNR), the run says which checkpoint holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from vqvid.config import ConfigError, load_yaml, save_yaml
 
 if TYPE_CHECKING:
     from vqvid.training.runner import TrainedRun
+
+# The validation figure each stage is judged by, whether lower is better, and by how much a later validation may
+# trail the best one before the run says so: a prior's bits per code, the VQ-VAE's PSNR (dB).
+WATCHED = {"prior": ("val/bits_per_code", True, 0.05), "vqvae": ("val/psnr", False, 0.25)}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -183,4 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.validation:
         print("last validation: " + ", ".join(f"{name} {value:.4g}" for name, value in
                                               sorted(result.validation.items())))
+    metric, lower_is_better, margin = WATCHED[args.stage]
+    if note := result.overfit_note(metric, lower_is_better, margin):
+        print(f"note: {note}")
     return 0

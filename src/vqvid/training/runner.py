@@ -10,6 +10,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
+from vqvid.files import write_text
 from vqvid.training.config import TrainConfig
 
 
@@ -57,6 +59,41 @@ class StepSeed(Callback):
 
 class NonFiniteTraining(ValueError):
     """Training produced a non-finite loss or weights; the run stopped before saving them."""
+
+
+VALIDATION_HISTORY = "validation.json"  # in the run folder: every validation's figures by step
+
+
+class ValidationHistory(Callback):
+    """Every validation's figures, as (step, {"val/...": value}) in step order, written to `path` (JSON) after
+    each one: what tells a user that an earlier checkpoint was the better one (`TrainedRun.overfit_note`).
+
+    A resumed run keeps the entries up to the step it resumes from and continues the file. Rank 0 writes it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.history = [entry for entry in read_validation_history(self.path) if entry[0] <= trainer.global_step]
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        figures = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
+        self.history = [entry for entry in self.history if entry[0] != trainer.global_step]
+        self.history.append((trainer.global_step, figures))
+        if trainer.is_global_zero:
+            entries = [{"step": step, **figures} for step, figures in self.history]
+            write_text(self.path, json.dumps(entries, indent=1) + "\n")
+
+
+def read_validation_history(path: str | Path) -> list[tuple[int, dict[str, float]]]:
+    """The (step, figures) entries of a run's validation history file; none if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [(int(entry.pop("step")), entry) for entry in json.loads(path.read_text())]
 
 
 class StopOnNonFinite(Callback):
@@ -199,17 +236,38 @@ def check_hardware(config: TrainConfig) -> None:
 
 
 class TrainedRun(NamedTuple):
-    """What a training run leaves: its last checkpoint and the metrics of its last validation."""
+    """What a training run leaves: its last checkpoint, the metrics of its last validation, and those of every
+    validation of the run (resumed runs included) by step."""
 
     last: Path
     validation: dict[str, float]  # e.g. {"val/bits_per_code": 3.5, "val/accuracy": 0.4}
+    history: list[tuple[int, dict[str, float]]]  # (step, figures) of every validation, in step order
+
+    def overfit_note(self, metric: str, lower_is_better: bool, margin: float) -> str | None:
+        """A line for the user when an earlier validation of `metric` beat the last one by more than `margin`:
+        which step was best, by how much, and the checkpoint that holds it (every validation's is kept).
+        None when the last validation is the best, or within `margin` of it, or `metric` was never logged."""
+        scored = [(step, figures[metric]) for step, figures in self.history if metric in figures]
+        if len(scored) < 2:
+            return None
+        sign = 1 if lower_is_better else -1
+        best_step, best = min(scored, key=lambda entry: sign * entry[1])
+        last_step, last = scored[-1]
+        if sign * (last - best) <= margin:
+            return None
+        checkpoint = self.last.parent / f"step={best_step}.ckpt"
+        return (f"{metric} was best at step {best_step} ({best:.4g}); at step {last_step} it is {last:.4g}: the "
+                "model got worse on its validation clips, which usually means that it overfits its training "
+                f"clips. {checkpoint} holds the weights of step {best_step}: use that one, or train for fewer "
+                "steps or on more clips")
 
 
 def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainConfig, out: str | Path,
         resume: str | Path | None = None, callbacks: list[Callback] = (), progress: bool = True) -> TrainedRun:
     """Train `module` on `data`; `resume` is a checkpoint to continue from exactly (optimizer, step, data order)."""
     L.seed_everything(config.seed, workers=True, verbose=False)
-    trainer = build_trainer(config, out, list(callbacks), progress)
+    history = ValidationHistory(Path(out) / VALIDATION_HISTORY)
+    trainer = build_trainer(config, out, [*callbacks, history], progress)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.global_step == config.max_steps and config.max_steps % config.val_every and not trainer.interrupted:
         # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated,
@@ -220,7 +278,8 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
         trainer.save_checkpoint(trainer.checkpoint_callback.format_checkpoint_name(step))  # its step=N.ckpt
         trainer.save_checkpoint(_last_path(out))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
-    return TrainedRun(_last_path(out), metrics)
+    # From the file, which a strategy that trains in spawned processes leaves as well
+    return TrainedRun(_last_path(out), metrics, read_validation_history(Path(out) / VALIDATION_HISTORY))
 
 
 def _last_path(run: str | Path) -> Path:
