@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "sample future frames from context frames"),
     "compress": ("compress", "entropy-code a video into a .vqv file"),
     "decompress": ("decompress", "decode a .vqv file into a video"),
-    "info": ("info", "print the header and rate of a .vqv file"),
+    "info": ("info", "print the header and rate of a .vqv file, or what a model folder holds"),
     "rd": ("rd", "rate-distortion of vqvid against x264/x265"),
     "demo": ("demo", "the whole pipeline on synthetic data, CPU-sized"),
 }

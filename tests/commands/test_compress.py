@@ -262,3 +262,28 @@ def test_coding_batch_from_the_command_line(models, frame_folder, tmp_path, caps
         assert capsys.readouterr().err == (f"vqvid compress: --coding-batch {bad}: expected a whole number of "
                                            "clips from 1 to 64\n")
     assert not (tmp_path / "bad.vqv").exists()
+
+
+def test_info_describes_a_model_folder_and_refuses_a_damaged_one(models, tmp_path, capsys):
+    import shutil
+
+    assert info.main([str(models["priors"])]) == 0
+    described = capsys.readouterr().out
+    folder = load_model_folder(models["priors"])
+    assert f"fingerprint  {folder.fingerprint}\n" in described
+    top, bottom = (CLIP_FRAMES // 4, SIZE // 8, SIZE // 8), (CLIP_FRAMES // 2, SIZE // 4, SIZE // 4)
+    assert (f"code grids   top {'x'.join(map(str, top))}, bottom {'x'.join(map(str, bottom))} per clip, "
+            f"{NUM_CODES} codes per level") in described
+    for name, loaded in (("vqvae", folder.vqvae), ("top prior", folder.top), ("bottom prior", folder.bottom)):
+        parameters = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+        assert re.search(rf"^{name}\s+{loaded.fingerprint}: {parameters:.2f} M parameters; ", described, re.M)
+
+    assert info.main([str(models["fixed"])]) == 0
+    assert re.search(r"^top prior\s+none ", capsys.readouterr().out, re.M)
+
+    damaged = shutil.copytree(models["priors"], tmp_path / "damaged")
+    weights = damaged / "top.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one weight's last byte flipped
+    assert info.main([str(damaged)]) == 2
+    assert capsys.readouterr().err.startswith(f"vqvid info: model folder {damaged}: top.safetensors ")
