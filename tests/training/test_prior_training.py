@@ -76,17 +76,26 @@ def test_every_validation_is_kept_by_step_and_a_resume_continues_the_history(tmp
     # From step 3: the validation of step 4, which the resumed run does not continue, is dropped
     assert [step for step, _ in resumed.history] == [3, 6, 7]
     assert resumed.history == run.history  # the resume is exact, so are its validations
+    # Resumed at its last step, a run trains nothing and validates that step again: the history stays whole
+    again = _train(tmp_path / "stopped", 7, resume=tmp_path / "stopped" / "checkpoints" / "last.ckpt").run
+    assert again.history == run.history
 
 
-def _validated(*bits: float) -> TrainedRun:
+def _validated(*bits: float, run: Path = Path("run")) -> TrainedRun:
     history = [(100 * (i + 1), {"val/bits_per_code": value}) for i, value in enumerate(bits)]
-    return TrainedRun(Path("run/checkpoints/last.ckpt"), history[-1][1], history)
+    return TrainedRun(run / "checkpoints" / "last.ckpt", history[-1][1], history)
 
 
-def test_a_run_that_got_worse_on_validation_names_its_best_checkpoint():
-    note = _validated(5.0, 4.0, 4.6).overfit_note("val/bits_per_code", lower_is_better=True, margin=0.05)
+def test_a_run_that_got_worse_on_validation_names_its_best_checkpoint(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step=200.ckpt").touch()
+    note = _validated(5.0, 4.0, 4.6, run=tmp_path).overfit_note("val/bits_per_code", lower_is_better=True,
+                                                                 margin=0.05)
     assert "best at step 200 (4)" in note and "at step 300 it is 4.6" in note
-    assert str(Path("run/checkpoints/step=200.ckpt")) in note
+    assert f"{tmp_path / 'checkpoints' / 'step=200.ckpt'} holds the weights of step 200" in note
+    # A checkpoint that is no longer there is not offered
+    gone = _validated(5.0, 4.0, 4.6).overfit_note("val/bits_per_code", True, 0.05)
+    assert "holds the weights" not in gone and gone.endswith("clips. Train for fewer steps or on more clips")
     # Still improving, or within the margin of the best, or never validated on that metric: nothing to say
     assert _validated(5.0, 4.0, 3.9).overfit_note("val/bits_per_code", True, 0.05) is None
     assert _validated(5.0, 4.0, 4.04).overfit_note("val/bits_per_code", True, 0.05) is None

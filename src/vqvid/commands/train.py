@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print("last validation: " + ", ".join(f"{name} {value:.4g}" for name, value in
                                               sorted(result.validation.items())))
     metric, lower_is_better, margin = WATCHED[args.stage]
-    if note := result.overfit_note(metric, lower_is_better, margin):
+    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
+    if first_process and (note := result.overfit_note(metric, lower_is_better, margin)):
         print(f"note: {note}")
     return 0

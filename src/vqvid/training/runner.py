@@ -5,6 +5,7 @@ A run folder holds:
     checkpoints/last.ckpt        newest checkpoint, replaced atomically at every validation
     checkpoints/step=N.ckpt      one per validation (every val_every steps, and the last step)
     logs/                        TensorBoard or CSV logs (wandb: its own folder)
+    validation.json              every validation's figures by step (`ValidationHistory`)
     gifs/                        reconstruction GIFs (VQ-VAE runs)
 """
 
@@ -72,14 +73,20 @@ class ValidationHistory(Callback):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.history: list[tuple[int, dict[str, float]]] = []
+        self.history: list[tuple[int, dict[str, float]]] | None = None  # read from `path` when the run starts
+
+    def _start(self, trainer: L.Trainer) -> None:
+        """The entries of earlier runs in this folder up to the step this one starts from (the resumed step)."""
+        self.history = [entry for entry in read_validation_history(self.path) if entry[0] <= trainer.global_step]
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.history = [entry for entry in read_validation_history(self.path) if entry[0] <= trainer.global_step]
+        self._start(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if self.history is None:  # no training step ran: a run resumed at its last step, validated once more
+            self._start(trainer)
         figures = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
         self.history = [entry for entry in self.history if entry[0] != trainer.global_step]
         self.history.append((trainer.global_step, figures))
@@ -256,10 +263,11 @@ class TrainedRun(NamedTuple):
         if sign * (last - best) <= margin:
             return None
         checkpoint = self.last.parent / f"step={best_step}.ckpt"
+        held = (f"{checkpoint} holds the weights of step {best_step}: use that one, or train" if checkpoint.exists()
+                else "Train")
         return (f"{metric} was best at step {best_step} ({best:.4g}); at step {last_step} it is {last:.4g}: the "
                 "model got worse on its validation clips, which usually means that it overfits its training "
-                f"clips. {checkpoint} holds the weights of step {best_step}: use that one, or train for fewer "
-                "steps or on more clips")
+                f"clips. {held} for fewer steps or on more clips")
 
 
 def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainConfig, out: str | Path,
