@@ -8,7 +8,9 @@ lie near each other), and the share of positions with exactly the true code.
 
 - repeat: latent frame 1 repeated (the code-space counterpart of copy-last-frame); the line to beat.
 - the top prior free-running from the true latent frames 0-1: its most likely code at each position in raster
-  order (top-k 1), and samples at the prediction's default temperature. This is what prediction does.
+  order (top-k 1), and samples at the prediction's default temperature. This is what prediction does, but from
+  the stored codes of latent frames 0-1, which the VQ-VAE encoded from whole clips as the priors were trained;
+  `vqvid predict` encodes the context alone, which changes about a fifth of them.
 - the top prior teacher-forced: its most likely code at each position given the *true* codes before it,
   including the earlier positions of the same latent frame. Prediction never has those; the gap to the
   free-running rows is what the prior reads off the frame it is predicting rather than off the past.
@@ -136,7 +138,13 @@ def main() -> int:
     held_out, held_out_codebook = _top_codes(args.demo / "codes" / "val")
     if not torch.equal(codebook, held_out_codebook):
         raise SystemExit(f"bench_top_codes: {train_codes} holds codes of another VQ-VAE than {args.demo}")
-    prior = load_model_folder(model).top.model
+    folder = load_model_folder(model)
+    stored = CodeDataset(args.demo / "codes" / "val", "top").meta.fingerprint
+    if folder.vqvae.fingerprint != stored or folder.top is None:
+        raise SystemExit(f"bench_top_codes: --model {model}: needs a top prior and the VQ-VAE that made the "
+                         f"demo's codes ({stored}), got VQ-VAE {folder.vqvae.fingerprint}"
+                         + ("" if folder.top else " and no top prior"))
+    prior = folder.top.model
     truth = held_out[:, list(PREDICTED)]
     context = PREDICTED[0] * held_out.shape[2] * held_out.shape[3]  # flat positions of latent frames 0-1
     generator = torch.Generator().manual_seed(0)
