@@ -41,8 +41,9 @@ from torch import Tensor, nn
 
 from vqvid.commands.predict import DEFAULT_TEMPERATURE
 from vqvid.data.codes import CodeDataset
+from vqvid.metrics import codebook_distance
 from vqvid.persistence import load_model_folder
-from vqvid.sampling import sample
+from vqvid.sampling.predict import continuation_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 PREDICTED = (2, 3)  # the latent frames that frames 8-15 are coded in
@@ -83,8 +84,7 @@ class NextFrame(nn.Module):
 
 def _scores(produced: Tensor, truth: Tensor, codebook: Tensor) -> dict[str, list[float]]:
     """Codebook distance and exact matches of produced latent frames (N, 2, H, W) against the true ones."""
-    distance = (codebook[produced] - codebook[truth]).pow(2).sum(-1)  # (N, 2, H, W)
-    return {"distance": distance.mean((0, 2, 3)).tolist(),
+    return {"distance": codebook_distance(produced, truth, codebook).tolist(),
             "equal": (produced == truth).float().mean((0, 2, 3)).tolist()}
 
 
@@ -145,20 +145,11 @@ def main() -> int:
                          f"demo's codes ({stored}), got VQ-VAE {folder.vqvae.fingerprint}"
                          + ("" if folder.top else " and no top prior"))
     prior = folder.top.model
-    truth = held_out[:, list(PREDICTED)]
-    context = PREDICTED[0] * held_out.shape[2] * held_out.shape[3]  # flat positions of latent frames 0-1
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        _, teacher_forced = prior.score(held_out)
-    rows = {
-        "repeat": _scores(held_out[:, [1, 1]], truth, codebook),
-        "prior_greedy": _scores(sample(prior, held_out.clone(), start=context, top_k=1)[:, list(PREDICTED)],
-                                truth, codebook),
-        "prior_sampled": _scores(sample(prior, held_out.clone(), start=context, temperature=DEFAULT_TEMPERATURE,
-                                        generator=generator)[:, list(PREDICTED)], truth, codebook),
-        "prior_teacher_forced": _scores(teacher_forced[:, list(PREDICTED)], truth, codebook),
-        "another_clip": _scores(truth.roll(1, 0), truth, codebook),
-    }
+    greedy = continuation_scores(prior, held_out, codebook, PREDICTED[0], top_k=1)
+    sampled = continuation_scores(prior, held_out, codebook, PREDICTED[0], temperature=DEFAULT_TEMPERATURE,
+                                  generator=torch.Generator().manual_seed(0))
+    rows = {"repeat": sampled["repeat"], "prior_greedy": greedy["sampled"], "prior_sampled": sampled["sampled"],
+            "prior_teacher_forced": sampled["teacher_forced"], "another_clip": sampled["another_clip"]}
     curve = _next_frame_curve(train, held_out, codebook, args.steps, args.batch, args.channels) if args.steps else []
     labels = {"repeat": "latent frame 1 repeated (the line to beat)",
               "prior_greedy": "top prior, free-running, most likely codes",

@@ -71,6 +71,16 @@ class CodeSize:
         )
 
 
+def codebook_distance(produced: torch.Tensor, truth: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the codebook vectors of produced and true codes (N, T, H, W) int64, per
+    latent frame: (T,). `codebook` (K, D); 0 where the codes are equal, small between near-synonymous codes."""
+    if produced.shape != truth.shape or produced.ndim != 4:
+        raise ValueError(f"produced {tuple(produced.shape)} and truth {tuple(truth.shape)}: expected codes of one "
+                         "shape (N, T, H, W)")
+    codebook = codebook.float()
+    return (codebook[produced] - codebook[truth]).pow(2).sum(-1).mean((0, 2, 3))
+
+
 def code_size(frames: int, height: int, width: int, top_shape: tuple[int, ...], bottom_shape: tuple[int, ...],
               num_codes: int) -> CodeSize:
     """Fixed-width size of one clip's codes: ceil(log2 K) bits per code, both levels."""

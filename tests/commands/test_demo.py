@@ -28,6 +28,10 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert 0 < reconstruction["psnr"] < 60 and 0 < reconstruction["ssim"] <= 1
     assert set(figures["prior_bits_per_code"]) == {"top", "bottom"}
     assert all(0 < bits < 20 for bits in figures["prior_bits_per_code"].values())
+    continuation = figures["top_continuation"]  # latent frames 2-3 of the 16 validation clips, in code space
+    assert continuation["context"] == 2 and continuation["clips"] == 16
+    assert set(continuation["rows"]) == {"repeat", "sampled", "teacher_forced", "another_clip"}
+    assert all(len(row["distance"]) == 2 for row in continuation["rows"].values())
     prediction = figures["prediction"]
     assert prediction["psnr_per_frame"]["frame"] == list(range(8, 16))
     # anchored on the last context frame, with the codes alone reported beside it, in PSNR and in shapes kept
@@ -58,6 +62,9 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
         in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
     assert "(its VQ-VAE with `model.top_slowness=0.01`)" in report_md
+    repeat = continuation["rows"]["repeat"]
+    assert (f"| the last context latent frame repeated (the line to beat) | {repeat['distance'][0]:.4f} "
+            f"({100 * repeat['equal'][0]:.0f}%) |") in report_md
     vqvae = load_vqvae(out / "model").model
     assert vqvae.config.top_slowness == 0.01
     with CodeStore.open(out / "codes" / "train") as store:  # what the priors' embeddings started from

@@ -9,13 +9,16 @@ import pytest
 import torch
 
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
+from vqvid.metrics import codebook_distance
 from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
+from vqvid.sampling import sample
 from vqvid.sampling.predict import (
     ANCHOR_TOLERANCE,
     _windows,
     anchor_on_context,
     block_motion,
     check_context,
+    continuation_scores,
     encode_context,
     padding_cost,
     predict,
@@ -356,3 +359,39 @@ def test_bottom_temperature_changes_only_the_bottom_prior_and_near_zero_takes_it
     shortfall = log_probs.amax(1) - log_probs.gather(1, bottom[:, None]).squeeze(1)  # (1, T/2, H/4, W/4)
     known = 2  # context 4 frames: the first 2 bottom frames are encoded, not sampled
     assert shortfall[:, known:].max() <= 1e-5, shortfall
+
+
+def test_continuation_scores_against_a_computation_by_hand(folder):
+    prior = folder.top.model
+    t, h, w = prior.config.shape
+    k = prior.config.num_codes
+    generator = torch.Generator().manual_seed(3)
+    codebook = torch.randn(k, 3, generator=generator)
+    codes = torch.randint(0, k, (5, t, h, w), generator=generator)
+    codes[:2, 1:] = codes[:2, :1]  # two still clips, which repetition continues exactly
+    scores = continuation_scores(prior, codes, codebook, 1, temperature=0.7,
+                                 generator=torch.Generator().manual_seed(0))
+
+    def by_hand(produced: torch.Tensor) -> tuple[list[float], list[float]]:  # produced (5, t - 1, h, w)
+        distances, equal = [], []
+        for f in range(t - 1):
+            pairs = [(produced[n, f, y, x], codes[n, 1 + f, y, x]) for n in range(5) for y in range(h)
+                     for x in range(w)]
+            distances.append(sum(float(((codebook[a] - codebook[b]) ** 2).sum()) for a, b in pairs) / len(pairs))
+            equal.append(sum(int(a == b) for a, b in pairs) / len(pairs))
+        return distances, equal
+
+    sampled = sample(prior, codes.clone(), start=h * w, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled[:, :1], codes[:, :1])  # the context is kept
+    expected = {"repeat": codes[:, :1].expand(-1, t - 1, -1, -1), "sampled": sampled[:, 1:],
+                "teacher_forced": prior.score(codes)[1][:, 1:], "another_clip": codes[[4, 0, 1, 2, 3], 1:]}
+    assert set(scores) == set(expected)
+    for name, produced in expected.items():
+        distances, equal = by_hand(produced)
+        assert scores[name]["distance"] == pytest.approx(distances, rel=1e-5), name
+        assert scores[name]["equal"] == pytest.approx(equal), name
+    assert scores["repeat"]["distance"][0] < scores["another_clip"]["distance"][0]  # the still clips count 0
+    with pytest.raises(ValueError, match="context=0"):
+        continuation_scores(prior, codes, codebook, 0)
+    with pytest.raises(ValueError, match="expected codes of one shape"):
+        codebook_distance(codes[:, 1:], codes, codebook)

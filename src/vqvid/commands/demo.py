@@ -8,7 +8,9 @@ Each stage runs the same code as its own `vqvid` command (through that command's
   3. reconstruct  `vqvid reconstruct` of the held-out video: input | reconstruction, and the three level panels
   4. extract      `vqvid extract`: codes of the priors' training clips (2,048, more than the VQ-VAE's 512) and
                   of held-out validation clips
-  5. priors       `vqvid train prior --level top`, then `--level bottom`; bits per code on held-out codes
+  5. priors       `vqvid train prior --level top`, then `--level bottom`; bits per code on held-out codes, and
+                  how near the top prior continues their top codes after the prediction's context, against
+                  repeating its last latent frame (`continuation_scores`)
   6. export       `vqvid export`: one model folder with the VQ-VAE and both priors
   7. predict      `vqvid predict`: the second half of held-out clips from their first half, against the
                   copy-last-frame baseline, and whether the shapes keep their identity (the generator knows
@@ -143,7 +145,29 @@ class Demo:
             self.prior_ckpts[level] = out / "checkpoints" / "last.ckpt"
             prior = load_prior(self.prior_ckpts[level], level)
             figures[level] = round(bits_per_code(prior.model, CodeDataset(self.codes["val"], level)), 3)
+            if level == "top":
+                self.figures["top_continuation"] = self.top_continuation(prior.model)
         self.figures["prior_bits_per_code"] = figures
+
+    def top_continuation(self, prior) -> dict[str, Any] | None:
+        """The top prior's continuation of the validation clips' top codes after the prediction's context, in
+        code space, against repeating the context's last latent frame (`continuation_scores`)."""
+        import torch
+
+        from vqvid.commands.predict import DEFAULT_TEMPERATURE
+        from vqvid.data.codes import CodeDataset
+        from vqvid.models.vqvae import TIME_FACTOR
+        from vqvid.sampling.predict import continuation_scores
+
+        dataset = CodeDataset(self.codes["val"], "top")
+        codebooks = dataset.codebooks()
+        if codebooks is None:
+            return None
+        codes = torch.stack([torch.as_tensor(dataset[i]) for i in range(len(dataset))]).long()
+        context = CONTEXT_FRAMES // TIME_FACTOR  # latent frames
+        rows = continuation_scores(prior, codes, torch.from_numpy(codebooks.top), context,
+                                   temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
+        return {"context": context, "clips": len(codes), "temperature": DEFAULT_TEMPERATURE, "rows": rows}
 
     def export(self) -> None:
         self.model_dir = self.out / "model"
@@ -159,8 +183,8 @@ class Demo:
         clips = str(len(self.test_videos) * HELD_OUT_CLIPS_PER_VIDEO)  # every held-out clip
         for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
             figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
-            argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", "8", "--frames",
-                    "16", "--samples", "2" if self.fast else "8", "--clips", clips, "-o",
+            argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", str(CONTEXT_FRAMES),
+                    "--frames", "16", "--samples", "2" if self.fast else "8", "--clips", clips, "-o",
                     str(self.out / f"{name}.gif"), "--json", str(figures), "--seed", "0",
                     "--save-samples", str(saved), *extra]
             self.run_command("predict", argv)
@@ -236,6 +260,7 @@ HELD_OUT_SEED, HELD_OUT_FRAMES = 90_000, 32
 # same model: +0.59 dB on the first 4, -0.32 on these 8, +0.23 on 16; anchored, +0.58 on these 8, +0.98 on 16);
 # 16 would cost the demo's predict stage another 35 s
 HELD_OUT_VIDEOS = 4
+CONTEXT_FRAMES = 8  # prediction: frames 8-15 of each held-out clip from frames 0-7
 HELD_OUT_CLIPS_PER_VIDEO = HELD_OUT_FRAMES // 16  # the `tiny` preset's clips of 16 frames
 
 
@@ -367,6 +392,30 @@ def _top_changed(levels: dict[str, Any]) -> list[str]:
             "(what the top prior has to predict beyond repeating the last latent frame).", ""]
 
 
+CONTINUATION_ROWS = (("sampled", "the top prior's samples (as prediction draws them)"),
+                     ("repeat", "the last context latent frame repeated (the line to beat)"),
+                     ("teacher_forced", "the top prior teacher-forced (reads the true codes of the frame itself)"),
+                     ("another_clip", "another clip's codes (chance)"))
+
+
+def _continuation_table(scores: dict[str, Any] | None) -> list[str]:
+    if scores is None:
+        return []
+    context, rows = scores["context"], scores["rows"]
+    frames = len(rows["repeat"]["distance"])
+    lines = [f"How near the top prior continues the top codes of {scores['clips']} held-out validation clips from "
+             f"their first {context} latent frames (the prediction's context), sampling at temperature "
+             f"{scores['temperature']:g}: the mean squared distance between the codebook vectors of the produced and "
+             "the true codes (0 when equal), and in brackets the share of codes equal "
+             "(`continuation_scores`; `benchmarks/bench_top_codes.py` has more rows):", "",
+             "| produced by | " + " | ".join(f"latent frame {context + i}" for i in range(frames)) + " |",
+             "|---|" + "---|" * frames]
+    for key, label in CONTINUATION_ROWS:
+        lines.append(f"| {label} | " + " | ".join(f"{d:.4f} ({100 * e:.0f}%)" for d, e in
+                                                   zip(rows[key]["distance"], rows[key]["equal"], strict=True)) + " |")
+    return [*lines, ""]
+
+
 def _overrides(report: dict[str, Any]) -> str:
     changes = report.get("vqvae_overrides") or []
     return " (its VQ-VAE with " + ", ".join(f"`{change}`" for change in changes) + ")" if changes else ""
@@ -411,6 +460,7 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| {figures['prior_bits_per_code']['top']:.3f} | {figures['prior_bits_per_code']['bottom']:.3f} |",
         "",
+        *_continuation_table(figures.get("top_continuation")),
         "## Prediction (frames 8-15 of held-out clips from frames 0-7)",
         "",
         f"{pred['samples']} futures sampled per clip (temperature {pred['temperature']:g}; the rows marked T = 1 "

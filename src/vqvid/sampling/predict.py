@@ -17,6 +17,9 @@ The frames are then anchored on the context (`anchor_on_context`, the default): 
 frame has not changed since the last context frame, it gets back the VQ-VAE's error on that frame, which is
 known, and which would otherwise recur in the frames after it (the detail of everything that stays where it was).
 `warp_along_decoding` instead shows the last context frame moved as the decoding moves.
+
+`continuation_scores` measures the top prior's part in code space alone: how near its continuation of held-out
+codes comes to the true codes, against repeating the last context latent frame.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from vqvid.geometry import ClipGeometry, clip_geometry
+from vqvid.metrics import codebook_distance
+from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import TIME_FACTOR, VQVAE, Codes
 from vqvid.persistence import LoadedPrior, ModelFolder
 from vqvid.sampling.ancestral import sample
@@ -409,3 +414,35 @@ def _decode(vqvae: VQVAE, top: Tensor, bottom: Tensor, samples: int) -> Tensor:
     activations of a long rollout's whole batch would not fit in memory."""
     videos = [vqvae.decode_codes(t, b) for t, b in zip(top.split(1), bottom.split(1), strict=True)]
     return rearrange(torch.cat(videos), "(b s) c t h w -> b s c t h w", s=samples)
+
+
+def continuation_scores(prior: PixelSNAIL, codes: Tensor, codebook: Tensor, context: int, *,
+                        temperature: float = 1.0, top_k: int | None = None,
+                        generator: torch.Generator | None = None) -> dict[str, dict[str, list[float]]]:
+    """How near an unconditional prior continues held-out codes (N, T, H, W) from their first `context` latent
+    frames, in code space: for each later latent frame, the mean squared distance between the codebook vectors
+    (`codebook` (K, D)) of the produced and the true codes (0 when equal; near-synonymous codes count as near),
+    and the share of positions with exactly the true code. Rows:
+
+    - "repeat": the last context latent frame repeated, the code-space copy-last (the line to beat);
+    - "sampled": the prior run free from the context in raster order, as prediction runs it (temperature, top_k);
+    - "teacher_forced": the prior's most likely code at each position given the true codes before it, its own
+      latent frame's included, which prediction never has (what its bits per code measure);
+    - "another_clip": each clip's frames from the next clip (chance).
+    The prior must be in eval mode. Codes of whole clips carry a little of their future (`encode_context`)."""
+    if not 1 <= context < codes.shape[1]:
+        raise ValueError(f"context={context}: expected 1 to {codes.shape[1] - 1} latent frames")
+    truth = codes[:, context:]
+    start = context * codes.shape[2] * codes.shape[3]  # flat positions of the context
+    with torch.inference_mode():
+        _, most_likely = prior.score(codes)
+    produced = {
+        "repeat": codes[:, context - 1 : context].expand_as(truth),
+        "sampled": sample(prior, codes.clone(), start=start, temperature=temperature, top_k=top_k,
+                          generator=generator)[:, context:],
+        "teacher_forced": most_likely[:, context:],
+        "another_clip": truth.roll(1, 0),
+    }
+    return {name: {"distance": codebook_distance(codes_, truth, codebook).tolist(),
+                   "equal": (codes_ == truth).float().mean((0, 2, 3)).tolist()}
+            for name, codes_ in produced.items()}
