@@ -83,7 +83,7 @@ def test_every_validation_is_kept_by_step_and_a_resume_continues_the_history(tmp
 
 def _validated(*bits: float, run: Path = Path("run")) -> TrainedRun:
     history = [(100 * (i + 1), {"val/bits_per_code": value}) for i, value in enumerate(bits)]
-    return TrainedRun(run / "checkpoints" / "last.ckpt", history[-1][1], history)
+    return TrainedRun(run / "checkpoints" / "last.ckpt", history)
 
 
 def test_a_run_that_got_worse_on_validation_names_its_best_checkpoint(tmp_path):

@@ -105,6 +105,11 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     return path
 
 
+def _first_process() -> bool:
+    """Whether this is the first (or only) process of a run: DDP launchers start this command once per process."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
+
+
 def _check_run(args: argparse.Namespace, run) -> Path | None:
     """Everything that can be refused before a file is written: the run folder, the checkpoint to resume from
     and the hardware. Returns the checkpoint to resume from, if any."""
@@ -114,8 +119,7 @@ def _check_run(args: argparse.Namespace, run) -> Path | None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
     # Only the first process judges the folder: DDP's other processes run this command again once it exists.
-    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
-    if first_process and args.resume is None and out.is_dir() and any(out.iterdir()):
+    if _first_process() and args.resume is None and out.is_dir() and any(out.iterdir()):
         holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
             "is not empty"
         raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
@@ -191,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         print("last validation: " + ", ".join(f"{name} {value:.4g}" for name, value in
                                               sorted(result.validation.items())))
     metric, lower_is_better, margin = WATCHED[args.stage]
-    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
-    if first_process and (note := result.overfit_note(metric, lower_is_better, margin)):
+    if _first_process() and (note := result.overfit_note(metric, lower_is_better, margin)):
         print(f"note: {note}")
     return 0

@@ -153,4 +153,3 @@ def bits_per_frame(model: PixelSNAIL, dataset, batch_size: int = 16) -> list[flo
         total_nats -= log_probs.double().sum((0, 2, 3)).cpu()
         count += codes[:, 0].numel()
     return (total_nats / count / math.log(2)).tolist()
-

@@ -243,12 +243,17 @@ def check_hardware(config: TrainConfig) -> None:
 
 
 class TrainedRun(NamedTuple):
-    """What a training run leaves: its last checkpoint, the metrics of its last validation, and those of every
-    validation of the run (resumed runs included) by step."""
+    """What a training run leaves: its last checkpoint, and the figures of every validation of the run (resumed
+    runs included) by step."""
 
     last: Path
-    validation: dict[str, float]  # e.g. {"val/bits_per_code": 3.5, "val/accuracy": 0.4}
     history: list[tuple[int, dict[str, float]]]  # (step, figures) of every validation, in step order
+
+    @property
+    def validation(self) -> dict[str, float]:
+        """The figures of the last validation, e.g. {"val/bits_per_code": 3.5, "val/accuracy": 0.4}; none if the
+        run never validated."""
+        return self.history[-1][1] if self.history else {}
 
     def overfit_note(self, metric: str, lower_is_better: bool, margin: float) -> str | None:
         """A line for the user when an earlier validation of `metric` beat the last one by more than `margin`:
@@ -285,9 +290,8 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
         step = {"step": torch.tensor(trainer.global_step)}
         trainer.save_checkpoint(trainer.checkpoint_callback.format_checkpoint_name(step))  # its step=N.ckpt
         trainer.save_checkpoint(_last_path(out))
-    metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
     # From the file, which a strategy that trains in spawned processes leaves as well
-    return TrainedRun(_last_path(out), metrics, read_validation_history(Path(out) / VALIDATION_HISTORY))
+    return TrainedRun(_last_path(out), read_validation_history(Path(out) / VALIDATION_HISTORY))
 
 
 def _last_path(run: str | Path) -> Path:
