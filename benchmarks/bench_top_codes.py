@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from vqvid.commands.predict import DEFAULT_TEMPERATURE
 from vqvid.data.codes import CodeDataset
-from vqvid.metrics import codebook_distance
+from vqvid.metrics import code_agreement
 from vqvid.persistence import load_model_folder
 from vqvid.sampling.predict import continuation_scores
 
@@ -55,8 +55,7 @@ def _top_codes(path: Path) -> tuple[Tensor, Tensor]:
     codebooks = dataset.codebooks()
     if codebooks is None:
         raise SystemExit(f"bench_top_codes: {path} holds no codebooks; extract the codes again")
-    codes = torch.stack([torch.as_tensor(dataset[i]) for i in range(len(dataset))]).long()
-    return codes, torch.from_numpy(codebooks.top).float()
+    return dataset.stacked(), torch.from_numpy(codebooks.top).float()
 
 
 class NextFrame(nn.Module):
@@ -82,12 +81,6 @@ class NextFrame(nn.Module):
         return torch.stack([second, self(codes[:, 1], second).argmax(1)], 1)
 
 
-def _scores(produced: Tensor, truth: Tensor, codebook: Tensor) -> dict[str, list[float]]:
-    """Codebook distance and exact matches of produced latent frames (N, 2, H, W) against the true ones."""
-    return {"distance": codebook_distance(produced, truth, codebook).tolist(),
-            "equal": (produced == truth).float().mean((0, 2, 3)).tolist()}
-
-
 def _next_frame_curve(train: Tensor, held_out: Tensor, codebook: Tensor, steps: int, batch: int,
                       channels: int) -> list[dict]:
     torch.manual_seed(0)
@@ -107,7 +100,7 @@ def _next_frame_curve(train: Tensor, held_out: Tensor, codebook: Tensor, steps: 
             with torch.no_grad():
                 bits = F.cross_entropy(network(held_out[:, 0], held_out[:, 1]), held_out[:, 2]).item() / 0.6931
             point = {"steps": step, "seconds": time.perf_counter() - start, "train_bits": loss.item() / 0.6931,
-                     "held_out_bits": bits, **_scores(network.rollout(held_out), truth, codebook)}
+                     "held_out_bits": bits, **code_agreement(network.rollout(held_out), truth, codebook)}
             curve.append(point)
             print(f"  next-frame network, {step} steps ({point['seconds']:.0f} s): training {point['train_bits']:.2f}"
                   f" bits, held-out {bits:.2f} bits, distance {point['distance'][0]:.4f} / {point['distance'][1]:.4f}")

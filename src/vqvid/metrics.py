@@ -81,6 +81,13 @@ def codebook_distance(produced: torch.Tensor, truth: torch.Tensor, codebook: tor
     return (codebook[produced] - codebook[truth]).pow(2).sum(-1).mean((0, 2, 3))
 
 
+def code_agreement(produced: torch.Tensor, truth: torch.Tensor, codebook: torch.Tensor) -> dict[str, list[float]]:
+    """How near produced codes (N, T, H, W) come to the true ones, per latent frame: "distance", the
+    `codebook_distance`, and "equal", the share of positions holding exactly the true code."""
+    return {"distance": codebook_distance(produced, truth, codebook).tolist(),
+            "equal": (produced == truth).float().mean((0, 2, 3)).tolist()}
+
+
 def code_size(frames: int, height: int, width: int, top_shape: tuple[int, ...], bottom_shape: tuple[int, ...],
               num_codes: int) -> CodeSize:
     """Fixed-width size of one clip's codes: ceil(log2 K) bits per code, both levels."""

@@ -274,6 +274,11 @@ def test_code_dataset_levels(tmp_path):
             bottom, condition = bottom_level[i]
             assert torch.equal(bottom, record.bottom) and torch.equal(condition, record.top)
             assert bottom.dtype == torch.int64 and bottom.shape == (2, 4, 6)
+    # All at once, as one batch, in clip order
+    assert torch.equal(top_level.stacked(), torch.stack([top_level[i] for i in range(3)]))
+    bottoms, tops = bottom_level.stacked()
+    assert torch.equal(bottoms, torch.stack([bottom_level[i][0] for i in range(3)]))
+    assert torch.equal(tops, top_level.stacked())
     with pytest.raises(ValueError, match="level"):
         CodeDataset(tmp_path, "middle")
 

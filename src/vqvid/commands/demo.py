@@ -163,7 +163,7 @@ class Demo:
         codebooks = dataset.codebooks()
         if codebooks is None:
             return None
-        codes = torch.stack([torch.as_tensor(dataset[i]) for i in range(len(dataset))]).long()
+        codes = dataset.stacked()
         context = CONTEXT_FRAMES // TIME_FACTOR  # latent frames
         rows = continuation_scores(prior, codes, torch.from_numpy(codebooks.top), context,
                                    temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))

@@ -35,7 +35,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from vqvid.geometry import ClipGeometry, clip_geometry
-from vqvid.metrics import codebook_distance
+from vqvid.metrics import code_agreement
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import TIME_FACTOR, VQVAE, Codes
 from vqvid.persistence import LoadedPrior, ModelFolder
@@ -443,6 +443,4 @@ def continuation_scores(prior: PixelSNAIL, codes: Tensor, codebook: Tensor, cont
         "teacher_forced": most_likely[:, context:],
         "another_clip": truth.roll(1, 0),
     }
-    return {name: {"distance": codebook_distance(codes_, truth, codebook).tolist(),
-                   "equal": (codes_ == truth).float().mean((0, 2, 3)).tolist()}
-            for name, codes_ in produced.items()}
+    return {name: code_agreement(codes_, truth, codebook) for name, codes_ in produced.items()}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -56,6 +57,14 @@ class CodeDataset(Dataset):
         if self.level == "top":
             return record.top  # (T/4, H/8, W/8)
         return record.bottom, record.top  # (T/2, H/4, W/4), (T/4, H/8, W/8)
+
+    def stacked(self) -> Tensor | tuple[Tensor, Tensor]:
+        """Every item at once, as one batch: top codes (N, T/4, H/8, W/8), or for the bottom level the bottom
+        codes (N, T/2, H/4, W/4) and their top codes. For held-out stores, which fit in memory."""
+        items = [self[i] for i in range(len(self))]
+        if self.level == "top":
+            return torch.stack(items)
+        return torch.stack([bottom for bottom, _ in items]), torch.stack([top for _, top in items])
 
     def _reader(self) -> CodeStore:
         # A store opened before a fork must not be used in the child, so each process opens its own.
