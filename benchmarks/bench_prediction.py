@@ -23,8 +23,11 @@ them as a lower bound.
 
 `--levels` trains nothing: on the demo's own model (or `--model`, another model folder of the demo's VQ-VAE) it
 decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what.
-Rows that use a true level know part of the future; they diagnose, they do not predict. `--videos N` measures on
-N held-out videos of the demo's generator (2 clips each) instead of the demo's own 4.
+Rows that use a true level know part of the future; they diagnose, they do not predict. It also prints how near
+the sampled top codes of frames 8-15, and the context's last latent frame of them repeated, come to the whole
+clip's: the share equal, and the codebook distance where the generator's shapes are and elsewhere; and the shapes
+kept by the sample of each clip whose top codes lie nearest the truth, against the farthest. `--videos N`
+measures on N held-out videos of the demo's generator (2 clips each) instead of the demo's own 4.
 
 The priors train on Lightning's default accelerator (a GPU where there is one) and `vqvid predict` samples on the
 CPU, so the demo's own figures can be extended on a GPU machine from a CPU demo's folder: its `codes`, `data` and
@@ -134,6 +137,8 @@ LEVEL_ROWS = {
     "sampled_top_true_bottom": "sampled top, true bottom",
     "true_top_sampled_bottom": "true top, bottom sampled given it",
     "copied_top_sampled_bottom": "top of frames 4-7 repeated, bottom sampled",
+    "nearest_top_anchored": "sample with the nearest top codes, anchored",
+    "farthest_top_anchored": "sample with the farthest top codes, anchored",
     "true_top_only": "true top, decoded alone",
     "reconstruction": "true top, true bottom (reconstruction)",
 }
@@ -155,7 +160,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     from vqvid.data.codes import CodeDataset
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
-    from vqvid.metrics import psnr_per_frame
+    from vqvid.metrics import codebook_distance, psnr_per_frame
     from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
     from vqvid.sampling import sample
@@ -185,14 +190,23 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
         return sample(folder.bottom.model, context_bottom, condition=top, start=start,
                       temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
                       generator=torch.Generator().manual_seed(0))
+    codebook = vqvae.top_quantizer.embed
+    # Per clip, the samples whose top codes of frames 8-15 lie nearest and farthest from the whole clip's (by the
+    # mean codebook distance; oracles, as best of N): whether nearer top codes keep more of the shapes
+    distance = (codebook[prediction.codes.top[:, :, known_top:]] - codebook[true.top[:, None, known_top:]]
+                ).square().sum(-1).mean((2, 3, 4))  # (B, S)
+    anchored = anchor_on_context(prediction.video, clips, CONTEXT)
+    chosen = lambda index: anchored[torch.arange(len(clips)), index][:, None]  # (B, 1, 3, F, H, W)
     videos = {
         "warped": warp_along_decoding(prediction.video, clips, CONTEXT),
-        "anchored": anchor_on_context(prediction.video, clips, CONTEXT),
+        "anchored": anchored,
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
         "true_top_sampled_bottom": decode(true_top, bottom_given(true_top)),
         "copied_top_sampled_bottom": decode(copied_top, bottom_given(copied_top)),
+        "nearest_top_anchored": chosen(distance.argmin(1)),
+        "farthest_top_anchored": chosen(distance.argmax(1)),
         "true_top_only": vqvae.decode_codes(true.top, None)[:, None],  # one "sample" per clip
         "reconstruction": vqvae.decode_codes(true.top, true.bottom)[:, None],
     }
@@ -214,11 +228,30 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     # per predicted latent frame, the share of top codes that equal those of the whole clip's encoding
     equal = lambda top: (top[:, known_top:] == true_top[:, known_top:]).float().mean((0, 2, 3)).tolist()
     rows["top_codes_equal_truth"] = {"sampled": equal(each(prediction.codes.top)), "copied": equal(copied_top)}
+    # per predicted latent frame, how far their codebook vectors lie from the whole clip's, where the shapes are
+    # and elsewhere (a top code counts as a shape's when any of its pixels and frames shows one)
+    cells = repeat(_shape_cells(clips, true.top.shape[2:]), "b ... -> (b s) ...", s=samples)
+    near = lambda top, where: codebook_distance(top[:, known_top:], true_top[:, known_top:], codebook, where).tolist()
+    rows["top_codes_distance"] = {name: {"shapes": near(top, cells), "elsewhere": near(top, ~cells)}
+                                  for name, top in (("sampled", each(prediction.codes.top)), ("copied", copied_top))}
+    rows["top_codes_distance"]["shape_share"] = cells.float().mean().item()
     # how well each prior predicts each latent frame of the held-out validation codes from the ones before it
     rows["bits_per_frame"] = {level: bits_per_frame(getattr(folder, level).model,
                                                     CodeDataset(demo / "codes" / "val", level))
                               for level in ("top", "bottom")}
     return rows
+
+
+def _shape_cells(clips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, T', H', W') bool: the top codes of frames CONTEXT..FRAMES-1 of each held-out clip (B, 3, FRAMES, H, W)
+    whose frames and pixels show one of the generator's shapes, on a top grid of H'×W' codes a latent frame."""
+    from vqvid.commands.demo import held_out_shapes
+    from vqvid.models.vqvae import TIME_FACTOR
+
+    shown = torch.stack([torch.stack([shape.visible > 0.5 for shape in shapes]).any(0)
+                         for shapes in held_out_shapes(clips, CONTEXT, FRAMES)]).float()  # (B, F, H, W)
+    kernel = (TIME_FACTOR, shown.shape[2] // grid[0], shown.shape[3] // grid[1])
+    return torch.nn.functional.max_pool3d(shown[:, None], kernel)[:, 0] > 0
 
 
 def _print_levels(rows: dict) -> None:
@@ -236,6 +269,11 @@ def _print_levels(rows: dict) -> None:
     print("top codes of each predicted latent frame equal to the whole clip's: "
           + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
                       for name, values in rows["top_codes_equal_truth"].items()))
+    distance = rows["top_codes_distance"]
+    print(f"their codebook distance to the whole clip's, where the shapes are ({100 * distance['shape_share']:.0f}% "
+          "of the top codes) / elsewhere: " + "; ".join(
+              f"{name} " + ", ".join(f"{s:.3f} / {e:.3f}" for s, e in zip(d["shapes"], d["elsewhere"], strict=True))
+              for name, d in distance.items() if name != "shape_share"))
     for level, bits in rows["bits_per_frame"].items():
         print(f"{level} prior, held-out bits per code of latent frame 0, 1, ...: "
               + ", ".join(f"{b:.2f}" for b in bits))

@@ -133,3 +133,23 @@ def test_the_search_over_shifts_equals_trying_each_shift_in_turn():
         agree.append(_kept_near(frame, target, mask, without, radius) == expected)
         outcomes.add(expected)
     assert all(agree) and outcomes == {True, False}
+
+
+def test_codebook_distance_where_averages_only_the_chosen_positions():
+    from vqvid.metrics import codebook_distance
+
+    generator = torch.Generator().manual_seed(0)
+    codebook = torch.randn(7, 3, generator=generator)
+    produced, truth = (torch.randint(0, 7, (2, 3, 4, 5), generator=generator) for _ in range(2))
+    where = torch.rand(2, 3, 4, 5, generator=generator) < 0.4
+    where[:, 2] = False  # a latent frame with no chosen position
+    got = codebook_distance(produced, truth, codebook, where).tolist()
+    for t in range(2):
+        chosen = [float((codebook[produced[n, t, y, x]] - codebook[truth[n, t, y, x]]).square().sum())
+                  for n in range(2) for y in range(4) for x in range(5) if where[n, t, y, x]]
+        assert got[t] == pytest.approx(sum(chosen) / len(chosen), rel=1e-5)
+    assert math.isnan(got[2])
+    assert codebook_distance(produced, truth, codebook, torch.ones_like(where)).tolist() == pytest.approx(
+        codebook_distance(produced, truth, codebook).tolist(), rel=1e-6)
+    with pytest.raises(ValueError, match="where"):
+        codebook_distance(produced, truth, codebook, where[:, :2])

@@ -71,14 +71,20 @@ class CodeSize:
         )
 
 
-def codebook_distance(produced: torch.Tensor, truth: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+def codebook_distance(produced: torch.Tensor, truth: torch.Tensor, codebook: torch.Tensor,
+                      where: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared distance between the codebook vectors of produced and true codes (N, T, H, W) int64, per
-    latent frame: (T,). `codebook` (K, D); 0 where the codes are equal, small between near-synonymous codes."""
+    latent frame: (T,). `codebook` (K, D); 0 where the codes are equal, small between near-synonymous codes.
+    `where` (N, T, H, W) bool keeps the mean to those positions (NaN in a latent frame that has none)."""
     if produced.shape != truth.shape or produced.ndim != 4:
         raise ValueError(f"produced {tuple(produced.shape)} and truth {tuple(truth.shape)}: expected codes of one "
                          "shape (N, T, H, W)")
-    codebook = codebook.float()
-    return (codebook[produced] - codebook[truth]).pow(2).sum(-1).mean((0, 2, 3))
+    squared = (codebook.float()[produced] - codebook.float()[truth]).pow(2).sum(-1)  # (N, T, H, W)
+    if where is None:
+        return squared.mean((0, 2, 3))
+    if where.shape != produced.shape:
+        raise ValueError(f"where {tuple(where.shape)}: expected the codes' shape {tuple(produced.shape)}")
+    return (squared * where).sum((0, 2, 3)) / where.sum((0, 2, 3))
 
 
 def code_agreement(produced: torch.Tensor, truth: torch.Tensor, codebook: torch.Tensor) -> dict[str, list[float]]:

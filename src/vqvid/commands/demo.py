@@ -272,21 +272,16 @@ def write_held_out_videos(folder: Path, count: int) -> list[Path]:
     return write_synthetic_videos(folder, count, size=64, frames=HELD_OUT_FRAMES, fps=10, seed=HELD_OUT_SEED)
 
 
-def held_out_shape_scores(saved: dict[str, Any], stray: int = 0,
-                          only: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Shape figures (`vqvid.metrics.shape_scores`, with its `stray`) of a `vqvid predict --save-samples` file
-    of the held-out videos, for each reading of the samples that `vqvid predict` reports but best of N (which
-    picks by PSNR), or for those named in `only`. With clips of more than one video it adds "another_video",
-    each clip's copy-last taken from another video: a scene of other shapes, what a reading scores by chance."""
+def held_out_shapes(clips: Tensor, first: int, end: int) -> list[list[Any]]:
+    """The generator's shapes (`MovingShapes.shapes`) of each held-out clip of `clips` (B, 3, T, H, W), the
+    clips of the held-out videos in their order, cut to frames [first, end) of the clip. Raises if a clip is not
+    the part of its video that its place says."""
     from dataclasses import replace
 
-    from vqvid.commands.predict import readings
     from vqvid.data.synthetic import MovingShapes
-    from vqvid.metrics import psnr, shape_scores
+    from vqvid.metrics import psnr
 
-    clips, samples, context = saved["clips"], saved["samples"], saved["context"]  # (B, 3, T, ...), (B, S, 3, ...)
-    (b, _, t, size, _), s = clips.shape, samples.shape[1]
-    end = min(t, samples.shape[3])
+    b, _, t, size, _ = clips.shape
     videos = MovingShapes(b, frames=HELD_OUT_FRAMES, size=size, seed=HELD_OUT_SEED)
     per_video = HELD_OUT_FRAMES // t
     shapes = []
@@ -295,9 +290,26 @@ def held_out_shape_scores(saved: dict[str, Any], stray: int = 0,
         truth = videos[video][:, start : start + t]
         if psnr(clips[i : i + 1], truth[None]) < 25:  # an MP4 round trip costs a few dB, another clip far more
             raise RuntimeError(f"held-out clip {i} is not frames {start}-{start + t - 1} of video {video}")
-        cut = slice(start + context, start + end)
+        cut = slice(start + first, start + end)
         shapes.append([replace(shape, visible=shape.visible[cut], without=shape.without[:, cut])
                        for shape in videos.shapes(video)])
+    return shapes
+
+
+def held_out_shape_scores(saved: dict[str, Any], stray: int = 0,
+                          only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Shape figures (`vqvid.metrics.shape_scores`, with its `stray`) of a `vqvid predict --save-samples` file
+    of the held-out videos, for each reading of the samples that `vqvid predict` reports but best of N (which
+    picks by PSNR), or for those named in `only`. With clips of more than one video it adds "another_video",
+    each clip's copy-last taken from another video: a scene of other shapes, what a reading scores by chance."""
+    from vqvid.commands.predict import readings
+    from vqvid.metrics import shape_scores
+
+    clips, samples, context = saved["clips"], saved["samples"], saved["context"]  # (B, 3, T, ...), (B, S, 3, ...)
+    (b, _, t, _, _), s = clips.shape, samples.shape[1]
+    end = min(t, samples.shape[3])
+    per_video = HELD_OUT_FRAMES // t
+    shapes = held_out_shapes(clips, context, end)
     per_sample = [clip for clip in shapes for _ in range(s)]  # rows of single-sample readings are clip-major
     pairs = readings(clips, samples, saved["generated_top"], context, saved.get("decoded"))
     if b > per_video and b % per_video == 0:  # whole videos, so that a roll by one video lands on another
