@@ -153,3 +153,17 @@ def test_codebook_distance_where_averages_only_the_chosen_positions():
         codebook_distance(produced, truth, codebook).tolist(), rel=1e-6)
     with pytest.raises(ValueError, match="where"):
         codebook_distance(produced, truth, codebook, where[:, :2])
+
+
+def test_a_frame_equal_to_its_reference_counts_as_the_cap_and_the_mean_stays_finite():
+    from vqvid.metrics import PSNR_CAP, psnr, psnr_per_frame
+
+    target = torch.rand(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    prediction = target.clone()
+    prediction[:, :, 1:] += 0.1  # frames 1-3 off by 0.05 on [0, 1] pixels (a black frame coded exactly, say)
+    noisy = -10 * math.log10(((prediction[:, :, 1:].clamp(-1, 1) - target[:, :, 1:]) / 2).square().mean().item())
+    per_frame = psnr_per_frame(prediction, target).tolist()
+    assert per_frame[0] == PSNR_CAP == 100.0
+    assert per_frame[1:] == pytest.approx([noisy] * 3, abs=0.5)  # the clamp at 1 moves a few pixels
+    assert psnr(prediction, target) == pytest.approx(sum(per_frame) / 4, rel=1e-6)
+    assert psnr(target, target) == PSNR_CAP

@@ -1,7 +1,9 @@
 """Honest numbers: PSNR and SSIM of video, and the size of codes against raw pixels.
 
 Video tensors are B×3×T×H×W in [-1, 1]. Quality is measured on 8-bit-equivalent [0, 1] pixels after clamping,
-per frame, averaged over frames and clips (how video codecs are usually compared).
+per frame, averaged over frames and clips (how video codecs are usually compared); a frame that equals its
+reference counts as PSNR_CAP = 100 dB, as in x264's reports, rather than as an infinity that would swallow the
+mean.
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ def _frames01(video: torch.Tensor) -> torch.Tensor:
     return rearrange((video.float().clamp(-1, 1) + 1) / 2, "b c t h w -> (b t) c h w")
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean per-frame PSNR in dB of two B×3×T×H×W videos in [-1, 1]."""
+# A frame equal to its reference has no finite PSNR; it counts as this many dB, as x264 reports such frames, so
+# that a mean over frames (a lossless black frame of a real video, say) stays a number
+PSNR_CAP = 100.0
+
+
+def _psnr_of_frames(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B*T,) PSNR in dB of each frame, at most PSNR_CAP."""
     values = peak_signal_noise_ratio(
         _frames01(prediction), _frames01(target), data_range=1.0, reduction="none", dim=(1, 2, 3)
     )
-    return values.mean().item()
+    return values.clamp(max=PSNR_CAP)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean per-frame PSNR in dB of two B×3×T×H×W videos in [-1, 1]; a frame equal to its reference counts as
+    PSNR_CAP dB."""
+    return _psnr_of_frames(prediction, target).mean().item()
 
 
 def psnr_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(T,) PSNR in dB of each frame index, averaged over the batch."""
-    b = prediction.shape[0]
-    values = peak_signal_noise_ratio(
-        _frames01(prediction), _frames01(target), data_range=1.0, reduction="none", dim=(1, 2, 3)
-    )
-    return rearrange(values, "(b t) -> b t", b=b).mean(0)
+    """(T,) PSNR in dB of each frame index, averaged over the batch (each frame at most PSNR_CAP)."""
+    return rearrange(_psnr_of_frames(prediction, target), "(b t) -> b t", b=prediction.shape[0]).mean(0)
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
