@@ -8,7 +8,15 @@ import torch
 from einops import repeat
 from PIL import Image
 
-from vqvid.commands.demo import HELD_OUT_FRAMES, HELD_OUT_SEED, held_out_shape_scores, main, mean_of_n_scores
+from vqvid.commands.demo import (
+    DEMO_MARKER,
+    HELD_OUT_FRAMES,
+    HELD_OUT_SEED,
+    Demo,
+    held_out_shape_scores,
+    main,
+    mean_of_n_scores,
+)
 from vqvid.data import MovingShapes
 from vqvid.data.codes import CodeStore
 from vqvid.persistence import load_vqvae
@@ -71,6 +79,79 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
         codebooks = store.codebooks()
     np.testing.assert_array_equal(codebooks.top, vqvae.top_quantizer.codebook.numpy())
     np.testing.assert_array_equal(codebooks.bottom, vqvae.bottom_quantizer.codebook.numpy())
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """The names of the stages `main` runs, none of which does any work; nor is a report written."""
+    ran = []
+    monkeypatch.setattr(Demo, "stage", lambda self, name, run: ran.append(name))
+    monkeypatch.setattr(Demo, "report", lambda self: None)
+    return ran
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demos_before_any_work(tmp_path, stages, capsys):
+    out = tmp_path / "myproj"  # a user's own runs, which the demo's stages would delete
+    (out / "vqvae" / "checkpoints").mkdir(parents=True)
+    (out / "vqvae" / "checkpoints" / "last.ckpt").write_text("x")
+    assert main(["--fast", "--out", str(out)]) == 2
+    assert f"--out {out}: not empty and not an earlier demo's output" in capsys.readouterr().err
+    assert stages == [] and (out / "vqvae" / "checkpoints" / "last.ckpt").read_text() == "x"
+    assert sorted(p.name for p in out.iterdir()) == ["vqvae"]
+    (out / "report.json").write_text('{"psnr": 30}')  # a report.json, but not a demo's
+    assert main(["--fast", "--out", str(out)]) == 2 and stages == []
+
+
+def test_demo_runs_again_into_an_earlier_demos_folder(tmp_path, stages):
+    out = tmp_path / "demo_out"
+    assert main(["--fast", "--out", str(out)]) == 0
+    assert (out / DEMO_MARKER).is_file()  # written before the first stage
+    (out / "vqvae" / "checkpoints").mkdir(parents=True)  # as a demo interrupted in its vqvae stage leaves it
+    assert main(["--fast", "--out", str(out)]) == 0
+    assert stages == 2 * ["data", "vqvae", "reconstruct", "extract", "priors", "export", "predict", "compress"]
+    # a demo finished before the marker was written is known by its report.json
+    (out / DEMO_MARKER).unlink()
+    (out / "report.json").write_text(json.dumps({"figures": {}, "seconds": {}, "fast": True,
+                                                 "vqvae_overrides": []}))
+    assert main(["--fast", "--out", str(out)]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--fast", "--out", str(empty)]) == 0
+
+
+def test_demo_refuses_an_out_that_is_a_file(tmp_path, stages, capsys):
+    video = tmp_path / "text.mp4"
+    video.write_text("x")
+    assert main(["--fast", "--out", str(video)]) == 2
+    assert capsys.readouterr().err.strip() == f"vqvid demo: --out {video}: exists and is not a folder"
+    assert main(["--fast", "--out", str(video / "demo_out")]) == 2
+    assert f"--out {video / 'demo_out'}: {video} is a file" in capsys.readouterr().err
+    assert stages == [] and video.read_text() == "x"
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("model.channels", "--vqvae-set: override 'model.channels': expected KEY=VALUE"),
+    ("model.chanels=16", "--vqvae-set: config.model: unknown field(s) ['chanels']"),
+    ("model.channels=many", "--vqvae-set: config.model.channels: expected an integer"),
+])
+def test_demo_refuses_vqvae_overrides_that_training_would_refuse_before_any_work(tmp_path, stages, capsys,
+                                                                                override, expected):
+    out = tmp_path / "demo_out"
+    assert main(["--fast", "--out", str(out), "--vqvae-set", override]) == 2
+    assert expected in capsys.readouterr().err
+    assert stages == [] and not out.exists()
+
+
+def test_demo_refuses_vqvae_steps_below_one_and_passes_on_those_given(tmp_path, stages, capsys):
+    out = tmp_path / "demo_out"
+    for steps in ("0", "-3"):
+        assert main(["--fast", "--out", str(out), "--vqvae-steps", steps]) == 2
+        assert f"--vqvae-steps {steps}: expected at least 1" in capsys.readouterr().err
+    assert stages == [] and not out.exists()
+    max_steps = lambda argv: argv[argv.index("--max-steps") + 1] if "--max-steps" in argv else None
+    assert max_steps(Demo(out, fast=True, vqvae_steps=1).vqvae_argv(out)) == "1"
+    assert max_steps(Demo(out, fast=True).vqvae_argv(out)) == "20"  # not given: --fast's own
+    assert max_steps(Demo(out, fast=False).vqvae_argv(out)) is None  # not given: the preset's
 
 
 def test_held_out_shape_scores_find_every_shape_of_the_held_out_clips():

@@ -16,7 +16,8 @@ Each stage runs the same code as its own `vqvid` command (through that command's
                   copy-last-frame baseline, and whether the shapes keep their identity (the generator knows
                   where each one is)
   8. compress     `vqvid compress` / `decompress` of a held-out video, and `vqvid rd` against x264/x265
-Writes `report.md` (for people) and `report.json` (the same figures) into the output folder.
+Writes `report.md` (for people) and `report.json` (the same figures) into the output folder. A demo run again
+into its folder replaces its runs; a non-empty `--out` that is not a demo's is refused, before any work.
 `--fast` shrinks every stage to a smoke test (used by the test suite); its figures mean nothing.
 `--vqvae-set KEY=VALUE` (repeatable) changes the VQ-VAE's `tiny` config as `vqvid train vqvae` overrides do, e.g.
 `--vqvae-set model.top_slowness=0.02`, so that a change is measured by every stage after it; the report names it.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,7 +80,8 @@ class Demo:
 
     def fresh(self, folder: Path) -> Path:
         """`folder` emptied of an earlier demo's output: a demo run again starts its stages anew (training
-        refuses a run folder that holds a run, extraction a store of another VQ-VAE)."""
+        refuses a run folder that holds a run, extraction a store of another VQ-VAE). Only ever inside an --out
+        that `check_out` took for a demo's."""
         import shutil
 
         if folder.is_dir():
@@ -100,14 +103,31 @@ class Demo:
         self.figures["data"] = {"train_source": self.train_source, "prior_source": self.prior_source,
                                 "test_videos": [str(p) for p in self.test_videos]}
 
-    def vqvae(self) -> None:
-        steps = self.vqvae_steps or (20 if self.fast else None)
-        argv = ["vqvae", "--data", self.train_source, "--preset", "tiny", "--out", str(self.fresh(self.out / "vqvae"))]
-        if steps:
+    def vqvae_argv(self, out: Path) -> list[str]:
+        """The arguments of the vqvae stage's `vqvid train`, training into `out`."""
+        steps = self.vqvae_steps if self.vqvae_steps is not None else (20 if self.fast else None)
+        argv = ["vqvae", "--data", self.train_source, "--preset", "tiny", "--out", str(out)]
+        if steps is not None:
             argv += ["--max-steps", str(steps), f"train.val_every={min(steps, 200)}"]
         if self.fast:
             argv += ["train.num_workers=0", "train.batch_size=4", "model.channels=16", "model.res_channels=8"]
-        self.run_command("train", argv + self.vqvae_overrides)
+        return argv + self.vqvae_overrides
+
+    def check_vqvae_config(self) -> None:
+        """Refuses, before any work, a VQ-VAE config that the vqvae stage's `vqvid train` would refuse: its own
+        parsing and validation of the overrides, against the `tiny` preset."""
+        from vqvid.commands import train
+        from vqvid.config import ConfigError
+        from vqvid.presets import VQVAERun, get_preset
+
+        args = train.build_parser().parse_args(self.vqvae_argv(self.out / "vqvae"))
+        try:
+            train._resolve(VQVAERun, get_preset(args.preset).vqvae, args)
+        except ConfigError as error:
+            raise ValueError(f"--vqvae-set: {error}") from None
+
+    def vqvae(self) -> None:
+        self.run_command("train", self.vqvae_argv(self.fresh(self.out / "vqvae")))
         self.vqvae_ckpt = self.out / "vqvae" / "checkpoints" / "last.ckpt"
 
     def reconstruct(self) -> None:
@@ -251,6 +271,36 @@ class Demo:
         write_text(self.out / "report.json", json.dumps(report, indent=2))
         write_text(self.out / "report.md", render_report(report))
         print((self.out / "report.md").read_text())
+
+
+# Written into --out before the first stage: the folder is a demo's, whose runs a demo run again replaces, even
+# when the demo that wrote it was interrupted
+DEMO_MARKER = ".vqvid-demo"
+
+
+def is_demo_output(folder: Path) -> bool:
+    """Whether `folder` holds an earlier demo's output: its DEMO_MARKER, or the report.json of a demo that
+    finished before the marker was written."""
+    if (folder / DEMO_MARKER).is_file():
+        return True
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"figures", "seconds", "fast"} <= set(report)
+
+
+def check_out(out: Path) -> None:
+    """Refuses an --out that cannot be a folder, or that is a non-empty folder of something else than an earlier
+    demo: the demo replaces the runs it finds there."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    nearest = next(folder for folder in out.absolute().parents if folder.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"--out {out}: {nearest} is a file, so no folder can be made there")
+    if out.is_dir() and any(out.iterdir()) and not is_demo_output(out):
+        raise ValueError(f"--out {out}: not empty and not an earlier demo's output (no {DEMO_MARKER} or demo "
+                         "report.json in it), whose runs the demo would replace; choose a new or empty folder")
 
 
 # The held-out videos: HELD_OUT_FRAMES frames each (read as clips of 16), from a seed far from the training
@@ -540,8 +590,20 @@ def render_report(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    from vqvid.commands import options
+    from vqvid.files import write_text
+
     demo = Demo(args.out, args.fast, args.vqvae_steps, args.vqvae_set)
+    try:
+        options.at_least(args.vqvae_steps, 1, "--vqvae-steps")
+        check_out(args.out)
+        demo.check_vqvae_config()
+    except ValueError as error:
+        print(f"vqvid demo: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / DEMO_MARKER, "written by `vqvid demo`: a demo run again into this folder replaces "
+                                       "its runs\n")
     demo.stage("data", demo.data)
     demo.stage("vqvae", demo.vqvae)
     demo.stage("reconstruct", demo.reconstruct)
