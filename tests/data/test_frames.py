@@ -147,3 +147,24 @@ def test_too_short_folder_is_skipped_and_an_empty_source_is_an_error(tmp_path):
     with pytest.warns(DataWarning, match=r"short: 3 frames, fewer than one clip of 4"):
         with pytest.raises(DataError, match="no usable clip.*at least 4 frames"):
             open_clips(tmp_path, ClipSpec(frames=4, stride=1, size=16))
+
+
+def test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    grey = np.random.default_rng(0).integers(0, 65536, size=(4, 16, 16)).astype(np.uint16)  # (T, H, W)
+    for n, image in enumerate(grey):
+        Image.fromarray(image).save(folder / f"{n}.png")
+    assert Image.open(folder / "0.png").mode.startswith("I")  # Pillow's 16-bit grey, which convert("RGB") clips
+    frames = open_clips(folder, ClipSpec(frames=4, stride=4, size=16)).frames(0)  # (T, 16, 16, 3), no resize
+    expected = np.rint(grey / 257).astype(np.uint8)  # 0 -> 0, 65535 -> 255
+    for channel in range(3):
+        np.testing.assert_array_equal(frames[..., channel], expected)
+
+
+def test_a_floating_point_image_is_refused_naming_it(tmp_path):
+    write_frames(tmp_path / "seq", range(4))
+    Image.fromarray(np.full((16, 16), 0.5, np.float32)).save(tmp_path / "seq" / "2.png", format="TIFF")
+    clips = open_clips(tmp_path / "seq", ClipSpec(frames=4, stride=4, size=16))
+    with pytest.raises(DataError, match=r"seq.2\.png: cannot read it as an image \(a floating-point image"):
+        clips.frames(0)

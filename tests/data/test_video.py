@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -278,6 +279,46 @@ def test_a_corrupt_payload_is_cut_at_probe_with_a_warning_naming_file_and_time(t
     assert 0 < len(clips) < 10
     for i in range(len(clips)):  # every clip of the frames kept reads
         assert clips.frames(i).shape == (4, 32, 32, 3)
+
+
+def write_fast_start_mp4(path: Path, count: int) -> Path:
+    """An MP4 of `count` indexed frames with its index in front of the frames, as streamed files have."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.options = "yuv420p", {"crf": "0"}
+        for i in range(count):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(indexed_frame(i, 32, 32), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def cut_halfway_through_the_frames(path: Path) -> None:
+    """Keep the headers in front of the frames (an MP4's index too, when it is in front) and half the frames: a
+    copy or download stopped midway. An AVI is cut where a frame's chunk starts: the decoder then meets no
+    damaged frame and no error, only an early end (as with opencv-doc's vtest.avi cut at 600 kB)."""
+    data = path.read_bytes()
+    start = data.find(b"movi" if path.suffix == ".avi" else b"mdat")
+    middle = start + (len(data) - start) // 2
+    path.write_bytes(data[: data.find(b"00dc", middle) if path.suffix == ".avi" else middle])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_file_cut_short_keeps_the_frames_before_the_cut_with_one_warning_saying_where(tmp_path, suffix):
+    path = tmp_path / f"cut{suffix}"
+    write_fast_start_mp4(path, 40) if suffix == ".mp4" else write_avi_with_dropped_frames(path, list(range(40)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # the whole file: no warning
+        assert len(VideoFile.probe(path, path.name, 32).times) == 40
+    cut_halfway_through_the_frames(path)
+    where = "index" if suffix == ".mp4" else "RIFF chunk"
+    with pytest.warns(DataWarning, match=rf"cut\{suffix}: decoding stopped after \d+\.\d+ s \(truncated: its {where} "
+                      r"reaches byte \d+, the file has \d+\); using the \d+ frames before it, of the 40 its header "
+                      "announces") as caught:
+        clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
+    assert len([w for w in caught if issubclass(w.category, DataWarning)]) == 1
+    kept = [frame_index(frame) for i in range(len(clips)) for frame in clips.frames(i)]
+    assert 8 <= len(kept) < 40 and kept == list(range(len(kept)))
 
 
 def test_a_read_that_fails_names_the_file_and_time(tmp_path):

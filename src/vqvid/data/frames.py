@@ -21,6 +21,10 @@ _NUMBERED = re.compile(r"(.*?)(\d+)")  # stem = any prefix + frame number
 # Gaps in the numbering are gaps in time; resampling fills them with held frames. A gap larger than this is a
 # stray file (e.g. `1000000000.png`), whose resampling would ask for billions of frames.
 MAX_GAP = 10_000
+# Pillow opens 16-bit greyscale PNGs as "I;16" (older versions: "I"), which convert("RGB") clips at 255: a mid-grey
+# 16-bit image would come out white. They are scaled to 8 bits instead, 65535 -> 255, as swscale scales 10-bit video.
+# (16-bit colour PNGs Pillow opens as 8-bit "RGB" / "RGBA" itself.)
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def numbered_images(folder: Path) -> list[Path]:
@@ -89,8 +93,22 @@ class FrameFolder:
     def _load(self, file: Path) -> np.ndarray:
         try:
             with Image.open(file) as image:
-                upright = ImageOps.exif_transpose(image).convert("RGB")
+                upright = _eight_bit_rgb(ImageOps.exif_transpose(image))
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise DataError(f"{file}: cannot read it as an image ({error})") from error
         resized = upright.resize(resized_shape(*upright.size, self.size), Image.Resampling.BILINEAR)
         return centre_crop(np.asarray(resized), self.size)  # (size, size, 3)
+
+
+def _eight_bit_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB: 16-bit grey scaled to 8 bits (not clipped); ValueError for images whose range is
+    not known (floating point, or integers beyond 16 bits)."""
+    if image.mode == "F":
+        raise ValueError("a floating-point image (mode F), whose range is unknown; expected 8- or 16-bit images")
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = np.asarray(image, dtype=np.int64)  # (H, W)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ValueError(f"a mode {image.mode} image with values in [{grey.min()}, {grey.max()}]; expected 8- "
+                             "or 16-bit images")
+        image = Image.fromarray(np.rint(grey / 257).astype(np.uint8))  # (H, W) mode L, 65535 -> 255
+    return image.convert("RGB")

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
-from itertools import chain
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
+from vqvid.data.frames import FrameFolder
 from vqvid.data.sources import Clips, open_clips
 from vqvid.data.store import ClipStore, is_store
-from vqvid.data.video import ClipSpec, DataError, DataWarning
+from vqvid.data.video import ClipSpec, DataError, DataWarning, FrameSource
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -37,16 +39,24 @@ class VideoInput(NamedTuple):
 def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int | None = None) -> VideoInput:
     """The frames of `source` at the model's size, lazily, for coding: one video file or frame folder, read
     whole (resampled to the model's frame rate if it was trained on one; resized and centre-cropped to its
-    size), or a prepared store or 'synthetic[:N]', whose clips follow one another. `data` is the VQ-VAE's clip
-    spec (model.json). Raises DataError for a source that holds several videos or none that decodes."""
+    size), or a prepared store or 'synthetic[:N]', whose clips follow one another (a store's overlapping clips
+    give each frame once). `data` is the VQ-VAE's clip spec (model.json). Raises DataError for a source that
+    holds several videos or none that decodes. `frames` counts the frames to code; one that turns out unreadable
+    is left out of the pieces (`_skipping_unreadable`)."""
     rates = {key: data[key] for key in ("fps", "source_fps") if data.get(key) is not None}
     length, size = geometry.clip_frames, geometry.height
     limit = max_frames if max_frames is not None else math.inf
     model_fps = Fraction(rates["fps"]).limit_denominator(1001) if "fps" in rates else None
     if source == "synthetic" or source.startswith("synthetic:") or is_store(source):
         clips = open_clips(source, ClipSpec(frames=length, stride=length, size=size, **rates))
-        frames = int(min(len(clips) * length, limit))
-        pieces = (clips[i][:, : frames - i * length] for i in range(-(-frames // length)))
+        spans, frames = [], 0  # (clip, first frame of it to code)
+        for index, first in (_store_spans(clips) if isinstance(clips, ClipStore) else enumerate([0] * len(clips))):
+            if frames >= limit:
+                break
+            spans.append((index, first))
+            frames += length - first
+        frames = int(min(frames, limit))
+        pieces = _first_frames((clips[i][:, first:] for i, first in spans), frames)
         store_fps = clips.spec.fps if isinstance(clips, ClipStore) else None
         fps = model_fps or Fraction(store_fps or DEFAULT_FPS).limit_denominator(1001)
         return VideoInput(pieces, frames, fps)
@@ -55,35 +65,69 @@ def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int 
         raise DataError(f"{source}: holds {len(single.sources)} videos; compress one video file or frame "
                         "folder at a time")
     frames = int(min(len(single), limit))
-    # Whole clips decode in one pass each; only the frames of the last, partial clip are read one by one.
     whole = Clips(single.sources, ClipSpec(frames=length, stride=length, size=size, **rates))
-    full = frames // length
-    pieces = chain((lambda i=i: whole[i] for i in range(full)),
-                   (lambda j=j: single[j] for j in range(full * length, frames)))
-    return VideoInput(_skipping_unreadable(pieces), frames, model_fps or _source_fps(single.sources[0].times))
+    fps = model_fps or source_fps(single.sources[0])
+    return VideoInput(_skipping_unreadable(single, whole, frames), frames, fps)
 
 
-def _skipping_unreadable(pieces: Iterator[Callable[[], Tensor]]) -> Iterator[Tensor]:
-    """The pieces that can be read; one that raises DataError is left out of the file with one DataWarning
-    naming the file and time, and one more at the end counts them."""
-    total, skipped = 0, []
-    for read in pieces:
-        total += 1
-        try:
-            yield read()
-        except DataError as error:
-            skipped.append(str(error))
-            warnings.warn(f"compress: leaving out frames that cannot be read: {error}", DataWarning,
-                          stacklevel=2)
+def _store_spans(store: ClipStore) -> Iterator[tuple[int, int]]:
+    """(clip, its first frame not in the clip before it) for every clip of `store`, in order. `vqvid prepare`
+    starts a source's clips every `stride` frames (8 of 16 by default: each frame in two clips) and writes them
+    in order, so a clip shares its first frames with the one before it. They are left out where they equal
+    that clip's last ones, byte for byte; so the first clip of the next source, or a clip of a store whose
+    stride is not its clips', stays whole."""
+    overlap = store.spec.frames - store.spec.stride  # frames a clip shares with the one before it, if any
+    yield 0, 0
+    for index in range(1, len(store)):
+        shared = overlap > 0 and np.array_equal(store.frames(index - 1)[-overlap:], store.frames(index)[:overlap])
+        yield index, overlap if shared else 0
+
+
+def _first_frames(pieces: Iterator[Tensor], frames: int) -> Iterator[Tensor]:
+    """The first `frames` frames of consecutive pieces (3, t, H, W)."""
+    for piece in pieces:
+        if frames <= 0:
+            return
+        yield piece[:, :frames]
+        frames -= piece.shape[1]
+
+
+def _skipping_unreadable(single: Clips, whole: Clips, frames: int) -> Iterator[Tensor]:
+    """The first `frames` frames of `single` (one frame per item) that can be read, as pieces (3, t, H, W):
+    whole clips of `whole` (the same frames, one clip per `whole.spec.frames`) decode in one pass each. A clip
+    that raises DataError is read frame by frame, and only the frames that still fail are left out, as dropped
+    frames are: one DataWarning names each such frame's file and time, and one more at the end counts them."""
+    length = whole.spec.frames
+    skipped = 0
+    for start in range(0, frames, length):
+        if start + length <= frames:
+            try:
+                yield whole[start // length]
+                continue
+            except DataError:
+                pass  # its frames one by one, below
+        for index in range(start, min(start + length, frames)):
+            try:
+                yield single[index]
+            except DataError as error:
+                skipped += 1
+                warnings.warn(f"compress: leaving out a frame that cannot be read: {error}", DataWarning,
+                              stacklevel=2)
     if skipped:
-        warnings.warn(f"compress: {len(skipped)} of {total} pieces could not be read and are not in the file "
-                      f"(first: {skipped[0]})", DataWarning, stacklevel=2)
+        warnings.warn(f"compress: {skipped} of {frames} frames could not be read and are not in the file",
+                      DataWarning, stacklevel=2)
 
 
-def _source_fps(times) -> Fraction:
-    """The mean frame rate of frames shown at `times` (seconds), as a ratio such as 30000/1001."""
+def source_fps(source: FrameSource) -> Fraction:
+    """The rate to play `source`'s frames at, one after another, as a ratio such as 30000/1001: a video's mean
+    rate over the times its frames are shown; a frame folder's rate from the usual (median) step between its
+    frame numbers, which are times only by assumption (`ClipSpec.source_fps`): a gap in the numbering, from
+    dropped frames or a stray file (`0.png` … `14.png` and `1000.png`), does not slow the rest down."""
+    times = source.times  # (N,) seconds
     if len(times) < 2 or not times[-1] > times[0]:
         return Fraction(DEFAULT_FPS)
+    if isinstance(source, FrameFolder):
+        return Fraction(1 / float(np.median(np.diff(times)))).limit_denominator(1001)
     return Fraction((len(times) - 1) / float(times[-1] - times[0])).limit_denominator(1001)
 
 

@@ -134,9 +134,10 @@ class VideoFile:
         them with timestamps out of order; so frame n of the output is shown at the n-th smallest timestamp,
         and the timestamp the decoder tags it with is kept to recognise it after a seek.
 
-        Raises `DataError` with the reason when the file is unreadable, has no video stream, is truncated,
-        decodes no frame or is rotated by an angle that is not a multiple of 90°. A decode error part-way keeps
-        the frames decoded before it, with a `DataWarning`.
+        Raises `DataError` with the reason when the file is unreadable, has no video stream, decodes no frame or
+        is rotated by an angle that is not a multiple of 90°. A file cut short (its index or its RIFF chunks
+        reach past its end) or a decode error part-way keeps the frames decoded before the break, with one
+        `DataWarning` saying where decoding stopped.
         """
         try:
             with av.open(str(path)) as container:
@@ -144,8 +145,7 @@ class VideoFile:
                     kind = "audio only" if container.streams.audio else "no streams"
                     raise DataError(f"{path}: no video stream ({kind})")
                 stream = container.streams.video[0]
-                _check_complete(path, stream)
-                stamps, rotation = _decoded_stamps(path, container, stream)
+                stamps, rotation = _decoded_stamps(path, container, stream, _cut_short(path, stream))
                 time_base = float(stream.time_base)
         except av.FFmpegError as error:
             raise DataError(f"{path}: cannot read it as video ({error})") from error
@@ -259,12 +259,14 @@ def _stamp(frame: av.VideoFrame) -> int | None:
 
 
 def _decoded_stamps(
-    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream, cut_short: str | None
 ) -> tuple[np.ndarray, int]:
     """Decode the whole stream once: the timestamp of every frame in output order (N,) int64, and the upright
-    rotation. A decode error part-way keeps what decoded before it, with a DataWarning."""
+    rotation. A decode error part-way, or a file `cut_short` (`_cut_short`'s reason), keeps what decoded before
+    the break, with one DataWarning saying where it is."""
     stamps: list[int] = []
     rotation = 0
+    stopped = cut_short
     try:
         for frame in container.decode(stream):
             stamp = _stamp(frame)
@@ -276,23 +278,41 @@ def _decoded_stamps(
     except av.FFmpegError as error:
         if not stamps:
             raise
-        at = max(stamps) * float(stream.time_base)
-        warnings.warn(f"{path}: decoding stopped after {at:.3f} s ({error}); using the {len(stamps)} frames "
-                      "before it", DataWarning, stacklevel=4)
+        stopped = stopped or str(error)  # a cut file's decoder error only repeats that it ends early
     if not stamps:
         raise DataError(f"{path}: no decodable frame with a timestamp")
+    if stopped:
+        at = max(stamps) * float(stream.time_base)
+        announced = f", of the {stream.frames} its header announces" if stream.frames > len(stamps) else ""
+        warnings.warn(f"{path}: decoding stopped after {at:.3f} s ({stopped}); using the {len(stamps)} frames "
+                      f"before it{announced}", DataWarning, stacklevel=4)
     return np.asarray(stamps, dtype=np.int64), rotation
 
 
-def _check_complete(path: Path, stream: av.video.stream.VideoStream) -> None:
-    """A file whose sample index points past its end was cut short (e.g. a copy stopped midway)."""
-    entries = stream.index_entries  # only containers with a sample index (MP4, MOV, AVI) fill it
-    if len(entries) == 0:
-        return
-    end = entries[len(entries) - 1].pos + entries[len(entries) - 1].size
-    if end > path.stat().st_size:
-        raise DataError(f"{path}: truncated: frames extend to byte {end}, the file has {path.stat().st_size} "
-                        "(an incomplete copy or download?)")
+def _cut_short(path: Path, stream: av.video.stream.VideoStream) -> str | None:
+    """Why `path` was cut short (e.g. a copy stopped midway), or None: its sample index points past its end
+    (MP4 and MOV hold the index in front of or behind the frames; an AVI's is behind them, so a cut AVI loses
+    it), or its RIFF chunks (AVI) say they run past it. Decoding such a file ends where the file does, often
+    without an error."""
+    size = path.stat().st_size
+    entries = stream.index_entries  # read from the file's index when the container has one
+    if len(entries):
+        end = entries[len(entries) - 1].pos + entries[len(entries) - 1].size
+        if end > size:
+            return f"truncated: its index reaches byte {end}, the file has {size}"
+    with open(path, "rb") as file:
+        position = 0
+        while position + 8 <= size:  # RIFF, then AVIX chunks in OpenDML files over 1 GB
+            file.seek(position)
+            head = file.read(8)
+            length = int.from_bytes(head[4:], "little")
+            if head[:4] != b"RIFF" or length in (0, 0xFFFFFFFF):  # not AVI, or written without seeking back
+                break
+            end = position + 8 + length
+            if end > size:
+                return f"truncated: its RIFF chunk reaches byte {end}, the file has {size}"
+            position = end + end % 2
+    return None
 
 
 def _upright_rotation(path: Path, rotation: float) -> int:
