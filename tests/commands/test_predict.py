@@ -112,8 +112,9 @@ def test_a_rollout_longer_than_the_videos_is_measured_on_all_they_hold(model_dir
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--context", "3"], r"context=3 .*use one of \[0, 4\]"),
-        (["--frames", "6"], "frames=6: expected a multiple of 4 larger than context=4"),
+        (["--context", "3"], r"--context 3 frames does not fit 8-frame clips: .*use one of \[0, 4\]"),
+        (["--frames", "6"], "--frames 6: expected a multiple of 4 larger than --context 4"),
+        (["--frames", "4"], "--frames 4: expected a multiple of 4 larger than --context 4"),
         (["--samples", "0"], "--samples 0: expected at least 1"),
         (["--clips", "0"], "--clips 0: expected at least 1"),
         (["--top-k", "0"], r"--top-k 0: expected at least 1 \(1: the most likely code\)"),
@@ -134,6 +135,23 @@ def test_bad_options_exit_2_with_a_message(model_dir, tmp_path, capsys, options,
     assert code == 2
     assert re.fullmatch(f"vqvid predict: {message}.*", capsys.readouterr().err.strip(), flags=re.DOTALL)
     assert not out.exists()
+
+
+def test_the_output_plays_at_the_input_frame_rate_and_fewer_clips_are_noted(model_dir, tmp_path, capsys):
+    (video,) = write_synthetic_videos(tmp_path / "videos", 1, size=SIZE, frames=CLIP_FRAMES, fps=25, seed=5)
+    out = tmp_path / "out.gif"
+    assert main(["--model", str(model_dir), str(video), "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "1", "--clips", "3", "-o", str(out), "--no-progress", "--device", "cpu"]) == 0
+    with Image.open(out) as gif:
+        assert gif.info["duration"] == 40  # milliseconds a frame: the video's 25 fps, not the fallback's 10
+    printed = capsys.readouterr().out
+    assert f"{video}: holds 1 clip(s) of {CLIP_FRAMES} frames, fewer than --clips 3; predicting 1" in printed
+    assert f"wrote {out} at 25 fps: 1 clip(s)" in printed
+    assert main(["--model", str(model_dir), str(video), "--context", "4", "--frames", str(CLIP_FRAMES),
+                 "--samples", "1", "--fps", "5", "-o", str(out), "--no-progress", "--device", "cpu"]) == 0
+    with Image.open(out) as gif:
+        assert gif.info["duration"] == 200
+    assert "fewer than --clips" not in capsys.readouterr().out
 
 
 def test_a_model_folder_without_priors_is_refused(model_dir, tmp_path, capsys):

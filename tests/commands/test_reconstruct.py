@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints, tiny_vqvae
 from vqvid.commands.reconstruct import main, reconstruct
@@ -69,3 +70,20 @@ def test_levels_are_printed_and_written_as_json(tmp_path, capsys):
     assert main(["--vqvae", str(paths["vqvae"]), str(videos[0].parent), "-o", str(tmp_path / "plain.gif"),
                  "--json", str(out)]) == 0
     assert "levels" not in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(("source", "options", "delay"), [
+    ("video", [], 40),  # the 25-fps video's own rate, as `vqvid compress` records it; not the fallback's 100 ms
+    ("video", ["--fps", "5"], 200),
+    ("synthetic:1", [], 100),  # no rate of its own: 10 fps
+])
+def test_the_output_plays_at_the_input_frame_rate_unless_fps_is_given(tmp_path, capsys, source, options, delay):
+    paths = tiny_checkpoints(tmp_path)
+    if source == "video":
+        (video,) = write_synthetic_videos(tmp_path / "videos", 1, frames=CLIP_FRAMES, size=SIZE, fps=25)
+        source = str(video)
+    out = tmp_path / "out.gif"
+    assert main(["--vqvae", str(paths["vqvae"]), source, "-o", str(out), *options]) == 0
+    with Image.open(out) as gif:
+        assert gif.info["duration"] == delay  # milliseconds a frame
+    assert f"wrote {out} at {1000 / delay:.4g} fps" in capsys.readouterr().out

@@ -35,12 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 import torch
 from einops import rearrange, repeat
 
+from vqvid.commands import options
 from vqvid.sampling.predict import ANCHOR_TOLERANCE, ANCHORS, DEFAULT_ANCHOR, WARP_RADIUS
 
 # The default decoding: the pixel mean of 8 decoded samples at temperature 0.5, the best of the decodings
@@ -89,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fused: cached sampling with each position's layers fused (default); incremental: "
                              "the same caches through the prior's modules; naive: a full forward pass per code "
                              "(reference)")
-    parser.add_argument("--clips", type=int, default=1, help="predict this many clips of INPUT (default 1)")
+    parser.add_argument("--clips", type=int, default=1,
+                        help="predict this many clips of INPUT, or all it holds if fewer (default 1)")
     parser.add_argument("--fps", type=float,
-                        help="frame rate of the output (default: the clips' fps, else 10)")
+                        help=f"frame rate of the output (default: the input's: {options.INPUT_FPS_HELP})")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--save-samples", type=Path, metavar="FILE.pt",
@@ -128,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--anchor-tolerance {args.anchor_tolerance}: expected a positive number or inf")
         if args.warp_radius < 0:
             raise ValueError(f"--warp-radius {args.warp_radius}: expected 0 or more pixels")
-        from vqvid.commands import options
-
         options.device(device)
         options.frame_rate(args.fps)
         options.output_files([args.input, args.model], ("-o", args.output, options.OUTPUT_VIDEO_SUFFIXES),
                              ("--save-samples", args.save_samples, (".pt",)), ("--json", args.json, None))
         folder = load_model_folder(args.model)
-        geometry = check_request(folder, args.context, args.frames, args.samples)
+        try:
+            geometry = check_request(folder, args.context, args.frames, args.samples)
+        except ValueError as error:  # the library names its arguments (context=8); the command, its options
+            raise ValueError(re.sub(r"\b(context|frames)=", r"--\1 ", str(error))) from None
         num_codes = folder.vqvae.config.num_codes
         if args.top_k is not None and args.top_k > num_codes:
             raise ValueError(f"--top-k {args.top_k}: the model has {num_codes} codes per level; expected at most "
@@ -145,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = ClipSpec(frames=args.frames, stride=args.frames, size=geometry.height, **rates)
         dataset, spec = open_prediction_input(args.input, spec, geometry.clip_frames, TIME_FACTOR)
         clips = torch.stack(read_clips(dataset, args.clips, "predict"))  # (B, 3, T, H, W)
+        if len(dataset) < args.clips:
+            print(f"{args.input}: holds {len(dataset)} clip(s) of {spec.frames} frames, fewer than --clips "
+                  f"{args.clips}; predicting {len(clips)}")
+        fps = args.fps or options.clips_frame_rate(dataset)
         for part in (folder.vqvae, folder.top, folder.bottom):
             part.model.to(device)
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
@@ -167,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             panels += list(video[i])
         rows.append(side_by_side(panels))
-    save_video(args.output, for_display(stack_rows(rows)), args.fps or spec.fps or 10.0)
+    save_video(args.output, for_display(stack_rows(rows)), fps)
     b, _, t, h, w = clips.shape
     shown = (f"mean of {args.samples} samples | {min(args.samples, SAMPLE_PANELS)} of the samples"
              if args.decoding == "mean" else f"{args.samples} samples")
-    print(f"wrote {args.output}: {b} clip(s), {args.context} context + {args.frames - args.context} "
-          f"generated frames of {h}×{w}; panels: original | generated top with original bottom | {shown}")
+    print(f"wrote {args.output} at {fps:.4g} fps: {b} clip(s), {args.context} context + "
+          f"{args.frames - args.context} generated frames of {h}×{w}; panels: original | generated top with "
+          f"original bottom | {shown}")
     print(f"sampled {prediction.positions:,} code positions in {prediction.seconds:.1f} s: "
           f"{prediction.positions_per_second:,.0f} positions/s ({args.method})")
 

@@ -3,8 +3,9 @@
     vqvid rd --model MODEL_DIR INPUT... [-o rd.png] [--json rd.json] [--crf 18 28 38 51] [--max-clips 4]
 
 Every input is cut into clips of the model's size and length; all methods code exactly those frames (8-bit
-RGB at the model's resolution) and are measured the same way: bits per pixel and kbit/s from real file sizes
-(containers included), PSNR and SSIM per frame. Rows:
+RGB at the model's resolution) and are measured the same way: bits per pixel and kbit/s (at each input's frame
+rate, or --fps) from real file sizes (containers included), PSNR and SSIM per frame. Every input is opened and
+read before any is measured. Rows:
 - `vqvid`: the `.vqv` file entropy-coded under the priors, at two points of one file: "priors" decodes both
   levels from the whole file, "priors, top only" decodes the coarse video from its top layer alone (the file
   cut after its top chunks, what `vqvid decompress --levels top` reads);
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvid.commands import options
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqvid rd", description=__doc__,
@@ -37,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--codecs", nargs="+", default=["libx264", "libx265"], choices=("libx264", "libx265"),
                         help="the classical codecs to compare with (default: both)")
     parser.add_argument("--max-clips", type=int, default=4, help="clips per input (default 4)")
-    parser.add_argument("--fps", type=float, help="frame rate for kbit/s (default: the clips' fps, else 10)")
+    parser.add_argument("--fps", type=float,
+                        help="frame rate for kbit/s, the same for every input (default: each input's: "
+                             f"{options.INPUT_FPS_HELP})")
     return parser
 
 
@@ -105,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.persistence import load_model_folder
 
     try:
-        from vqvid.commands import options
-
         options.at_least(args.max_clips, 1, "--max-clips")
         options.frame_rate(args.fps)
         from vqvid.codec.baseline import MAX_CRF
@@ -114,20 +117,27 @@ def main(argv: list[str] | None = None) -> int:
         for crf in args.crf:
             if not 0 <= crf <= MAX_CRF:
                 raise ValueError(f"--crf {crf}: expected a constant rate factor from 0 to {MAX_CRF}")
+        for option, values in (("--crf", args.crf), ("--codecs", args.codecs)):
+            repeated = next((value for value in values if values.count(value) > 1), None)
+            if repeated is not None:  # a typo, most likely; measured twice, it would count twice when pooled
+                raise ValueError(f"{option} {' '.join(map(str, values))}: {repeated} is given more than once; "
+                                 "expected each at most once")
         options.output_files([*args.inputs, args.model], ("-o", args.output, (".png",)), ("--json", args.json, None))
         folder = load_model_folder(args.model)
         clip_geometry(folder)  # refuses a folder whose priors do not fit its clip size
-        fps = args.fps or folder.vqvae.data.get("fps") or 10.0
         spec = folder.vqvae.clip_spec(whole_clips=True)
-        measured = []
+        videos = []  # every input is read before any is measured, so that a bad one is refused before the work
         for source in args.inputs:
             dataset = open_clips(source, spec)
             clips = read_clips(dataset, args.max_clips, f"rd {source}")
             video = torch.cat(clips, dim=1)  # (3, N, H, W): the clips one after another
+            videos.append((source, video, args.fps or options.clips_frame_rate(dataset)))
+        measured = []
+        for source, video, fps in videos:
             n, h, w = video.shape[1:]
             for point in measure(folder, video, fps, args.crf, args.codecs):
                 measured.append((point, n, n * h * w, n / fps))
-            print(f"{source}: {n} frames of {h}×{w} measured", flush=True)
+            print(f"{source}: {n} frames of {h}×{w} at {fps:.4g} fps measured", flush=True)
     except (ValueError, FileNotFoundError, DataError) as error:
         print(f"vqvid rd: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+from vqvid.commands import options
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqvid reconstruct", description=__doc__,
@@ -31,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, type=Path, help="out.gif or out.mp4")
     parser.add_argument("--levels", action="store_true", help="panels input | top only | bottom only")
     parser.add_argument("--max-clips", type=int, default=8, help="reconstruct at most this many clips (default 8)")
-    parser.add_argument("--fps", type=float, help="frame rate of the output (default: the clips' fps, else 10)")
+    parser.add_argument("--fps", type=float,
+                        help=f"frame rate of the output (default: the input's: {options.INPUT_FPS_HELP})")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -103,8 +106,6 @@ def reconstruct(model, clips: torch.Tensor, levels: bool, batch_size: int, devic
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    from vqvid.commands import options
-
     options.at_least(args.max_clips, 1, "--max-clips")
     options.at_least(args.batch_size, 1, "--batch-size")
     options.frame_rate(args.fps)
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = loaded.clip_spec(whole_clips=True)
         dataset = open_clips(args.input, spec)
         clips = torch.stack(read_clips(dataset, args.max_clips, "reconstruct"))  # (N, 3, T, H, W)
+        fps = args.fps or options.clips_frame_rate(dataset)
     except (ValueError, FileNotFoundError, DataError) as error:
         print(f"vqvid reconstruct: {error}", file=sys.stderr)
         return 2
@@ -138,9 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     psnr, ssim = metrics.psnr(full, clips), metrics.ssim(full, clips)
     size = metrics.code_size(t, h, w, top_shape, bottom_shape, loaded.config.num_codes)
     video = torch.cat([side_by_side(p) for p in panels], dim=1)  # clips one after another in time
-    fps = args.fps or spec.fps or 10.0
     save_video(args.output, for_display(video), fps)
-    print(f"wrote {args.output} ({n} clip(s) of {t}×{h}×{w}; panels: "
+    print(f"wrote {args.output} at {fps:.4g} fps ({n} clip(s) of {t}×{h}×{w}; panels: "
           f"{'input | top only | bottom only' if args.levels else 'input | reconstruction'})")
     print(f"PSNR {psnr:.2f} dB   SSIM {ssim:.4f}")
     usage = {level: count / loaded.config.num_codes for level, count in used.items()}
