@@ -1,7 +1,13 @@
-"""The `vqvid` entry point's own behaviour: how warnings read."""
+"""The `vqvid` entry point's own behaviour: how warnings read, a reader that goes away, Ctrl-C."""
 
+import os
+import subprocess
+import sys
 import warnings
 
+import pytest
+
+from vqvid import cli
 from vqvid.cli import _show_own_warnings_as_one_line
 from vqvid.data import DataWarning
 
@@ -13,3 +19,30 @@ def test_vqvids_warnings_are_one_line_wherever_raised_and_others_keep_pythons_fo
     assert ours == "vqvid train: warning: skipping a.mp4: truncated\n"
     theirs = warnings.formatwarning("torch says", UserWarning, "/src/vqvid/commands/train.py", 7, "line")
     assert theirs.startswith("/src/vqvid/commands/train.py:7: UserWarning: torch says")
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_its_own_output_into_a_closed_pipe_is_not_a_traceback(flag):
+    """`vqvid --help | head -1`: the reader is gone before vqvid writes."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-m", "vqvid", flag], stdout=write, stderr=subprocess.PIPE, text=True,
+                            env=env, timeout=60)
+    os.close(write)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_status_130(monkeypatch, capsys):
+    from vqvid.commands import info
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(info, "main", interrupted)
+    try:
+        code = cli.main(["info", "clip.vqv"])
+    except KeyboardInterrupt:  # which would stop the whole test session
+        pytest.fail("the interruption went past the entry point")
+    assert code == 130
+    assert capsys.readouterr().err == "vqvid info: interrupted\n"

@@ -100,7 +100,8 @@ def test_train_prior_resume_refuses_a_vqvae_checkpoint(files, tmp_path, capsys):
 def test_other_commands_refuse_the_same_files(files, bad, tmp_path, capsys):
     code = reconstruct.main(["synthetic:2", "--vqvae", str(files[bad]), "-o", str(tmp_path / "out.gif")])
     _one_line_refusal(code, capsys, str(files[bad]))
-    code = export.main(["--vqvae", str(files["vqvae"]), "--bottom", str(files[bad]), "--out", str(tmp_path / "m")])
+    code = export.main(["--vqvae", str(files["vqvae"]), "--top", str(files["top"]), "--bottom", str(files[bad]),
+                        "--out", str(tmp_path / "m")])
     _one_line_refusal(code, capsys, str(files[bad]))
     assert not files["marker"].exists()
 
@@ -166,6 +167,12 @@ def test_checkpoint_sizes_are_checked_too(tmp_path):
 def test_model_json_field_errors_name_the_field(files, tmp_path, data, message):
     folder = _edited_folder(files, tmp_path, lambda meta: meta["vqvae"].update({"data": data}))
     with pytest.raises(ValueError, match=message):
+        load_model_folder(folder)
+
+
+def test_a_model_json_whose_clips_do_not_fit_its_priors_is_named_by_its_path(files, tmp_path):
+    folder = _edited_folder(files, tmp_path, lambda meta: meta["vqvae"]["data"].update({"frames": 16}))
+    with pytest.raises(ModelFolderError, match=rf"^{folder / 'model.json'}: the top prior models grids \(2, 2, 2\) "):
         load_model_folder(folder)
 
 

@@ -52,6 +52,24 @@ def _show_own_warnings_as_one_line(command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    prog = f"vqvid {argv[0]}" if argv and argv[0] in COMMANDS else "vqvid"
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of our output went away (`vqvid info A.vqv | head -1`): not an error of ours to report.
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        # Ctrl-C: every output is written atomically (`vqvid.files`), so nothing half-written is left to report.
+        # 130 = 128 + SIGINT, what a shell reports for a command that the signal stopped.
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -66,12 +84,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _show_own_warnings_as_one_line(name)
     module = importlib.import_module(f"vqvid.commands.{COMMANDS[name][0]}")
-    try:
-        code = int(module.main(rest) or 0)
-        sys.stdout.flush()
-        return code
-    except BrokenPipeError:
-        # The reader of our output went away (`vqvid info A.vqv | head -1`): not an error of ours to report.
-        # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    return int(module.main(rest) or 0)

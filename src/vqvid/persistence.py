@@ -172,8 +172,17 @@ def read_checkpoint(path: str | Path, kind: str, option: str = "checkpoint") -> 
     A missing, damaged or foreign file raises (FileNotFoundError or ValueError) with one line that starts with
     `option` and the path, e.g. "--resume run/checkpoints/last.ckpt: ...". Nothing in the file is executed."""
     path = Path(path)
+    expected = f"expected a vqvid {kind} checkpoint (.ckpt) written by `vqvid train {kind}`"
+    if path.is_dir():
+        what = "a model folder" if is_model_folder(path) else "a folder"
+        raise ValueError(f"{option} {path}: {what}, not a checkpoint; {expected}")
     if not path.is_file():
         raise FileNotFoundError(f"{option} {path}: no such file")
+    if path.suffix == ".safetensors":  # a part of a model folder, which is only ever read whole
+        whole = (f"use --model {path.parent} (or --vqvae {path.parent})" if kind == "vqvae" else
+                 f"its priors are used through --model {path.parent}")
+        raise ValueError(f"{option} {path}: weights of a model folder, not a checkpoint; {expected}. A model "
+                         f"folder is read whole: {whole}")
     if not zipfile.is_zipfile(path):  # what torch.save has written since torch 1.6, and Lightning with it
         raise ValueError(f"{option} {path}: not a complete PyTorch archive: a file cut short, or not a "
                          "checkpoint (expected a .ckpt written by `vqvid train`)")
@@ -292,6 +301,10 @@ def export_model(vqvae: str | Path, out: str | Path, top: str | Path | None = No
     from vqvid.files import replace_folder, staging_folder
 
     out = Path(out)
+    if bottom is not None and top is None:
+        raise ModelFolderError(f"--bottom {bottom} without --top: the bottom prior codes and samples bottom codes "
+                               "given top codes, which only the top prior can code or sample; give --top too (or "
+                               "neither, for a folder of the VQ-VAE alone)")
     if out.exists() and not force:
         if not out.is_dir():
             raise ModelFolderError(f"--out {out}: exists and is not a folder; choose another path")
@@ -312,6 +325,8 @@ def export_model(vqvae: str | Path, out: str | Path, top: str | Path | None = No
                 f"but --vqvae {vqvae} is VQ-VAE {loaded.fingerprint}"
             )
         priors[level] = prior
+    given = " ".join(f"--{level} {path}" for level, path in (("top", top), ("bottom", bottom)) if path)
+    _check_geometry(ModelFolder(loaded, priors.get("top"), priors.get("bottom"), ""), f"--vqvae {vqvae} {given}")
 
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -405,4 +420,21 @@ def load_model_folder(path: str | Path) -> ModelFolder:
     if meta.get("fingerprint") != own:
         raise ModelFolderError(f"{meta_path}: records folder fingerprint {meta.get('fingerprint')!r}, but its "
                                f"contents have fingerprint {own} (edited or copied from another folder)")
-    return ModelFolder(vqvae, priors["top"], priors["bottom"], own)
+    loaded = ModelFolder(vqvae, priors["top"], priors["bottom"], own)
+    _check_geometry(loaded, str(meta_path))
+    return loaded
+
+
+def _check_geometry(folder: ModelFolder, where: str) -> None:
+    """Refuses, naming `where` (the file or options it came from), priors whose grids do not fit the clips of
+    the VQ-VAE's clip spec (which no fingerprint covers, so an edited model.json can break it)."""
+    if folder.top is None and folder.bottom is None:
+        return  # the geometry comes from the priors' grids or must fit them: nothing to check without them
+    from vqvid.geometry import clip_geometry
+
+    try:
+        clip_geometry(folder)
+    except ValueError as error:
+        # clip_geometry names the folder by its fingerprint, all it knows of it
+        reason = str(error).removeprefix(f"model folder {folder.fingerprint}: ")
+        raise ModelFolderError(f"{where}: {reason}") from None

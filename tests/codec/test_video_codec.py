@@ -35,6 +35,7 @@ from vqvid.codec.coding import (
 from vqvid.codec.container import FORMAT_VERSION
 from vqvid.codec.packing import pack_fixed, packed_size
 from vqvid.codec.video import (
+    TopCodesOnlyError,
     compress,
     compress_codes,
     decompress,
@@ -589,9 +590,9 @@ def test_the_top_layer_alone_decodes_to_the_coarse_video(folder):
     assert top_only.header.levels == "top" and top_only.chunks == full.chunks[:2]
     assert top_only.size < full.top_layer_size + 8 < full.size
     assert top_only.bottom_bits == 0 and top_only.top_bits == full.top_bits
-    with pytest.raises(VQVFormatError, match="holds only top codes .the file ends after its top layer."):
+    with pytest.raises(TopCodesOnlyError, match="only top codes .the file ends after its top layer., so only its top"):
         decompress_codes(folder, cut, levels="both")
-    with pytest.raises(VQVFormatError, match="holds only top codes .written with levels 'top'."):
+    with pytest.raises(TopCodesOnlyError, match="only top codes .written with the top level alone., so only its top"):
         decompress_codes(folder, top_only.data, levels="both")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -213,13 +214,20 @@ def test_the_top_level_alone_from_the_command_line(models, frame_folder, tmp_pat
     assert decompress.main([str(full), *model, "-o", str(both), "--no-progress"]) == 0
     assert "both levels" in capsys.readouterr().out
     assert decompress.main([str(cut), *model, "-o", str(tmp_path / "x.gif"), "--levels", "both"]) == 2
-    assert "holds only top codes (the file ends after its top layer)" in capsys.readouterr().err
+    assert ("holds only top codes (the file ends after its top layer), so only its top level can be decoded; "
+            "decode it with --levels top\n") in capsys.readouterr().err  # the command's option
 
     # Cut inside the bottom layer (a download stopped there): refused as it is, the coarse video with --levels top.
     stopped = tmp_path / "stopped.vqv"
     stopped.write_bytes(full.read_bytes()[:(top_layer_size + full.stat().st_size) // 2])
     assert decompress.main([str(stopped), *model, "-o", str(tmp_path / "x.gif"), "--no-progress"]) == 2
-    assert "its top layer is whole: read it alone with levels 'top'" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("; its top layer is whole and can be read alone; decode its coarse "
+                                            "video with --levels top\n")
+    assert decompress.main([str(stopped), *model, "-o", str(tmp_path / "x.gif"), "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err == "vqvid decompress: --batch-size 0: expected at least 1\n"  # not about the file
+    assert info.main([str(stopped)]) == 2  # info has no --levels: it names the command that decodes the layer
+    assert capsys.readouterr().err.endswith("; its top layer is whole and can be read alone; `vqvid decompress "
+                                            "--levels top` decodes its coarse video\n")
     out = tmp_path / "stopped.gif"
     assert decompress.main([str(stopped), *model, "-o", str(out), "--levels", "top", "--no-progress"]) == 0
     with Image.open(out) as gif:
@@ -287,3 +295,57 @@ def test_info_describes_a_model_folder_and_refuses_a_damaged_one(models, tmp_pat
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one weight's last byte flipped
     assert info.main([str(damaged)]) == 2
     assert capsys.readouterr().err.startswith(f"vqvid info: model folder {damaged}: top.safetensors ")
+
+
+@pytest.mark.parametrize(("fps", "expected"), [
+    ("1e-9", "--fps 1e-09: expected a frame rate of at least 1e-06, the least that a .vqv header records"),
+    ("1e9", "--fps 1000000000.0: expected a frame rate above 0 and at most 1000"),
+])
+def test_a_frame_rate_the_file_cannot_record_is_refused_before_encoding(models, tmp_path, capsys, monkeypatch, fps,
+                                                                       expected):
+    import vqvid.persistence
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before --fps was checked")
+
+    monkeypatch.setattr(vqvid.persistence, "load_model_folder", no_model)
+    out = tmp_path / "a.vqv"
+    assert compress.main(["--model", str(models["fixed"]), "synthetic:1", "-o", str(out), "--fps", fps]) == 2
+    assert capsys.readouterr().err == f"vqvid compress: {expected}\n"
+    assert not out.exists()
+
+
+def test_the_least_frame_rate_accepted_is_recorded(models, tmp_path):
+    out = tmp_path / "a.vqv"
+    assert compress.main(["--model", str(models["fixed"]), "synthetic:1", "-o", str(out), "--fps", "1e-6",
+                          "--no-progress"]) == 0
+    assert read_vqv(out).header.fps == Fraction(1, 1_000_000)
+
+
+def unwritable(monkeypatch, refused: str) -> None:
+    """Outputs whose names end in `refused` cannot be created (as in /proc, or in a folder without write
+    permission, which root ignores): the temporary file that they are written to first is refused, naming
+    itself, as the system does."""
+    import errno
+    import os
+    import tempfile
+
+    create = tempfile.mkstemp
+
+    def mkstemp(suffix=None, prefix=None, dir=None, text=False):
+        if suffix and suffix.endswith(refused):
+            raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}x{suffix}"))
+        return create(suffix, prefix, dir, text)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize(("option", "suffix"), [("-o", ".vqv"), ("--json", ".json")])
+def test_an_output_that_cannot_be_written_is_named_as_given(models, tmp_path, capsys, monkeypatch, option, suffix):
+    outputs = {"-o": tmp_path / "a.vqv", "--json": tmp_path / "a.json"}
+    unwritable(monkeypatch, suffix)
+    assert compress.main(["--model", str(models["fixed"]), "synthetic:1", "--no-progress",
+                          *[arg for flag, path in outputs.items() for arg in (flag, str(path))]]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vqvid compress: {option} {outputs[option]}: cannot be written (Permission denied)\n"
+    assert not outputs[option].exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]

@@ -42,6 +42,7 @@ def test_prepare_resamples_a_split_video_source(tmp_path, capsys):
 def test_prepare_reports_bad_sources_and_options(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "store")]) == 2
     assert "vqvid prepare:" in capsys.readouterr().err
-    assert main(["synthetic", "--out", str(tmp_path / "store"), "--frames", "0"]) == 2
-    assert "ClipSpec.frames must be a positive integer" in capsys.readouterr().err
+    for option in ("--frames", "--stride", "--size"):
+        assert main(["synthetic", "--out", str(tmp_path / "store"), option, "0"]) == 2
+        assert f"vqvid prepare: {option} 0: expected at least 1" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()

@@ -402,7 +402,7 @@ def _parse(reader: _Reader, top_only: bool = False) -> VQVFile:
         declared += length
         if declared > remaining:
             salvage = (top_layer is not None and index >= top_layer
-                       and "; its top layer is whole: read it alone with levels 'top'")
+                       and "; its top layer is whole and can be read alone")
             raise reader.error(
                 f"chunk {index}: length {length} runs past the end of the file "
                 f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header){salvage or ''}"

@@ -146,6 +146,10 @@ class Decompressed(NamedTuple):
     levels: Levels  # "top": the coarse video decoded from the top codes alone
 
 
+class TopCodesOnlyError(VQVFormatError):
+    """Both levels asked of a .vqv file that holds only its top codes; its top level alone can be decoded."""
+
+
 def compress(model: ModelFolder, video: Tensor | Iterable[Tensor], fps: float | Fraction, *,
              mode: Mode | None = None, levels: Levels = "both", verify: bool = False, batch_size: int = 4,
              coding_batch: int | None = None, progress: Progress | None = None) -> Compressed:
@@ -246,10 +250,10 @@ def decompress_codes(model: ModelFolder, source: str | os.PathLike | bytes, *, l
     _check_header(header, geometry, name)
     held: Levels = "both" if file.complete and header.levels == "both" else "top"
     if levels == "both" and held == "top":
-        raise VQVFormatError(f"{name}: holds only top codes ("
-                             + ("written with levels 'top'" if header.levels == "top" else
-                                "the file ends after its top layer")
-                             + "); decode it with levels 'top'")
+        raise TopCodesOnlyError(f"{name}: holds only top codes ("
+                                + ("written with the top level alone" if header.levels == "top" else
+                                   "the file ends after its top layer")
+                                + "), so only its top level can be decoded")
     levels = levels or held
     if header.mode == "prior":
         missing = missing_priors(model, levels)

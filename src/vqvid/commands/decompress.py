@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.codec.video import decompress
+    from vqvid.codec.container import VQVFormatError
+    from vqvid.codec.video import TopCodesOnlyError, decompress
     from vqvid.commands import options
-    from vqvid.commands.compress import progress_printer
+    from vqvid.commands.compress import output_error, progress_printer
     from vqvid.persistence import load_model_folder
     from vqvid.viz import save_video
 
@@ -53,12 +54,35 @@ def main(argv: list[str] | None = None) -> int:
         folder.vqvae.model.to(args.device)
         decompressed = decompress(folder, args.input, levels=args.levels, batch_size=args.batch_size,
                                   progress=progress_printer(not args.no_progress))
-        save_video(args.output, decompressed.video, float(decompressed.header.fps))
+        with output_error("-o", args.output):
+            save_video(args.output, decompressed.video, float(decompressed.header.fps))
     except (ValueError, OSError) as error:
-        print(f"vqvid decompress: {error}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, TopCodesOnlyError):
+            message += "; decode it with --levels top"
+        elif isinstance(error, VQVFormatError) and args.levels != "top" and top_layer_alone(args.input):
+            message += "; decode its coarse video with --levels top"
+        print(f"vqvid decompress: {message}", file=sys.stderr)
         return 2
     header = decompressed.header
     print(f"wrote {args.output}: {header.frame_count} frames of {header.width}×{header.height} at "
           f"{float(header.fps):.4g} fps from {args.input} ({header.num_clips} clip(s), mode {header.mode}, "
           + ("both levels)" if decompressed.levels == "both" else "top codes only: the coarse video)"))
     return 0
+
+
+def top_layer_alone(path: Path) -> bool:
+    """Whether a .vqv file that cannot be read whole still holds a whole top layer: one cut short inside its
+    bottom layer (a copy or download stopped there), which `--levels top` decodes to the coarse video."""
+    from vqvid.codec.container import read_vqv
+
+    try:
+        read_vqv(path)
+        return False
+    except (ValueError, OSError):
+        pass
+    try:
+        read_vqv(path, top_only=True)
+        return True
+    except (ValueError, OSError):
+        return False

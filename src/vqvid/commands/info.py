@@ -31,19 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.codec.container import describe, read_vqv
+    from vqvid.codec.container import VQVFormatError, describe, read_vqv
+    from vqvid.commands.decompress import top_layer_alone
     from vqvid.persistence import is_model_folder
 
     try:
         if is_model_folder(args.input):
-            print(describe_model_folder(args.input))
-            return 0
-        file = read_vqv(args.input)
-        size = os.path.getsize(args.input)
+            text = describe_model_folder(args.input)
+        elif args.input.is_dir():
+            raise ValueError(f"{args.input}: a folder, but neither a vqvid model folder (no model.json) nor a "
+                             ".vqv file")
+        else:
+            text = describe(read_vqv(args.input), os.path.getsize(args.input))
     except (ValueError, OSError) as error:
-        print(f"vqvid info: {error}", file=sys.stderr)
+        cut = isinstance(error, VQVFormatError) and top_layer_alone(args.input)
+        note = "; `vqvid decompress --levels top` decodes its coarse video" if cut else ""
+        print(f"vqvid info: {error}{note}", file=sys.stderr)
         return 2
-    print(describe(file, size))
+    print(text)  # outside the try: a reader that went away is not an error about the input (`vqvid.cli`)
     return 0
 
 

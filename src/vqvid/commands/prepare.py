@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options.frame_rate(args.fps)
         options.frame_rate(args.source_fps, "--source-fps")
+        for option in ("--frames", "--stride", "--size"):
+            options.at_least(getattr(args, option.removeprefix("--")), 1, option)
         spec = ClipSpec(frames=args.frames, stride=args.stride, size=args.size, fps=args.fps,
                         source_fps=args.source_fps)
         if args.workers < 0:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # The validation figure each stage is judged by, whether lower is better, and by how much a later validation may
 # trail the best one before the run says so: a prior's bits per code, the VQ-VAE's PSNR (dB).
 WATCHED = {"prior": ("val/bits_per_code", True, 0.05), "vqvae": ("val/psnr", False, 0.25)}
+STAGES = {"vqvae": "VQ-VAE", "prior": "prior"}  # as messages name them
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +66,9 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
     flags = {"devices": "train.devices", "num_nodes": "train.num_nodes", "strategy": "train.strategy",
              "precision": "train.precision", "accelerator": "train.accelerator", "max_steps": "train.max_steps",
              "batch_size": "train.batch_size"}
-    # quoted, so that YAML keeps a device list like 0,1 or a count like 2 as the string train.devices expects
-    quote = {"devices"}
+    # quoted, so that YAML keeps a device list like 0,1, a count like 2 or a precision like 32 as the string that
+    # these fields expect
+    quote = {"devices", "strategy", "precision", "accelerator"}
     return [f"{key}='{value}'" if name in quote else f"{key}={value}"
             for name, key in flags.items() if (value := getattr(args, name)) is not None]
 
@@ -80,8 +82,28 @@ def _resolve(cls, preset, args: argparse.Namespace):
         base = load_yaml(saved)
         from vqvid.config import from_dict
 
-        preset = from_dict(cls, base)
+        try:
+            preset = from_dict(cls, base)
+        except ConfigError:
+            if (other := _stage_of(base)) not in (None, args.stage):
+                raise ValueError(f"--out {args.out}: holds a {STAGES[other]} run, not a {STAGES[args.stage]} run; "
+                                 f"continue it with `vqvid train {other} --resume`, or choose another --out") from None
+            raise
     return resolve(cls, preset, args.config, [*args.overrides, *_cli_overrides(args)])
+
+
+def _stage_of(config: dict) -> str | None:
+    """The stage whose run config `config` (a run's config.yaml) is, if it is either's."""
+    from vqvid.config import from_dict
+    from vqvid.presets import PriorRun, VQVAERun
+
+    for stage, cls in (("vqvae", VQVAERun), ("prior", PriorRun)):
+        try:
+            from_dict(cls, config)
+            return stage
+        except ConfigError:
+            continue
+    return None
 
 
 def _resume_path(args: argparse.Namespace, run) -> Path | None:
@@ -95,7 +117,16 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     path = last_checkpoint(args.out) if args.resume == "last" else Path(args.resume)
     if path is None or not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
-    saved = read_checkpoint(path, args.stage, "--resume")["hyper_parameters"]["model"]
+    checkpoint = read_checkpoint(path, args.stage, "--resume")
+    step, max_steps = checkpoint.get("global_step"), run.train.max_steps
+    given = f"--max-steps {max_steps}" if args.max_steps is not None else f"train.max_steps={max_steps}"
+    if isinstance(step, int) and step > max_steps:
+        raise ValueError(f"--resume {path}: the run is at step {step}, past {given}, so nothing would be trained; "
+                         f"give --max-steps above {step} to train further")
+    if step == max_steps and _first_process():
+        print(f"note: --resume {path}: the run is at step {step}, which is {given}: nothing is trained, its last "
+              f"step is validated again (give --max-steps above {step} to train further)")
+    saved = checkpoint["hyper_parameters"]["model"]
     if args.stage == "vqvae" and (model := read_config(type(run.model), saved, f"--resume {path}: model")) \
             != run.model:
         from vqvid.config import differences

@@ -232,8 +232,10 @@ def check_hardware(config: TrainConfig) -> None:
         L.Trainer(accelerator=config.accelerator, devices=_devices(config.devices), strategy=config.strategy,
                   precision=config.precision, logger=False, enable_checkpointing=False,
                   enable_progress_bar=False, enable_model_summary=False)
-    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as error:
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if reason.startswith("Precision "):  # a value that is no precision at all, whatever the machine
+            raise ValueError(f"--precision {config.precision}: not a Lightning precision ({reason})") from None
         raise ValueError(
             f"--accelerator {config.accelerator} --devices {config.devices} --strategy {config.strategy} "
             f"--precision {config.precision}: this machine cannot run that ({reason})"
@@ -281,7 +283,14 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     L.seed_everything(config.seed, workers=True, verbose=False)
     history = ValidationHistory(Path(out) / VALIDATION_HISTORY)
     trainer = build_trainer(config, out, [*callbacks, history], progress)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    except SystemExit:
+        # Lightning ends a run stopped by Ctrl-C with `sys.exit(1)` once it has shut down; it is still the user's
+        # interruption, which `vqvid` reports in one line with the status a shell expects (130)
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if trainer.global_step == config.max_steps and config.max_steps % config.val_every and not trainer.interrupted:
         # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated,
         # and checkpointed, so that last.ckpt holds the weights its last validation measured. (Under a strategy
