@@ -15,21 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny import CLIP_FRAMES, SIZE, tiny_checkpoints
+from tests.tiny import CLIP_FRAMES, SIZE
 from vqvid.commands import compress, export, predict, prepare, rd, reconstruct, train
 from vqvid.data.synthetic import write_synthetic_videos
-from vqvid.persistence import export_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    paths = tiny_checkpoints(root)
-    paths["model"] = export_model(paths["vqvae"], root / "model", paths["top"], paths["bottom"])
-    return paths
 
 
 def refused(code: int, capsys, option: str) -> str:
