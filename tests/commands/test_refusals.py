@@ -124,6 +124,28 @@ def test_train_refuses_a_folder_that_holds_a_run_without_resume(tmp_path, capsys
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
+def test_train_starts_afresh_in_a_run_that_stopped_before_its_first_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["vqvae", "--out", str(out), "--no-progress", "--max-steps", "1", "train.batch_size=2",
+            "train.num_workers=0", "model.channels=8", "model.res_channels=4"]
+    # One clip cannot fill a batch: the run stops with its config and logs written and no checkpoint
+    assert train.main([*argv, "--data", "synthetic:1"]) != 0
+    assert (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+    capsys.readouterr()
+    argv += ["--data", "synthetic:4"]
+    code = train.main([*argv, "--resume", "last"])
+    err = refused(code, capsys, "--resume")
+    assert "stopped before its first checkpoint: train again without --resume" in err
+    assert train.main(argv) == 0
+    assert "holds a run that stopped before its first checkpoint; this one starts afresh" in capsys.readouterr().out
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    # A user's own file in the folder, or a checkpoint, keeps it refused
+    (out / "checkpoints" / "last.ckpt").unlink()
+    (out / "notes.txt").write_text("mine")
+    refused(train.main(argv), capsys, f"--out {out}")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_export_refuses_a_folder_that_is_not_a_model_folder(models, tmp_path, capsys):
     out = tmp_path / "precious"
     out.mkdir()

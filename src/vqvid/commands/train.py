@@ -112,11 +112,14 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     if args.resume is None:
         return None
     from vqvid.persistence import read_checkpoint, read_config
-    from vqvid.training.runner import last_checkpoint
+    from vqvid.training.runner import last_checkpoint, saved_nothing
 
     path = last_checkpoint(args.out) if args.resume == "last" else Path(args.resume)
     if path is None or not path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}")
+        never = " (the run stopped before its first checkpoint: train again without --resume)" \
+            if args.resume == "last" and args.out.is_dir() and saved_nothing(args.out) else ""
+        raise FileNotFoundError(f"--resume: no checkpoint at {path or args.out / 'checkpoints' / 'last.ckpt'}"
+                                + never)
     checkpoint = read_checkpoint(path, args.stage, "--resume")
     step, max_steps = checkpoint.get("global_step"), run.train.max_steps
     given = f"--max-steps {max_steps}" if args.max_steps is not None else f"train.max_steps={max_steps}"
@@ -144,16 +147,20 @@ def _first_process() -> bool:
 def _check_run(args: argparse.Namespace, run) -> Path | None:
     """Everything that can be refused before a file is written: the run folder, the checkpoint to resume from
     and the hardware. Returns the checkpoint to resume from, if any."""
-    from vqvid.training.runner import check_hardware
+    from vqvid.training.runner import check_hardware, saved_nothing
 
     out = args.out
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
     # Only the first process judges the folder: DDP's other processes run this command again once it exists.
     if _first_process() and args.resume is None and out.is_dir() and any(out.iterdir()):
-        holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
-            "is not empty"
-        raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
+        if saved_nothing(out):
+            print(f"note: --out {out} holds a run that stopped before its first checkpoint; this one starts afresh "
+                  "there")
+        else:
+            holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
+                "is not empty"
+            raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
     resume = _resume_path(args, run)
     check_hardware(run.train)
     return resume

@@ -307,6 +307,20 @@ def _last_path(run: str | Path) -> Path:
     return Path(run) / "checkpoints" / "last.ckpt"  # ModelCheckpoint(save_last=True) in build_trainer
 
 
+# What a run writes into its folder (module docstring; "wandb" is its logger's own folder)
+RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "logs", "validation.json", "gifs", "wandb"})
+
+
+def saved_nothing(run: str | Path) -> bool:
+    """Whether the folder `run` holds only what a run writes before its first checkpoint, and no checkpoint: a run
+    that stopped (interrupted, or refused its data) before it saved any weights, so nothing is lost in starting it
+    afresh there."""
+    run = Path(run)
+    entries = {path.name for path in run.iterdir()}
+    return ("config.yaml" in entries and entries <= RUN_ENTRIES
+            and not any((run / "checkpoints").glob("*.ckpt")))
+
+
 def last_checkpoint(run: str | Path) -> Path | None:
     path = _last_path(run)
     return path if path.exists() else None
