@@ -46,3 +46,14 @@ def test_ctrl_c_in_a_command_is_one_line_and_status_130(monkeypatch, capsys):
         pytest.fail("the interruption went past the entry point")
     assert code == 130
     assert capsys.readouterr().err == "vqvid info: interrupted\n"
+
+
+def test_a_system_error_that_a_command_leaves_is_one_line(monkeypatch, capsys):
+    from vqvid.commands import info
+
+    def refused(argv):
+        raise OSError("out.gif: cannot be written (Read-only file system)")
+
+    monkeypatch.setattr(info, "main", refused)
+    assert cli.main(["info", "clip.vqv"]) == 1
+    assert capsys.readouterr().err == "vqvid info: out.gif: cannot be written (Read-only file system)\n"

@@ -98,3 +98,22 @@ def test_replace_folder_swaps_whole_folders(tmp_path):
     (staging / "new.txt").write_text("new")
     replace_folder(staging, out)
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"] and _debris(tmp_path) == []
+
+
+def test_an_output_that_cannot_be_written_is_named_by_its_own_path_not_the_temporary_one(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(OSError, match=rf"^{blocked / 'out.gif'}: cannot be written \("), \
+            atomic_path(blocked / "out.gif"):
+        pytest.fail("no temporary file can be made under a file")
+    target = tmp_path / "out.json"
+
+    def fails_on_the_partial(partial: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(partial))
+
+    with pytest.raises(OSError, match=rf"^{target}: cannot be written \(No space left on device\)$"), \
+            atomic_path(target) as partial:
+        fails_on_the_partial(partial)
+    with pytest.raises(FileNotFoundError, match="input.mp4"), atomic_path(target):
+        open(tmp_path / "input.mp4", "rb")  # an error about another file passes as it is
+    assert not target.exists() and _debris(tmp_path) == []

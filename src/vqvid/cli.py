@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         # 130 = 128 + SIGINT, what a shell reports for a command that the signal stopped.
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        # What the system refused (an output that cannot be written, a full disk) where a command did not report
+        # it itself: one line, as for the errors the commands report
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -49,19 +49,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             write_video(partial, frames, fps)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # as `-o runs/new/out.gif` asks
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    # A folder that cannot be made or written to is reported by `path`, not by the temporary file's name
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)  # as `-o runs/new/out.gif` asks
+        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{path.suffix}",
+                                            dir=path.parent)
     os.close(descriptor)
     partial = Path(name)
     try:
-        yield partial
-        os.chmod(partial, 0o666 & ~umask())  # mkstemp makes 0600; a new output gets the user's usual mode
-        _fsync_file(partial)
-        os.replace(partial, path)
+        with _naming(path, partial):
+            yield partial
+            os.chmod(partial, 0o666 & ~umask())  # mkstemp makes 0600; a new output gets the user's usual mode
+            _fsync_file(partial)
+            os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def _naming(path: Path, partial: Path | None = None) -> Iterator[None]:
+    """An OSError raised inside about `path`'s folder or its temporary file `partial` (a full disk, say), as one
+    that says `path` cannot be written, and why; other OSErrors (an input that cannot be read) as they are."""
+    try:
+        yield
+    except OSError as error:
+        if partial is not None and error.filename not in (str(partial), str(path)):
+            raise
+        raise OSError(f"{path}: cannot be written ({error.strerror or error})") from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

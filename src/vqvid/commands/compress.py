@@ -94,6 +94,8 @@ def output_error(option: str, path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
+        if str(error).startswith(f"{path}: cannot be written"):  # already named (`vqvid.files.atomic_path`)
+            raise OSError(f"{option} {error}") from None
         raise OSError(f"{option} {path}: cannot be written ({error.strerror or error})") from None
 
 
