@@ -46,7 +46,7 @@ def test_a_precision_that_is_none_is_refused_with_the_accepted_values(tmp_path, 
 def test_a_numeric_precision_reaches_lightning_as_the_string_it_accepts(tmp_path):
     args = train.build_parser().parse_args(["vqvae", "--data", "synthetic:2", "--out", str(tmp_path),
                                             "--precision", "32", "--accelerator", "cpu"])
-    run = train._resolve(VQVAERun, get_preset("tiny").vqvae, args)
+    run = train.resolve_run(VQVAERun, get_preset("tiny").vqvae, args)
     assert (run.train.precision, run.train.accelerator) == ("32", "cpu")
 
 

@@ -87,7 +87,7 @@ def test_num_nodes_reaches_lightning(tmp_path):
     args = train.build_parser().parse_args(
         ["vqvae", "--data", "synthetic", "--out", str(tmp_path / "run"), "--num-nodes", "3", "--devices", "1",
          "--accelerator", "cpu", "--strategy", "ddp"])
-    run = train._resolve(VQVAERun, get_preset("tiny").vqvae, args)
+    run = train.resolve_run(VQVAERun, get_preset("tiny").vqvae, args)
     assert run.train.num_nodes == 3
     trainer = build_trainer(run.train, tmp_path / "run", progress=False)
     assert trainer.num_nodes == 3 and trainer.world_size == 3

@@ -122,7 +122,7 @@ class Demo:
 
         args = train.build_parser().parse_args(self.vqvae_argv(self.out / "vqvae"))
         try:
-            train._resolve(VQVAERun, get_preset(args.preset).vqvae, args)
+            train.resolve_run(VQVAERun, get_preset(args.preset).vqvae, args)
         except ConfigError as error:
             raise ValueError(f"--vqvae-set: {error}") from None
 

@@ -73,7 +73,10 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
             for name, key in flags.items() if (value := getattr(args, name)) is not None]
 
 
-def _resolve(cls, preset, args: argparse.Namespace):
+def resolve_run(cls, preset, args: argparse.Namespace):
+    """The run config (`cls`: VQVAERun or PriorRun) that `vqvid train` parsed to `args` trains: the preset, or a
+    resumed run's own config, then --config, the overrides and the command's flags; refuses what the config
+    refuses (`ConfigError`)."""
     from vqvid.config import resolve
 
     saved = args.out / "config.yaml"
@@ -176,7 +179,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     from vqvid.training.runner import fit
     from vqvid.training.vqvae import VQVAEModule
 
-    run = _resolve(VQVAERun, get_preset(args.preset).vqvae, args)
+    run = resolve_run(VQVAERun, get_preset(args.preset).vqvae, args)
     resume = _check_run(args, run)
     train_set, val_set = _clip_sets(args.data, args.val_data, run)
     train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
@@ -216,7 +219,7 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
     from vqvid.presets import PriorRun, get_preset
     from vqvid.training.prior import train_prior_run
 
-    run = _resolve(PriorRun, get_preset(args.preset).prior(args.level), args)
+    run = resolve_run(PriorRun, get_preset(args.preset).prior(args.level), args)
     return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _check_run(args, run),
                            progress=not args.no_progress)
 
