@@ -91,6 +91,29 @@ def test_resuming_at_the_runs_own_step_says_that_nothing_is_trained(trained, tmp
             "train.max_steps=2: nothing is trained") in printed
 
 
+def test_a_copied_run_resumes_into_its_own_last_checkpoint(trained, tmp_path):
+    from vqvid.persistence import read_checkpoint
+
+    out = shutil.copytree(trained, tmp_path / "copy")  # Lightning recorded the original's checkpoint folder
+    assert train.main(["vqvae", *TINY_RUN, "--out", str(out), "--resume", "--max-steps", "3"]) == 0
+    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["last.ckpt", "step=2.ckpt",
+                                                                             "step=3.ckpt"]
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt", "vqvae", "last")["global_step"] == 3
+
+
+def test_resuming_with_other_training_settings_is_refused_and_the_run_kept(trained, tmp_path, capsys):
+    out = shutil.copytree(trained, tmp_path / "run")
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    code = train.main(["vqvae", *TINY_RUN, "--out", str(out), "--resume", "--max-steps", "3", "train.lr=5e-4",
+                       "train.seed=7"])
+    refused(code, capsys, "--resume: train.lr=0.0005 (the run's: 0.002); train.seed=7 (the run's: 0)",
+            "another --out")
+    code = train.main(["vqvae", *TINY_RUN, "--out", str(out), "--resume", "--max-steps", "3", "data.size=32"])
+    refused(code, capsys, "--resume: data ")
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
 def test_ctrl_c_while_training_is_one_line_with_status_130(tmp_path, capsys, monkeypatch):
     from vqvid.training.runner import StepSeed
 

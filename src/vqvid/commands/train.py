@@ -80,19 +80,36 @@ def resolve_run(cls, preset, args: argparse.Namespace):
     from vqvid.config import resolve
 
     saved = args.out / "config.yaml"
-    if args.resume is not None and saved.exists() and args.config is None:
-        # a resumed run keeps its own config; only hardware flags and overrides may change
+    own = None  # a resumed run's own config
+    if args.resume is not None and saved.exists():
         base = load_yaml(saved)
         from vqvid.config import from_dict
 
         try:
-            preset = from_dict(cls, base)
+            own = from_dict(cls, base)
         except ConfigError:
             if (other := _stage_of(base)) not in (None, args.stage):
                 raise ValueError(f"--out {args.out}: holds a {STAGES[other]} run, not a {STAGES[args.stage]} run; "
                                  f"continue it with `vqvid train {other} --resume`, or choose another --out") from None
             raise
-    return resolve(cls, preset, args.config, [*args.overrides, *_cli_overrides(args)])
+    run = resolve(cls, preset if own is None or args.config is not None else own, args.config,
+                  [*args.overrides, *_cli_overrides(args)])
+    if own is not None:  # a resumed run continues as it was trained: only its length and hardware may change
+        changed = [f"train.{name}={getattr(run.train, name)!r} (the run's: {getattr(own.train, name)!r})"
+                   for name in FIXED_ON_RESUME if getattr(run.train, name) != getattr(own.train, name)]
+        if getattr(run, "data", None) != getattr(own, "data", None):
+            changed.append(f"data {run.data} (the run's: {own.data})")
+        if changed:
+            raise ValueError(f"--resume: {'; '.join(changed)}: a resumed run continues with the settings it was "
+                             "trained with (its optimiser state, data order and schedule are theirs); drop the "
+                             "change, or train a new run into another --out")
+    return run
+
+
+# What a resumed run may not change (its checkpoint's optimiser, schedule and data order follow them); its length
+# (max_steps), validation, logging, workers and hardware may change
+FIXED_ON_RESUME = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "val_fraction",
+                   "seed")
 
 
 def _stage_of(config: dict) -> str | None:

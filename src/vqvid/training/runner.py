@@ -187,6 +187,9 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
         every_n_train_steps=config.val_every,
         save_top_k=-1,
         save_last=True,
+        # A run folder copied or moved, then resumed, is still the same run: its last.ckpt and step=N.ckpt are
+        # replaced, not joined by last-v1.ckpt (Lightning's counter would leave last.ckpt at the old step)
+        enable_version_counter=False,
     )
     all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), StopOnNonFinite(), *callbacks]
     if progress:
