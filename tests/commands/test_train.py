@@ -50,6 +50,18 @@ def test_a_numeric_precision_reaches_lightning_as_the_string_it_accepts(tmp_path
     assert (run.train.precision, run.train.accelerator) == ("32", "cpu")
 
 
+def test_overrides_are_taken_after_options_too_and_anything_else_is_refused(tmp_path, capsys):
+    args = train.parse_args(["vqvae", "--data", "synthetic:2", "train.lr=5e-4", "--out", str(tmp_path),
+                             "--no-progress", "model.channels=8", "model.res_channels=4"])
+    assert args.overrides == ["train.lr=5e-4", "model.channels=8", "model.res_channels=4"]
+    run = train.resolve_run(VQVAERun, get_preset("tiny").vqvae, args)
+    assert (run.train.lr, run.model.channels, run.model.res_channels) == (5e-4, 8, 4)
+    with pytest.raises(SystemExit):
+        train.parse_args(["vqvae", "--data", "synthetic:2", "--out", str(tmp_path), "train.lr=5e-4",
+                          "--no-progress", "--unknown-flag"])
+    assert "unrecognized arguments: --unknown-flag" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("stage", "saved", "found", "asked"), [
     ("prior", VQVAERun(), "a VQ-VAE run, not a prior run", "`vqvid train vqvae --resume`"),
     ("vqvae", get_preset("tiny").prior("top"), "a prior run, not a VQ-VAE run", "`vqvid train prior --resume`"),

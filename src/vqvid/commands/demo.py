@@ -120,7 +120,7 @@ class Demo:
         from vqvid.config import ConfigError
         from vqvid.presets import VQVAERun, get_preset
 
-        args = train.build_parser().parse_args(self.vqvae_argv(self.out / "vqvae"))
+        args = train.parse_args(self.vqvae_argv(self.out / "vqvae"))
         try:
             train.resolve_run(VQVAERun, get_preset(args.preset).vqvae, args)
         except ConfigError as error:

@@ -241,18 +241,31 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
                            progress=not args.no_progress)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`vqvid train`'s arguments, with key=value overrides taken wherever they stand: after an option as well
+    as before it (argparse alone takes only the first run of them)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if stray := [arg for arg in extra if arg.startswith("-") or "=" not in arg]:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         result = train_vqvae(args) if args.stage == "vqvae" else train_prior(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"vqvid train {args.stage}: {error}", file=sys.stderr)
         return 2
+    if not _first_process():  # each DDP process ends here; the first one speaks for the run
+        return 0
     print(f"done: last checkpoint {result.last}")
     if result.validation:
         print("last validation: " + ", ".join(f"{name} {value:.4g}" for name, value in
                                               sorted(result.validation.items())))
     metric, lower_is_better, margin = WATCHED[args.stage]
-    if _first_process() and (note := result.overfit_note(metric, lower_is_better, margin)):
+    if note := result.overfit_note(metric, lower_is_better, margin):
         print(f"note: {note}")
     return 0
