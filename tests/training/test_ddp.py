@@ -92,3 +92,26 @@ def test_num_nodes_reaches_lightning(tmp_path):
     trainer = build_trainer(run.train, tmp_path / "run", progress=False)
     assert trainer.num_nodes == 3 and trainer.world_size == 3
     assert train.main(["vqvae", "--data", "synthetic", "--out", str(tmp_path / "bad"), "--num-nodes", "0"]) == 2
+
+
+def test_a_spawned_strategy_that_cannot_validate_the_last_step_says_so_before_training(tmp_path, monkeypatch):
+    import warnings
+    from dataclasses import replace
+
+    import lightning as L
+    import pytest
+
+    from vqvid.training.config import TrainConfig
+    from vqvid.training.runner import fit
+
+    trained = []
+    monkeypatch.setattr(L.Trainer, "fit", lambda *args, **kwargs: trained.append(True))  # the warning comes first
+    config = lambda **changes: TrainConfig(accelerator="cpu", devices="1", max_steps=3, val_every=2, **changes)
+    with pytest.warns(UserWarning, match="--strategy ddp_spawn, which trains in spawned processes.*max_steps .3. "
+                                         "is not a multiple of val_every .2."):
+        fit(None, None, config(strategy="ddp_spawn"), tmp_path / "spawn", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(None, None, config(strategy="ddp"), tmp_path / "ddp", progress=False)
+        fit(None, None, replace(config(strategy="ddp_spawn"), max_steps=4), tmp_path / "spawn4", progress=False)
+    assert len(trained) == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -286,6 +287,13 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     L.seed_everything(config.seed, workers=True, verbose=False)
     history = ValidationHistory(Path(out) / VALIDATION_HISTORY)
     trainer = build_trainer(config, out, [*callbacks, history], progress)
+    spawned = getattr(trainer.strategy, "_start_method", "popen") != "popen"  # ddp_spawn, ddp_fork, ...
+    if spawned and config.max_steps % config.val_every:
+        # The main process of such a strategy never learns the step the training processes reached
+        warnings.warn(f"{out}: under --strategy {config.strategy}, which trains in spawned processes, a run whose "
+                      f"max_steps ({config.max_steps}) is not a multiple of val_every ({config.val_every}) ends "
+                      "without validating and checkpointing its last step: last.ckpt holds the last validated "
+                      "one. Use --strategy ddp, or a max_steps that val_every divides", stacklevel=2)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     except SystemExit:
@@ -296,8 +304,7 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
         raise
     if trainer.global_step == config.max_steps and config.max_steps % config.val_every and not trainer.interrupted:
         # A run whose length is not a multiple of `val_every` (a short trial run above all) still ends validated,
-        # and checkpointed, so that last.ckpt holds the weights its last validation measured. (Under a strategy
-        # that trains in spawned processes the main process never learns the step, and this is skipped.)
+        # and checkpointed, so that last.ckpt holds the weights its last validation measured.
         trainer.validate(module, datamodule=data, verbose=False)
         step = {"step": torch.tensor(trainer.global_step)}
         trainer.save_checkpoint(trainer.checkpoint_callback.format_checkpoint_name(step))  # its step=N.ckpt
