@@ -131,6 +131,12 @@ def test_bad_video_shapes_say_what_is_allowed(shape):
         model.encode(torch.zeros(shape))
 
 
+def test_integer_video_is_refused_with_the_range_it_should_have():
+    model = _model()
+    with pytest.raises(ValueError, match=r"floating point in \[-1, 1\], got torch.uint8"):
+        model.encode(torch.zeros(1, 3, 16, 64, 64, dtype=torch.uint8))
+
+
 @pytest.mark.parametrize("hierarchy, bottom_changes", [("independent", False), ("conditioned", True)])
 def test_only_the_conditioned_bottom_depends_on_the_top_pathway(hierarchy, bottom_changes):
     model = _model(hierarchy).eval()

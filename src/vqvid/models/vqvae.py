@@ -441,3 +441,6 @@ class VQVAE(nn.Module):
                 f"multiples of {SPACE_FACTOR}, got shape {tuple(video.shape)}"
             )
         self.grid_shapes(*video.shape[2:])
+        if not video.is_floating_point():
+            raise ValueError(f"video must be floating point in [-1, 1], got {video.dtype} (8-bit frames x map to "
+                             "x / 127.5 - 1: `vqvid.data.video.from_uint8_frames`)")
