@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -171,6 +172,14 @@ def test_a_store_of_another_clip_shape_is_refused(tmp_path, videos):
     with pytest.raises(DataError, match=r"holds clips of 4×16×16 but 8×16×16 were asked for; prepare it again "
                                         r"\(`vqvid prepare SOURCE --out STORE --frames 8 --size 16`\)"):
         open_clips(out, ClipSpec(frames=8, size=16))
+
+
+def test_a_store_of_another_frame_rate_is_refused(tmp_path, videos):
+    out = prepare_store(videos, tmp_path / "store", SPEC, progress=False)  # the videos' own rates
+    with pytest.raises(DataError, match=r"holds clips at their videos' own rates, but clips resampled to 10 fps were "
+                                        r"asked for \(data.fps\); prepare it again --fps 10, or ask for data.fps=null"):
+        open_clips(out, replace(SPEC, fps=10.0))
+    assert len(open_clips(out, SPEC)) > 0
 
 
 def test_a_store_answers_for_the_split_it_was_prepared_from(tmp_path):

@@ -265,6 +265,12 @@ def _store(root: Path, spec: ClipSpec) -> ClipStore:
         raise DataError(f"{root}: the store holds clips of {held[0]}×{held[1]}×{held[1]} but "
                         f"{asked[0]}×{asked[1]}×{asked[1]} were asked for; prepare it again "
                         f"(`vqvid prepare SOURCE --out STORE --frames {asked[0]} --size {asked[1]}`)")
+    if store.spec.fps != spec.fps:  # frames a clip apart in time: the rate the model learns motion at
+        rate = lambda fps: f"resampled to {fps:g} fps" if fps else "at their videos' own rates"
+        again = f"--fps {spec.fps:g}" if spec.fps else "without --fps"
+        raise DataError(f"{root}: the store holds clips {rate(store.spec.fps)}, but clips {rate(spec.fps)} were "
+                        f"asked for (data.fps); prepare it again {again}, or ask for data.fps="
+                        f"{store.spec.fps if store.spec.fps else 'null'}")
     return store
 
 
