@@ -108,12 +108,12 @@ def test_an_output_that_cannot_be_written_is_named_by_its_own_path_not_the_tempo
         pytest.fail("no temporary file can be made under a file")
     target = tmp_path / "out.json"
 
-    def fails_on_the_partial(partial: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(partial))
-
+    with pytest.raises(OSError, match=rf"^{target}: cannot be written \(Permission denied\)$"), \
+            atomic_path(target) as partial:
+        raise PermissionError(errno.EACCES, "Permission denied", str(partial))
     with pytest.raises(OSError, match=rf"^{target}: cannot be written \(No space left on device\)$"), \
             atomic_path(target) as partial:
-        fails_on_the_partial(partial)
+        _disk_full_after(b"half")(partial)  # a full disk's error names no file
     with pytest.raises(FileNotFoundError, match="input.mp4"), atomic_path(target):
         open(tmp_path / "input.mp4", "rb")  # an error about another file passes as it is
     assert not target.exists() and _debris(tmp_path) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import tempfile
@@ -75,9 +76,16 @@ def _naming(path: Path, partial: Path | None = None) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if partial is not None and error.filename not in (str(partial), str(path)):
+        about_the_output = error.filename in (str(partial), str(path)) or (
+            error.filename is None and error.errno in _WRITE_ERRORS)  # a full disk names no file
+        if partial is not None and not about_the_output:
             raise
         raise OSError(f"{path}: cannot be written ({error.strerror or error})") from None
+
+
+# What writing a file can meet whatever the file: no space, over quota, an I/O error, a read-only file system, a file
+# too large for it
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
