@@ -126,6 +126,21 @@ def test_resuming_with_other_training_settings_is_refused_and_the_run_kept(train
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
+def test_a_run_whose_config_no_longer_reads_resumes_from_a_config_given_in_full(trained, tmp_path, capsys):
+    out = shutil.copytree(trained, tmp_path / "run")
+    given = tmp_path / "given.yaml"
+    shutil.copy(out / "config.yaml", given)
+    with (out / "config.yaml").open("a") as file:
+        file.write("retired_section: {old_field: 1}\n")  # as a config.yaml of another version might read
+    capsys.readouterr()
+    refused(train.main(["vqvae", *TINY_RUN, "--out", str(out), "--resume", "--max-steps", "3"]), capsys,
+            "retired_section")
+    with pytest.warns(UserWarning, match="does not read as this version's config; the run continues from --config"):
+        code = train.main(["vqvae", *TINY_RUN, "--out", str(out), "--resume", "--max-steps", "3", "--config",
+                           str(given)])
+    assert code == 0
+
+
 def test_ctrl_c_while_training_is_one_line_with_status_130(tmp_path, capsys, monkeypatch):
     from vqvid.training.runner import StepSeed
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,12 @@ def resolve_run(cls, preset, args: argparse.Namespace):
             if (other := _stage_of(base)) not in (None, args.stage):
                 raise ValueError(f"--out {args.out}: holds a {STAGES[other]} run, not a {STAGES[args.stage]} run; "
                                  f"continue it with `vqvid train {other} --resume`, or choose another --out") from None
-            raise
+            if args.config is None:
+                raise
+            # --config gives the whole run where its own config.yaml no longer reads (written by another version):
+            # the checkpoint still refuses another model
+            warnings.warn(f"--resume: {saved} does not read as this version's config; the run continues from "
+                          f"--config {args.config}, unchecked against it", stacklevel=2)
     run = resolve(cls, preset if own is None or args.config is not None else own, args.config,
                   [*args.overrides, *_cli_overrides(args)])
     if own is not None:  # a resumed run continues as it was trained: only its length and hardware may change
@@ -107,7 +113,8 @@ def resolve_run(cls, preset, args: argparse.Namespace):
 
 
 # What a resumed run may not change (its checkpoint's optimiser, schedule and data order follow them); its length
-# (max_steps), validation, logging, workers and hardware may change
+# (max_steps), validation, logging, workers and hardware may change (under DDP, other devices split the same data
+# order among another number of processes)
 FIXED_ON_RESUME = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "val_fraction",
                    "seed")
 
