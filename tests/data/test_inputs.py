@@ -11,7 +11,7 @@ import torch
 
 from tests.data.test_frames import write_frames
 from tests.data.test_video import frame_index, write_test_video
-from vqvid.data import ClipSpec, DataWarning, prepare_store, to_uint8_frames
+from vqvid.data import ClipSpec, ClipStore, DataWarning, prepare_store, to_uint8_frames
 from vqvid.data.inputs import open_video
 from vqvid.geometry import ClipGeometry
 
@@ -72,3 +72,18 @@ def test_a_prepared_store_gives_each_frame_of_its_overlapping_clips_once(tmp_pat
     assert [frame_index(frame) for frame in read] == [*range(28), *range(12)]
     frames, _, read, _ = read_all(store, max_frames=10)
     assert frames == len(read) == 10 and [frame_index(frame) for frame in read] == list(range(10))
+
+
+def test_a_store_keeps_frames_that_only_repeat_across_two_sources(tmp_path):
+    from PIL import Image
+
+    for name, still in (("a", range(4, 8)), ("b", range(4))):  # a fades to black, b fades in from it
+        folder = write_frames(tmp_path / "src" / name, range(8))
+        black = np.zeros_like(np.asarray(Image.open(folder / "0.png")))
+        for n in still:
+            Image.fromarray(black).save(folder / f"{n}.png")
+    store = prepare_store(tmp_path / "src", tmp_path / "store", ClipSpec(frames=8, stride=4, size=16),
+                          progress=False)
+    assert len(ClipStore(store)) == 2  # one clip of each folder; a's last 4 frames equal b's first 4
+    frames, _, read, _ = read_all(store)
+    assert frames == len(read) == 16

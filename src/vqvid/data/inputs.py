@@ -73,13 +73,16 @@ def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int 
 def _store_spans(store: ClipStore) -> Iterator[tuple[int, int]]:
     """(clip, its first frame not in the clip before it) for every clip of `store`, in order. `vqvid prepare`
     starts a source's clips every `stride` frames (8 of 16 by default: each frame in two clips) and writes them
-    in order, so a clip shares its first frames with the one before it. They are left out where they equal
-    that clip's last ones, byte for byte; so the first clip of the next source, or a clip of a store whose
-    stride is not its clips', stays whole."""
+    in order, so a clip shares its first frames with the one before it. They are left out where both clips are
+    of one source and those frames equal that clip's last ones, byte for byte; so the first clip of the next
+    source (even one that fades in from the black the last one faded to), or a clip of a store whose stride is
+    not its clips', stays whole."""
     overlap = store.spec.frames - store.spec.stride  # frames a clip shares with the one before it, if any
+    source = lambda index: store.describe(index).rsplit("@", 1)[0]  # "a/b.mp4@frame=24" -> "a/b.mp4"
     yield 0, 0
     for index in range(1, len(store)):
-        shared = overlap > 0 and np.array_equal(store.frames(index - 1)[-overlap:], store.frames(index)[:overlap])
+        shared = (overlap > 0 and source(index - 1) == source(index)
+                  and np.array_equal(store.frames(index - 1)[-overlap:], store.frames(index)[:overlap]))
         yield index, overlap if shared else 0
 
 
