@@ -287,7 +287,9 @@ def fit(module: L.LightningModule, data: L.LightningDataModule, config: TrainCon
     L.seed_everything(config.seed, workers=True, verbose=False)
     history = ValidationHistory(Path(out) / VALIDATION_HISTORY)
     trainer = build_trainer(config, out, [*callbacks, history], progress)
-    spawned = getattr(trainer.strategy, "_start_method", "popen") != "popen"  # ddp_spawn, ddp_fork, ...
+    # ddp_spawn, ddp_fork, ddp_notebook: Lightning's DDPStrategy keeps how it starts its processes in
+    # `_start_method` ("popen" for ddp, which reruns this command); tests/training/test_ddp.py checks that it does
+    spawned = getattr(trainer.strategy, "_start_method", "popen") != "popen"
     if spawned and config.max_steps % config.val_every:
         # The main process of such a strategy never learns the step the training processes reached
         warnings.warn(f"{out}: under --strategy {config.strategy}, which trains in spawned processes, a run whose "
