@@ -15,6 +15,7 @@ from vqvid.codec import container
 from vqvid.codec.container import (
     FORMAT_VERSION,
     FingerprintMismatchError,
+    TopLayerWholeError,
     VQVFormatError,
     VQVHeader,
     check_fingerprint,
@@ -326,10 +327,13 @@ def test_asked_for_the_top_layer_alone_a_file_cut_anywhere_after_it_holds_the_to
 
 
 def test_a_cut_in_the_bottom_layer_says_the_top_layer_can_be_read():
-    with pytest.raises(VQVFormatError, match="its top layer is whole and can be read alone$"):
+    with pytest.raises(VQVFormatError, match="its top layer is whole and can be read alone$") as cut:
         read_vqv(VALID[:-2])
-    with pytest.raises(VQVFormatError, match=r"follow the header\)$"):  # cut in the top layer: nothing to salvage
+    assert isinstance(cut.value, TopLayerWholeError)  # what the commands' `--levels top` hint follows
+    # cut in the top layer: nothing to salvage
+    with pytest.raises(VQVFormatError, match=r"follow the header\)$") as early:
         read_vqv(VALID[:TOP_LAYER_END - 1])
+    assert not isinstance(early.value, TopLayerWholeError)
 
 
 def test_truncated_file_on_disk_names_the_file(tmp_path):

@@ -8,6 +8,7 @@ coded position.
 from vqvid.codec.coding import DesyncError
 from vqvid.codec.container import (
     FingerprintMismatchError,
+    TopLayerWholeError,
     VQVFile,
     VQVFormatError,
     VQVHeader,
@@ -31,6 +32,7 @@ __all__ = [
     "FingerprintMismatchError",
     "SequentialDecoder",
     "SequentialEncoder",
+    "TopLayerWholeError",
     "VQVFile",
     "VQVFormatError",
     "VQVHeader",

@@ -86,6 +86,11 @@ class FingerprintMismatchError(VQVFormatError):
     """A .vqv file coded with another model than the one given to decode it."""
 
 
+class TopLayerWholeError(VQVFormatError):
+    """A .vqv file cut short inside its bottom layer (a copy or download stopped there): its top layer is whole,
+    and `read_vqv(..., top_only=True)` reads it."""
+
+
 def _check_int(name: str, value: object, low: int, high: int) -> int:
     expected = f"header field {name}: expected an integer in [{low}, {high}]"
     if isinstance(value, bool):
@@ -292,8 +297,8 @@ class _Reader:
     def __init__(self, name: str, size: int, read_at: Callable[[int, int], bytes]) -> None:
         self.name, self.size, self._read_at = name, size, read_at
 
-    def error(self, message: str) -> VQVFormatError:
-        return VQVFormatError(f"{self.name}: {message}")
+    def error(self, message: str, kind: type[VQVFormatError] = VQVFormatError) -> VQVFormatError:
+        return kind(f"{self.name}: {message}")
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         if offset + length > self.size:
@@ -401,11 +406,12 @@ def _parse(reader: _Reader, top_only: bool = False) -> VQVFile:
     for index, length in enumerate(lengths[:present]):
         declared += length
         if declared > remaining:
-            salvage = (top_layer is not None and index >= top_layer
-                       and "; its top layer is whole and can be read alone")
+            salvage = top_layer is not None and index >= top_layer
             raise reader.error(
                 f"chunk {index}: length {length} runs past the end of the file "
-                f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header){salvage or ''}"
+                f"(chunks 0..{index} need {declared} bytes, {remaining} follow the header)"
+                + ("; its top layer is whole and can be read alone" if salvage else ""),
+                TopLayerWholeError if salvage else VQVFormatError,
             )
     if declared != remaining:
         raise reader.error(f"chunk table: chunks take {declared} bytes but {remaining} follow the header")

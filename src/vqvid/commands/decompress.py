@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.codec.container import VQVFormatError
+    from vqvid.codec.container import TopLayerWholeError
     from vqvid.codec.video import TopCodesOnlyError, decompress
     from vqvid.commands import options
     from vqvid.commands.compress import output_error, progress_printer
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error)
         if isinstance(error, TopCodesOnlyError):
             message += "; decode it with --levels top"
-        elif isinstance(error, VQVFormatError) and args.levels != "top" and top_layer_alone(args.input):
+        elif isinstance(error, TopLayerWholeError) and args.levels != "top":
             message += "; decode its coarse video with --levels top"
         print(f"vqvid decompress: {message}", file=sys.stderr)
         return 2
@@ -70,19 +70,3 @@ def main(argv: list[str] | None = None) -> int:
           + ("both levels)" if decompressed.levels == "both" else "top codes only: the coarse video)"))
     return 0
 
-
-def top_layer_alone(path: Path) -> bool:
-    """Whether a .vqv file that cannot be read whole still holds a whole top layer: one cut short inside its
-    bottom layer (a copy or download stopped there), which `--levels top` decodes to the coarse video."""
-    from vqvid.codec.container import read_vqv
-
-    try:
-        read_vqv(path)
-        return False
-    except (ValueError, OSError):
-        pass
-    try:
-        read_vqv(path, top_only=True)
-        return True
-    except (ValueError, OSError):
-        return False

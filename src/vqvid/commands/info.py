@@ -31,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vqvid.codec.container import VQVFormatError, describe, read_vqv
-    from vqvid.commands.decompress import top_layer_alone
+    from vqvid.codec.container import TopLayerWholeError, describe, read_vqv
     from vqvid.persistence import is_model_folder
 
     try:
@@ -44,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             text = describe(read_vqv(args.input), os.path.getsize(args.input))
     except (ValueError, OSError) as error:
-        cut = isinstance(error, VQVFormatError) and top_layer_alone(args.input)
-        note = "; `vqvid decompress --levels top` decodes its coarse video" if cut else ""
+        note = ("; `vqvid decompress --levels top` decodes its coarse video"
+                if isinstance(error, TopLayerWholeError) else "")
         print(f"vqvid info: {error}{note}", file=sys.stderr)
         return 2
     print(text)  # outside the try: a reader that went away is not an error about the input (`vqvid.cli`)
