@@ -80,7 +80,11 @@ def _naming(path: Path, partial: Path | None = None) -> Iterator[None]:
             error.filename is None and error.errno in _WRITE_ERRORS)  # a full disk names no file
         if partial is not None and not about_the_output:
             raise
-        raise OSError(f"{path}: cannot be written ({error.strerror or error})") from None
+        raise OutputError(f"{path}: cannot be written ({error.strerror or error})") from None
+
+
+class OutputError(OSError):
+    """An output that cannot be written (`atomic_path`); the message starts with the output's own path."""
 
 
 # What writing a file can meet whatever the file: no space, over quota, an I/O error, a read-only file system, a file

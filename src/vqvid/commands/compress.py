@@ -25,12 +25,13 @@ depend on --batch-size (clips per --verify pass) or the machine's threads.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from vqvid.commands import options
 
 # The header records a float frame rate as a ratio whose denominator is at most 10^6 (`vqvid.codec.container`):
 # below 1/10^6 it would round to 0.
@@ -72,8 +73,6 @@ def _check_options(args: argparse.Namespace) -> None:
         from vqvid.codec.coding import check_coding_batch
 
         check_coding_batch(args.coding_batch, "--coding-batch")
-    from vqvid.commands import options
-
     options.frame_rate(args.fps)
     if args.fps is not None and args.fps < MIN_FPS:
         raise ValueError(f"--fps {args.fps}: expected a frame rate of at least {MIN_FPS:g}, the least that a .vqv "
@@ -85,18 +84,6 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() in {*VIDEO_SUFFIXES, *options.OUTPUT_VIDEO_SUFFIXES}:
         raise ValueError(f"-o {args.output}: compress writes a .vqv file, not a video; name it .vqv "
                          "(`vqvid decompress` makes the video)")
-
-
-@contextlib.contextmanager
-def output_error(option: str, path: Path) -> Iterator[None]:
-    """Turns an OSError from writing an output into one that names the option and the path the user gave, not
-    the temporary file that the output is written to first (`vqvid.files.atomic_path`)."""
-    try:
-        yield
-    except OSError as error:
-        if str(error).startswith(f"{path}: cannot be written"):  # already named (`vqvid.files.atomic_path`)
-            raise OSError(f"{option} {error}") from None
-        raise OSError(f"{option} {path}: cannot be written ({error.strerror or error})") from None
 
 
 def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
@@ -129,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         compressed = compress(folder, video.pieces, args.fps or video.fps, mode=mode, levels=args.levels,
                               verify=args.verify, batch_size=args.batch_size, coding_batch=args.coding_batch,
                               progress=progress_printer(not args.no_progress))
-        with output_error("-o", args.output):
+        with options.output_error("-o", args.output):
             compressed.write(args.output)
     except (ValueError, OSError) as error:
         print(f"vqvid compress: {error}", file=sys.stderr)
@@ -184,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         from vqvid.files import write_text
 
         try:
-            with output_error("--json", args.json):
+            with options.output_error("--json", args.json):
                 write_text(args.json, json.dumps(figures, indent=2))
         except OSError as error:
             print(f"vqvid compress: {error}", file=sys.stderr)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.codec.container import TopLayerWholeError
     from vqvid.codec.video import TopCodesOnlyError, decompress
     from vqvid.commands import options
-    from vqvid.commands.compress import output_error, progress_printer
+    from vqvid.commands.compress import progress_printer
     from vqvid.persistence import load_model_folder
     from vqvid.viz import save_video
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.vqvae.model.to(args.device)
         decompressed = decompress(folder, args.input, levels=args.levels, batch_size=args.batch_size,
                                   progress=progress_printer(not args.no_progress))
-        with output_error("-o", args.output):
+        with options.output_error("-o", args.output):
             save_video(args.output, decompressed.video, float(decompressed.header.fps))
     except (ValueError, OSError) as error:
         message = str(error)

@@ -3,8 +3,9 @@ the option and says what was expected; commands print it and exit with status 2,
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,3 +112,15 @@ def not_an_input(output: Path, option: str, inputs: Sequence[str | Path]) -> Non
         if inside or (output.exists() and output.samefile(source)):
             where = "inside the input folder" if inside else "the input"
             raise ValueError(f"{option} {output}: this is {where} {source}; write the output to another file")
+
+
+@contextlib.contextmanager
+def output_error(option: str, path: Path) -> Iterator[None]:
+    """An output that cannot be written (`vqvid.files.OutputError`, which names `path`) named by its option too:
+    "-o out.gif: cannot be written (...)"."""
+    from vqvid.files import OutputError
+
+    try:
+        yield
+    except OutputError as error:
+        raise OutputError(f"{option} {error}") from None
