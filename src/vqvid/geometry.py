@@ -34,9 +34,11 @@ class ClipGeometry(NamedTuple):
         return math.prod(self.top_shape) + math.prod(self.bottom_shape)
 
 
-def clip_geometry(model: ModelFolder) -> ClipGeometry:
+def clip_geometry(model: ModelFolder, name: str | None = None) -> ClipGeometry:
     """The clip size and code grids of a model folder: from the VQ-VAE's clip spec (`data.frames`,
-    `data.size`), else from the top prior's grid. Raises ValueError if the priors do not fit that clip."""
+    `data.size`), else from the top prior's grid. Raises ValueError, naming the folder as `name` (default: by its
+    fingerprint), if the priors do not fit that clip."""
+    name = name or f"model folder {model.fingerprint}"
     data = model.vqvae.data
     if data.get("frames") and data.get("size"):
         frames, height, width = int(data["frames"]), int(data["size"]), int(data["size"])
@@ -44,7 +46,7 @@ def clip_geometry(model: ModelFolder) -> ClipGeometry:
         t, h, w = model.top.config.shape
         frames, height, width = TIME_FACTOR * t, SPACE_FACTOR * h, SPACE_FACTOR * w
     else:
-        raise ValueError(f"model folder {model.fingerprint}: the VQ-VAE records no clip size (data.frames "
+        raise ValueError(f"{name}: the VQ-VAE records no clip size (data.frames "
                          "and data.size in model.json) and there is no top prior to take it from")
     grids = VQVAE.grid_shapes(frames, height, width)
     geometry = ClipGeometry(frames, height, width, grids.top, grids.bottom, model.vqvae.config.num_codes)
@@ -58,7 +60,7 @@ def clip_geometry(model: ModelFolder) -> ClipGeometry:
         wanted = (shape, condition, geometry.num_codes, geometry.num_codes if condition else None)
         if found != wanted:
             raise ValueError(
-                f"model folder {model.fingerprint}: the {level} prior models grids {config.shape} of "
+                f"{name}: the {level} prior models grids {config.shape} of "
                 f"{config.num_codes} codes (condition {config.condition_shape}), but clips of "
                 f"{frames}×{height}×{width} give {level} grids {shape} of {geometry.num_codes} codes"
                 + (f" given top grids {condition}" if condition else "")

@@ -433,8 +433,6 @@ def _check_geometry(folder: ModelFolder, where: str) -> None:
     from vqvid.geometry import clip_geometry
 
     try:
-        clip_geometry(folder)
+        clip_geometry(folder, where)
     except ValueError as error:
-        # clip_geometry names the folder by its fingerprint, all it knows of it
-        reason = str(error).removeprefix(f"model folder {folder.fingerprint}: ")
-        raise ModelFolderError(f"{where}: {reason}") from None
+        raise ModelFolderError(str(error)) from None
