@@ -7,13 +7,9 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
 
 OUTPUT_VIDEO_SUFFIXES = (".gif", ".mp4", ".mkv")  # what `vqvid.data.write_video` writes
-# What --fps defaults to (`clips_frame_rate`), for the commands' help
+# What --fps defaults to (`vqvid.data.inputs.clips_fps`), for the commands' help
 INPUT_FPS_HELP = ("the model's data.fps if it resamples clips to one, else the rate of INPUT's first video (of "
                   "frame folders: data.source_fps), else 10 (synthetic clips, stores prepared without --fps)")
 
@@ -50,22 +46,6 @@ def frame_rate(value: float | None, option: str = "--fps", maximum: float = 1000
     if value is not None and not (math.isfinite(value) and 0 < value <= maximum):
         raise ValueError(f"{option} {value}: expected a frame rate above 0 and at most {maximum:g}")
     return value
-
-
-def clips_frame_rate(dataset: Dataset) -> float:
-    """What --fps means when it is not given: the frame rate of the clips of `dataset` (from
-    `vqvid.data.open_clips`). That is the rate they were resampled to, if any; else the rate of the video or frame
-    folder (at the model's assumed `source_fps`) that the first clip is cut from, worked out as `vqvid compress`
-    records it; else, for synthetic clips and stores prepared without a rate, `DEFAULT_FPS` (10)."""
-    from vqvid.data.inputs import DEFAULT_FPS, source_fps
-    from vqvid.data.sources import Clips
-
-    spec = getattr(dataset, "spec", None)  # Clips and ClipStore have one
-    if spec is not None and spec.fps:
-        return float(spec.fps)
-    if isinstance(dataset, Clips) and len(dataset):
-        return float(source_fps(dataset.sources[dataset.source_index(0)]))
-    return float(DEFAULT_FPS)
 
 
 def output_files(inputs: Sequence[str | Path],

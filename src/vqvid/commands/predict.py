@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid.data import ClipSpec
-    from vqvid.data.inputs import open_prediction_input
+    from vqvid.data.inputs import clips_fps, open_prediction_input
     from vqvid.data.sources import read_clips
     from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(dataset) < args.clips:
             print(f"{args.input}: holds {len(dataset)} clip(s) of {spec.frames} frames, fewer than --clips "
                   f"{args.clips}; predicting {len(clips)}")
-        fps = args.fps or options.clips_frame_rate(dataset)
+        fps = args.fps or float(clips_fps(dataset))
         for part in (folder.vqvae, folder.top, folder.bottom):
             part.model.to(device)
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,

@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqvid.codec.baseline import format_rd_table, plot_rd
     from vqvid.data import DataError, open_clips
+    from vqvid.data.inputs import clips_fps
     from vqvid.data.sources import read_clips
     from vqvid.geometry import clip_geometry
     from vqvid.persistence import load_model_folder
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset = open_clips(source, spec)
             clips = read_clips(dataset, args.max_clips, f"rd {source}")
             video = torch.cat(clips, dim=1)  # (3, N, H, W): the clips one after another
-            videos.append((source, video, args.fps or options.clips_frame_rate(dataset)))
+            videos.append((source, video, args.fps or float(clips_fps(dataset))))
         measured = []
         for source, video, fps in videos:
             n, h, w = video.shape[1:]

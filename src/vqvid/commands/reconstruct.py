@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqvid import metrics
     from vqvid.data import DataError, open_clips
+    from vqvid.data.inputs import clips_fps
     from vqvid.data.sources import read_clips
     from vqvid.persistence import load_vqvae
     from vqvid.viz import for_display, save_video, side_by_side
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = loaded.clip_spec(whole_clips=True)
         dataset = open_clips(args.input, spec)
         clips = torch.stack(read_clips(dataset, args.max_clips, "reconstruct"))  # (N, 3, T, H, W)
-        fps = args.fps or options.clips_frame_rate(dataset)
+        fps = args.fps or float(clips_fps(dataset))
     except (ValueError, FileNotFoundError, DataError) as error:
         print(f"vqvid reconstruct: {error}", file=sys.stderr)
         return 2

@@ -46,7 +46,6 @@ def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int 
     rates = {key: data[key] for key in ("fps", "source_fps") if data.get(key) is not None}
     length, size = geometry.clip_frames, geometry.height
     limit = max_frames if max_frames is not None else math.inf
-    model_fps = Fraction(rates["fps"]).limit_denominator(1001) if "fps" in rates else None
     if source == "synthetic" or source.startswith("synthetic:") or is_store(source):
         clips = open_clips(source, ClipSpec(frames=length, stride=length, size=size, **rates))
         spans, frames = [], 0  # (clip, first frame of it to code)
@@ -57,17 +56,27 @@ def open_video(source: str, data: dict, geometry: ClipGeometry, max_frames: int 
             frames += length - first
         frames = int(min(frames, limit))
         pieces = _first_frames((clips[i][:, first:] for i, first in spans), frames)
-        store_fps = clips.spec.fps if isinstance(clips, ClipStore) else None
-        fps = model_fps or Fraction(store_fps or DEFAULT_FPS).limit_denominator(1001)
-        return VideoInput(pieces, frames, fps)
+        return VideoInput(pieces, frames, clips_fps(clips))
     single = open_clips(source, ClipSpec(frames=1, stride=1, size=size, **rates))  # one item per frame
     if single.source_index(len(single) - 1) != 0:
         raise DataError(f"{source}: holds {len(single.sources)} videos; compress one video file or frame "
                         "folder at a time")
     frames = int(min(len(single), limit))
     whole = Clips(single.sources, ClipSpec(frames=length, stride=length, size=size, **rates))
-    fps = model_fps or source_fps(single.sources[0])
-    return VideoInput(_skipping_unreadable(single, whole, frames), frames, fps)
+    return VideoInput(_skipping_unreadable(single, whole, frames), frames, clips_fps(single))
+
+
+def clips_fps(dataset: Dataset) -> Fraction:
+    """The rate the clips of `dataset` (from `open_clips`) play at, as a ratio such as 30000/1001: the rate
+    they were resampled to, if any (a store's is checked against the one asked for); else that of the video or
+    frame folder the first clip is cut from (`source_fps`); else DEFAULT_FPS (synthetic clips, stores prepared
+    without a rate)."""
+    spec = getattr(dataset, "spec", None)  # Clips and ClipStore have one
+    if spec is not None and spec.fps:
+        return Fraction(spec.fps).limit_denominator(1001)
+    if isinstance(dataset, Clips) and len(dataset):
+        return source_fps(dataset.sources[dataset.source_index(0)])
+    return Fraction(DEFAULT_FPS)
 
 
 def _store_spans(store: ClipStore) -> Iterator[tuple[int, int]]:
