@@ -320,7 +320,7 @@ def _last_path(run: str | Path) -> Path:
 
 
 # What a run writes into its folder (module docstring; "wandb" is its logger's own folder)
-RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "logs", "validation.json", "gifs", "wandb"})
+RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "logs", VALIDATION_HISTORY, "gifs", "wandb"})
 
 
 def saved_nothing(run: str | Path) -> bool:
