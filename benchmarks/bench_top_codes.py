@@ -31,6 +31,7 @@ Prints a table and writes benchmarks/results/top_codes.json (top_codes_TAG.json 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -98,8 +99,8 @@ def _next_frame_curve(train: Tensor, held_out: Tensor, codebook: Tensor, steps: 
         optimiser.step()
         if step % 500 == 0 or step == steps:
             with torch.no_grad():
-                bits = F.cross_entropy(network(held_out[:, 0], held_out[:, 1]), held_out[:, 2]).item() / 0.6931
-            point = {"steps": step, "seconds": time.perf_counter() - start, "train_bits": loss.item() / 0.6931,
+                bits = F.cross_entropy(network(held_out[:, 0], held_out[:, 1]), held_out[:, 2]).item() / math.log(2)
+            point = {"steps": step, "seconds": time.perf_counter() - start, "train_bits": loss.item() / math.log(2),
                      "held_out_bits": bits, **code_agreement(network.rollout(held_out), truth, codebook)}
             curve.append(point)
             print(f"  next-frame network, {step} steps ({point['seconds']:.0f} s): training {point['train_bits']:.2f}"
