@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vqvid.commands import options
+from vqvid.progress import Counter
 
 # The header records a float frame rate as a ratio whose denominator is at most 10^6 (`vqvid.codec.container`):
 # below 1/10^6 it would round to 0.
@@ -86,13 +87,20 @@ def _check_options(args: argparse.Namespace) -> None:
                          "(`vqvid decompress` makes the video)")
 
 
-def progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
-    """A `progress` callback for the codec that prints `coding chunk i/n` on stderr, or None."""
+def progress_printer(enabled: bool, label: str = "coding") -> Callable[[int, int], None] | None:
+    """A `progress` callback for the codec that counts `LABEL: i/n chunks` on stderr (`vqvid.progress`), or
+    None."""
     if not enabled:
         return None
+    counter: Counter | None = None
 
     def report(done: int, total: int) -> None:
-        print(f"\rcoding chunk {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        nonlocal counter
+        if counter is None:
+            counter = Counter(label, total, "chunks")
+        counter.update(done - counter.done)
+        if done == total:
+            counter.close()
 
     return report
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = load_model_folder(args.model)
         folder.vqvae.model.to(args.device)
         decompressed = decompress(folder, args.input, levels=args.levels, batch_size=args.batch_size,
-                                  progress=progress_printer(not args.no_progress))
+                                  progress=progress_printer(not args.no_progress, "decoding"))
         with options.output_error("-o", args.output):
             save_video(args.output, decompressed.video, float(decompressed.header.fps))
     except (ValueError, OSError) as error:

@@ -15,8 +15,8 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vqvid.data.video import ClipSpec, DataError, DataWarning, from_uint8_frames, to_uint8_frames
+from vqvid.progress import Counter
 
 if TYPE_CHECKING:
     from vqvid.data.sources import Clips
@@ -154,10 +155,10 @@ def _write_sources(clips: Clips, path: Path, workers: int, progress: bool) -> li
     into its own part file; the parts are then joined in source order."""
     descriptions: list[str] = []
     parts = [path.with_name(f"{path.name}.{k}") for k in range(len(clips.sources))]
+    counter = Counter("prepare", len(clips), "clips") if progress else None
     try:
         with open(path, "wb") as file:
             loader = DataLoader(_SourcePass(clips, parts), batch_size=None, num_workers=workers)
-            done = 0
             for k, (indices, error) in enumerate(loader):
                 if error:
                     warnings.warn(f"skipping the rest of {error}", DataWarning, stacklevel=4)
@@ -165,16 +166,15 @@ def _write_sources(clips: Clips, path: Path, workers: int, progress: bool) -> li
                     shutil.copyfileobj(part, file)
                 parts[k].unlink()
                 descriptions += [clips.describe(i) for i in indices]
-                done += sum(1 for i in range(len(clips)) if clips.source_index(i) == k)
-                if progress:
-                    print(f"\rprepare: {done}/{len(clips)} clips", end="", file=sys.stderr, flush=True)
+                if counter is not None:
+                    counter.update(sum(1 for i in range(len(clips)) if clips.source_index(i) == k))
             file.flush()
             os.fsync(file.fileno())  # on disk before the renames publish the store, even if the machine crashes
     finally:
         for part in parts:
             part.unlink(missing_ok=True)
-    if progress:
-        print(file=sys.stderr)
+        if counter is not None:
+            counter.close()
     return descriptions
 
 
@@ -205,9 +205,12 @@ def _write_each_clip(clips: Dataset, path: Path, workers: int, progress: bool) -
     descriptions = []
     broken: set[int] = set()  # sources found broken; only clips cut from files have any
     source_of = getattr(clips, "source_index", lambda index: 0)
-    with open(path, "wb") as file:
+    counter = Counter("prepare", len(clips), "clips") if progress else None
+    with open(path, "wb") as file, counter or nullcontext():
         loader = DataLoader(_Decoded(clips), batch_size=None, num_workers=workers)
         for index, (frames, error) in enumerate(loader):
+            if counter is not None:
+                counter.update()
             owner = source_of(index)
             if owner in broken:
                 continue
@@ -217,12 +220,8 @@ def _write_each_clip(clips: Dataset, path: Path, workers: int, progress: bool) -
                 continue
             file.write(np.asarray(frames).tobytes())
             descriptions.append(clips.describe(index))
-            if progress:
-                print(f"\rprepare: {index + 1}/{len(clips)} clips", end="", file=sys.stderr, flush=True)
         file.flush()
         os.fsync(file.fileno())  # on disk before the renames publish the store, even if the machine crashes
-    if progress:
-        print(file=sys.stderr)
     return descriptions
 
 

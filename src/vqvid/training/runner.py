@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from vqvid.files import write_text
+from vqvid.progress import on_terminal
 from vqvid.training.config import TrainConfig
 
 
@@ -104,6 +107,57 @@ def read_validation_history(path: str | Path) -> list[tuple[int, dict[str, float
     return [(int(entry.pop("step")), entry) for entry in json.loads(path.read_text())]
 
 
+class StepLines(ProgressBar):
+    """Training progress as whole lines, for a log: `step 400/800  bits 3.912  9.6 steps/s` every `every`
+    steps and at the last, and each validation's figures, from the first process only. Lightning's bar redraws
+    with `\\r`, which a log file keeps as one line per epoch."""
+
+    def __init__(self, every: int, stream: TextIO | None = None) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"StepLines: every must be >= 1, got {every}")
+        self.every = every
+        self.stream = sys.stderr if stream is None else stream
+        self._enabled = True
+        self._since: tuple[int, float] | None = None  # (step, time) of the last line
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _printing(self, trainer: L.Trainer) -> bool:
+        return self._enabled and trainer.is_global_zero and not trainer.sanity_checking
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._since = (trainer.global_step, time.perf_counter())
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self._printing(trainer) or (step % self.every and step != trainer.max_steps):
+            return
+        parts = [f"step {step}/{trainer.max_steps}"]
+        parts += [f"{name} {value:.4g}" for name, value in self.get_metrics(trainer, module).items()
+                  if isinstance(value, (int, float)) and not name.startswith("val/")]
+        now = time.perf_counter()
+        if self._since is not None and step > self._since[0]:
+            parts.append(f"{(step - self._since[0]) / max(now - self._since[1], 1e-9):.3g} steps/s")
+        self._since = (step, now)
+        print("  ".join(parts), file=self.stream, flush=True)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self._printing(trainer):
+            return
+        figures = [f"{name} {float(value):.4g}" for name, value in sorted(trainer.callback_metrics.items())
+                   if name.startswith("val/")]
+        if figures:
+            print(f"validation at step {trainer.global_step}: " + "  ".join(figures), file=self.stream, flush=True)
+        if self._since is not None:  # validation's time does not count as training speed
+            self._since = (trainer.global_step, time.perf_counter())
+
+
 class StopOnNonFinite(Callback):
     """Stops a run at the first step whose loss or updated weights are not finite (inf or NaN).
 
@@ -176,6 +230,12 @@ def _logger(config: TrainConfig, out: Path):
     return TensorBoardLogger(out, name="logs", version="")
 
 
+def line_every(config: TrainConfig) -> int:
+    """How many steps apart `StepLines` prints: about twenty lines a run, on multiples of `log_every`."""
+    every = max(1, config.log_every)
+    return max(every, config.max_steps // 20 // every * every)
+
+
 def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback] = (),
                   progress: bool = True) -> L.Trainer:
     """A Trainer that counts in steps, validates and checkpoints every `val_every` steps (`fit` validates the
@@ -194,7 +254,9 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
     )
     all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), StopOnNonFinite(), *callbacks]
     if progress:
-        all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)))
+        # a bar on a terminal; in a log file, whole lines about twenty times a run (and at every validation)
+        all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)) if on_terminal()
+                             else StepLines(line_every(config)))
     if config.warmup_steps or config.lr_schedule != "constant":
         all_callbacks.append(LearningRateMonitor(logging_interval="step"))
     return L.Trainer(

@@ -17,16 +17,17 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
-from tqdm.auto import tqdm
 
 from vqvid.data.codes.store import CodeStore, CodeStoreError, CodeStoreMeta
 from vqvid.data.video import DataError, DataWarning
+from vqvid.progress import Counter
 
 SHARDS = "shards"  # the folder inside a store that holds the shards of a sharded extraction
 
@@ -205,13 +206,14 @@ def _encode_into(
         collate_fn=_collate_readable,
     )
     written, skipped = 0, []
-    with tqdm(total=already + len(pending), initial=already, unit="clip", desc="extract codes",
-              disable=not progress) as bar:
+    counter = Counter("extract codes", already + len(pending), "clips", initial=already) if progress else None
+    with counter or nullcontext():
         for indices, clips, sources, errors in loader:
             for error in errors:
                 warnings.warn(f"extract: skipping a clip that cannot be read: {error}", DataWarning, stacklevel=3)
             skipped += errors
-            bar.update(len(errors))
+            if counter is not None:
+                counter.update(len(errors))
             if clips is None:
                 continue
             with torch.inference_mode():
@@ -219,7 +221,8 @@ def _encode_into(
                 top, bottom = encode(clips.to(device, non_blocking=True))
             store.append(top, bottom, list(sources), indices.tolist())
             written += len(indices)
-            bar.update(len(indices))
+            if counter is not None:
+                counter.update(len(indices))
     if skipped:
         warnings.warn(f"extract: {len(skipped)} of {len(pending)} clips could not be read and have no codes "
                       f"(first: {skipped[0]})", DataWarning, stacklevel=3)
