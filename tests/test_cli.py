@@ -6,6 +6,7 @@ import sys
 import warnings
 
 import pytest
+import torch
 
 from vqvid import cli
 from vqvid.cli import _show_own_warnings_as_one_line
@@ -57,3 +58,29 @@ def test_a_system_error_that_a_command_leaves_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(info, "main", refused)
     assert cli.main(["info", "clip.vqv"]) == 1
     assert capsys.readouterr().err == "vqvid info: out.gif: cannot be written (Read-only file system)\n"
+
+
+@pytest.mark.parametrize("error", [MemoryError(),
+                                   torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")])
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys, error):
+    from vqvid.commands import info
+
+    def exhausted(argv):
+        raise error
+
+    monkeypatch.setattr(info, "main", exhausted)
+    assert cli.main(["info", "clip.vqv"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vqvid info: out of memory (") and err.count("\n") == 1
+    assert "Tried to allocate 2 GiB" in err or isinstance(error, MemoryError)
+
+
+def test_another_runtime_error_keeps_its_traceback(monkeypatch):
+    from vqvid.commands import info
+
+    def broken(argv):
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(info, "main", broken)
+    with pytest.raises(RuntimeError, match="a defect"):
+        cli.main(["info", "clip.vqv"])

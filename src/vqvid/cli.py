@@ -67,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         # 130 = 128 + SIGINT, what a shell reports for a command that the signal stopped.
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:
+        # Out of memory, in the host's (numpy, Python) or an accelerator's (torch.OutOfMemoryError, a RuntimeError):
+        # one line saying so; any other RuntimeError is a defect and keeps its traceback
+        torch = sys.modules.get("torch")
+        if not isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no memory left"
+        print(f"{prog}: out of memory ({reason}); smaller batches, clips, --frames or --samples need less",
+              file=sys.stderr)
+        return 1
     except OSError as error:
         # What the system refused (an output that cannot be written, a full disk) where a command did not report
         # it itself: one line, as for the errors the commands report
