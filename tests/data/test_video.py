@@ -298,23 +298,30 @@ def cut_halfway_through_the_frames(path: Path) -> None:
     copy or download stopped midway. An AVI is cut where a frame's chunk starts: the decoder then meets no
     damaged frame and no error, only an early end (as with opencv-doc's vtest.avi cut at 600 kB)."""
     data = path.read_bytes()
-    start = data.find(b"movi" if path.suffix == ".avi" else b"mdat")
+    start = data.find({".avi": b"movi", ".mp4": b"mdat"}.get(path.suffix, b"\x1f\x43\xb6\x75"))  # Matroska: a Cluster
     middle = start + (len(data) - start) // 2
     path.write_bytes(data[: data.find(b"00dc", middle) if path.suffix == ".avi" else middle])
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv", ".webm"])
 def test_a_file_cut_short_keeps_the_frames_before_the_cut_with_one_warning_saying_where(tmp_path, suffix):
     path = tmp_path / f"cut{suffix}"
-    write_fast_start_mp4(path, 40) if suffix == ".mp4" else write_avi_with_dropped_frames(path, list(range(40)))
+    if suffix == ".mp4":
+        write_fast_start_mp4(path, 40)
+    elif suffix == ".avi":
+        write_avi_with_dropped_frames(path, list(range(40)))
+    elif suffix == ".webm":
+        write_test_video(path, 40, codec="libvpx-vp9", options={"lossless": "1"})
+    else:
+        write_test_video(path, 40)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)  # the whole file: no warning
         assert len(VideoFile.probe(path, path.name, 32).times) == 40
     cut_halfway_through_the_frames(path)
-    where = "index" if suffix == ".mp4" else "RIFF chunk"
+    where = {".mp4": "index", ".avi": "RIFF chunk"}.get(suffix, "Matroska segment")
+    announced = ", of the 40 its header announces" if suffix in (".mp4", ".avi") else ""  # Matroska counts none
     with pytest.warns(DataWarning, match=rf"cut\{suffix}: decoding stopped after \d+\.\d+ s \(truncated: its {where} "
-                      r"reaches byte \d+, the file has \d+\); using the \d+ frames before it, of the 40 its header "
-                      "announces") as caught:
+                      rf"reaches byte \d+, the file has \d+\); using the \d+ frames before it{announced}$") as caught:
         clips = open_clips(path, ClipSpec(frames=4, stride=4, size=32))
     assert len([w for w in caught if issubclass(w.category, DataWarning)]) == 1
     kept = [frame_index(frame) for i in range(len(clips)) for frame in clips.frames(i)]

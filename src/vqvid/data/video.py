@@ -292,8 +292,8 @@ def _decoded_stamps(
 def _cut_short(path: Path, stream: av.video.stream.VideoStream) -> str | None:
     """Why `path` was cut short (e.g. a copy stopped midway), or None: its sample index points past its end
     (MP4 and MOV hold the index in front of or behind the frames; an AVI's is behind them, so a cut AVI loses
-    it), or its RIFF chunks (AVI) say they run past it. Decoding such a file ends where the file does, often
-    without an error."""
+    it), or its RIFF chunks (AVI) or its Matroska segment (MKV, WebM) say they run past it. Decoding such a
+    file ends where the file does, often without an error."""
     size = path.stat().st_size
     entries = stream.index_entries  # read from the file's index when the container has one
     if len(entries):
@@ -301,6 +301,9 @@ def _cut_short(path: Path, stream: av.video.stream.VideoStream) -> str | None:
         if end > size:
             return f"truncated: its index reaches byte {end}, the file has {size}"
     with open(path, "rb") as file:
+        end = _matroska_segment_end(file.read(64))
+        if end is not None and end > size:
+            return f"truncated: its Matroska segment reaches byte {end}, the file has {size}"
         position = 0
         while position + 8 <= size:  # RIFF, then AVIX chunks in OpenDML files over 1 GB
             file.seek(position)
@@ -313,6 +316,37 @@ def _cut_short(path: Path, stream: av.video.stream.VideoStream) -> str | None:
                 return f"truncated: its RIFF chunk reaches byte {end}, the file has {size}"
             position = end + end % 2
     return None
+
+
+def _ebml_number(data: bytes, at: int) -> tuple[int, int, bool] | None:
+    """The EBML variable-length number at `data[at]`: (value without its length marker, the position after it,
+    whether every value bit is set: an element size "unknown"), or None where `data` holds none."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()  # the leading zeros of the first byte say how many bytes follow
+    if at + length > len(data):
+        return None
+    bits = 7 * length
+    value = int.from_bytes(data[at : at + length], "big") & ((1 << bits) - 1)
+    return value, at + length, value == (1 << bits) - 1
+
+
+def _matroska_segment_end(head: bytes) -> int | None:
+    """Where a Matroska file's segment ends by its size field (bytes from the start), from the file's first
+    bytes `head` (the EBML header, then the segment's ID and size); None for another format or a segment
+    written with an unknown size (a live stream's)."""
+    if head[:4] != b"\x1a\x45\xdf\xa3":  # the EBML header's ID
+        return None
+    header = _ebml_number(head, 4)
+    if header is None:
+        return None
+    segment_at = header[1] + header[0]
+    if head[segment_at : segment_at + 4] != b"\x18\x53\x80\x67":  # the Segment's ID
+        return None
+    segment = _ebml_number(head, segment_at + 4)
+    if segment is None or segment[2]:
+        return None
+    return segment[1] + segment[0]
 
 
 def _upright_rotation(path: Path, rotation: float) -> int:
