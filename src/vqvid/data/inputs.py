@@ -164,7 +164,8 @@ def open_prediction_input(source: str, spec: ClipSpec, clip_frames: int, multipl
             frames = max(clip_frames, held - held % multiple)
             if frames > clip_frames:
                 short = replace(spec, frames=frames, stride=frames)
-                dataset = open_clips(source, short)
+                # the same sources cut again, not probed again: every one holds `held` frames or more
+                dataset = Clips(dataset.sources, short) if isinstance(dataset, Clips) else open_clips(source, short)
             print(f"{source}: no clip of {spec.frames} frames; the truth covers the first {frames} only")
             return dataset, short
     for warning in skipped:
