@@ -42,6 +42,13 @@ def test_a_counter_redraws_one_line_on_a_terminal():
     assert text.split("\r")[-1].startswith("coding: 3/3 chunks")
 
 
+def test_a_counter_not_enabled_prints_nothing_but_still_counts():
+    for stream in (Terminal(), io.StringIO()):
+        with Counter("prepare", 4, stream=stream, enabled=False) as counter:
+            counter.update(4)
+        assert stream.getvalue() == "" and counter.done == 4
+
+
 def test_only_a_terminal_counts_as_one():
     assert on_terminal(Terminal()) and not on_terminal(io.StringIO())
     closed = io.StringIO()

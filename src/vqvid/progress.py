@@ -25,11 +25,13 @@ def on_terminal(stream: TextIO | None = None) -> bool:
 
 class Counter:
     """`label: done/total unit (rate/s)` on `stream` (stderr by default): redrawn at every update on a
-    terminal; one line at each tenth of the way and at the end elsewhere. `close` ends the terminal's line."""
+    terminal; one line at each tenth of the way and at the end elsewhere. `close` ends the terminal's line.
+    A counter not `enabled` counts and prints nothing."""
 
     def __init__(self, label: str, total: int, unit: str = "", initial: int = 0,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, enabled: bool = True) -> None:
         self.label, self.total, self.unit, self.done = label, total, f" {unit}" if unit else "", initial
+        self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
         self.terminal = on_terminal(self.stream)
         self._tenths = self._tenth(initial)  # the tenths already passed: a resumed count does not repeat them
@@ -41,6 +43,8 @@ class Counter:
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        if not self.enabled:
+            return
         line = f"{self.label}: {self.done}/{self.total}{self.unit}"
         elapsed = time.perf_counter() - self._start[1]
         if elapsed > 0 and self.done > self._start[0]:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +154,7 @@ def _write_sources(clips: Clips, path: Path, workers: int, progress: bool) -> li
     into its own part file; the parts are then joined in source order."""
     descriptions: list[str] = []
     parts = [path.with_name(f"{path.name}.{k}") for k in range(len(clips.sources))]
-    counter = Counter("prepare", len(clips), "clips") if progress else None
+    counter = Counter("prepare", len(clips), "clips", enabled=progress)
     try:
         with open(path, "wb") as file:
             loader = DataLoader(_SourcePass(clips, parts), batch_size=None, num_workers=workers)
@@ -166,15 +165,13 @@ def _write_sources(clips: Clips, path: Path, workers: int, progress: bool) -> li
                     shutil.copyfileobj(part, file)
                 parts[k].unlink()
                 descriptions += [clips.describe(i) for i in indices]
-                if counter is not None:
-                    counter.update(sum(1 for i in range(len(clips)) if clips.source_index(i) == k))
+                counter.update(sum(1 for i in range(len(clips)) if clips.source_index(i) == k))
             file.flush()
             os.fsync(file.fileno())  # on disk before the renames publish the store, even if the machine crashes
     finally:
         for part in parts:
             part.unlink(missing_ok=True)
-        if counter is not None:
-            counter.close()
+        counter.close()
     return descriptions
 
 
@@ -205,12 +202,10 @@ def _write_each_clip(clips: Dataset, path: Path, workers: int, progress: bool) -
     descriptions = []
     broken: set[int] = set()  # sources found broken; only clips cut from files have any
     source_of = getattr(clips, "source_index", lambda index: 0)
-    counter = Counter("prepare", len(clips), "clips") if progress else None
-    with open(path, "wb") as file, counter or nullcontext():
+    with open(path, "wb") as file, Counter("prepare", len(clips), "clips", enabled=progress) as counter:
         loader = DataLoader(_Decoded(clips), batch_size=None, num_workers=workers)
         for index, (frames, error) in enumerate(loader):
-            if counter is not None:
-                counter.update()
+            counter.update()
             owner = source_of(index)
             if owner in broken:
                 continue

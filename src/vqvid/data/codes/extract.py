@@ -17,7 +17,6 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Protocol
 
@@ -206,14 +205,12 @@ def _encode_into(
         collate_fn=_collate_readable,
     )
     written, skipped = 0, []
-    counter = Counter("extract codes", already + len(pending), "clips", initial=already) if progress else None
-    with counter or nullcontext():
+    with Counter("extract codes", already + len(pending), "clips", initial=already, enabled=progress) as counter:
         for indices, clips, sources, errors in loader:
             for error in errors:
                 warnings.warn(f"extract: skipping a clip that cannot be read: {error}", DataWarning, stacklevel=3)
             skipped += errors
-            if counter is not None:
-                counter.update(len(errors))
+            counter.update(len(errors))
             if clips is None:
                 continue
             with torch.inference_mode():
@@ -221,8 +218,7 @@ def _encode_into(
                 top, bottom = encode(clips.to(device, non_blocking=True))
             store.append(top, bottom, list(sources), indices.tolist())
             written += len(indices)
-            if counter is not None:
-                counter.update(len(indices))
+            counter.update(len(indices))
     if skipped:
         warnings.warn(f"extract: {len(skipped)} of {len(pending)} clips could not be read and have no codes "
                       f"(first: {skipped[0]})", DataWarning, stacklevel=3)
