@@ -1,0 +1,207 @@
+"""What the context's frames tell of the next top codes: a probe for a top predictor that reads the video.
+
+The demo's top prior continues the context's top codes barely nearer the truth than repeating their last latent
+frame where the shapes are, even after ten times its training (docs/prediction.md, "Where the shapes are"). It
+reads only top codes, each 8×8 pixels of 4 frames, in which a shape's place and speed are blurred. This probe
+trains a network that reads the context's frames themselves instead: frames 0-7 of a clip, three strided 3D
+convolutions down to the top grid, six residual 3×3 convolutions, and a softmax over the codes of latent frames 2
+and 3 (frames 8-15) at every position, all at once. It trains on fresh clips of the demo's generator at every
+step (another seed than the demo's sets, so it can neither see the held-out clips nor overfit), its targets the
+demo VQ-VAE's top codes of the whole clips. On bench_prediction's held-out clips (`--videos` videos of the
+demo's held-out generator, two clips each) it then measures:
+
+- code space: the mean squared codebook distance of its most likely codes to the whole clip's, where the
+  generator's shapes are and elsewhere (as `bench_prediction.py --levels`), against repeating the context's last
+  latent frame and against the top prior's samples (`vqvid predict`'s);
+- through the bottom prior: its most likely top codes after the context's own, the demo's bottom prior sampling
+  `--samples` bottoms given them after the context's own bottom codes (T = 0.5), decoded and anchored on frame 7
+  as `vqvid predict` does; PSNR and the shapes kept, in place and as themselves (`shape_scores(..., stray=1)`),
+  against the priors' own prediction and copy-last.
+
+A probe, not part of vqvid: one top future per clip (the argmax), for the demo's 16×64×64 geometry only.
+
+    python benchmarks/bench_pixel_context.py [--demo demo_out] [--steps 3000] [--batch 16] [--channels 96]
+           [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
+
+Needs a finished `make demo` (its `model`); without one it says so and writes nothing. Prints a table and writes
+benchmarks/results/pixel_context.json (pixel_context_TAG.json with `--tag`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+
+import torch
+import torch.nn.functional as F
+from bench_prediction import CONTEXT, FRAMES, _shape_cells
+from einops import rearrange, repeat
+from results_file import write_results
+from torch import Tensor, nn
+
+from vqvid.commands.demo import IDENTITY_READINGS, held_out_shape_scores, write_held_out_videos
+from vqvid.commands.predict import DEFAULT_TEMPERATURE, readings
+from vqvid.data import ClipSpec
+from vqvid.data.inputs import open_prediction_input
+from vqvid.data.sources import read_clips
+from vqvid.data.synthetic import MovingShapes
+from vqvid.metrics import codebook_distance, psnr_per_frame
+from vqvid.models.vqvae import TIME_FACTOR
+from vqvid.persistence import load_model_folder
+from vqvid.sampling import sample
+from vqvid.sampling.predict import anchor_on_context, predict
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 64
+TRAIN_SEED = 4242  # not one of vqvid's synthetic splits (0-2) nor the demo's held-out videos (90 000)
+PREDICTED = (FRAMES - CONTEXT) // TIME_FACTOR  # latent frames of top codes after the context
+
+
+class ContextReader(nn.Module):
+    """Logits (B, K, PREDICTED, H/8, W/8) of the top codes after the context, from its frames (B, 3, CONTEXT, H, W)."""
+
+    def __init__(self, num_codes: int, channels: int, layers: int = 6):
+        super().__init__()
+        self.encoder = nn.Sequential(  # (CONTEXT, H, W) -> (CONTEXT / 2, H / 8, W / 8)
+            nn.Conv3d(3, 32, (3, 4, 4), (1, 2, 2), (1, 1, 1)), nn.GELU(),
+            nn.Conv3d(32, 64, (3, 4, 4), (1, 2, 2), (1, 1, 1)), nn.GELU(),
+            nn.Conv3d(64, channels, (4, 4, 4), (2, 2, 2), (1, 1, 1)), nn.GELU())
+        self.mix = nn.Conv2d(CONTEXT // 2 * channels, channels, 1)  # time folded into channels
+        self.body = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(layers))
+        self.out = nn.Conv2d(channels, PREDICTED * num_codes, 1)
+        self.num_codes = num_codes
+
+    def forward(self, context: Tensor) -> Tensor:
+        hidden = self.mix(self.encoder(context).flatten(1, 2))
+        for conv in self.body:
+            hidden = hidden + conv(F.gelu(hidden))
+        return self.out(F.gelu(hidden)).unflatten(1, (PREDICTED, self.num_codes)).transpose(1, 2)
+
+
+def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Tensor,
+           held_out_top: Tensor) -> tuple[ContextReader, list[dict]]:
+    """The reader after `steps` steps of `batch` fresh clips (AdamW at 1e-3, a twentieth of the steps warming up,
+    then a cosine to zero), and its held-out bits per code every 500 steps."""
+    torch.manual_seed(0)
+    clips = MovingShapes(10**7, frames=FRAMES, size=SIZE, seed=TRAIN_SEED)
+    reader = ContextReader(vqvae.top_quantizer.embed.shape[0], channels)
+    optimiser = torch.optim.AdamW(reader.parameters(), 1e-3, weight_decay=0.01)
+    warmup = max(1, steps // 20)  # then a cosine down to zero
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min((step + 1) / warmup, 0.5 * (
+        1 + math.cos(math.pi * min(1.0, max(0, step + 1 - warmup) / max(1, steps - warmup))))))
+    draw, curve, start = torch.Generator().manual_seed(1), [], time.perf_counter()
+    for step in range(1, steps + 1):
+        video = torch.stack([clips[i] for i in torch.randint(0, len(clips), (batch,), generator=draw).tolist()])
+        with torch.no_grad():
+            target = vqvae.encode(video).top[:, -PREDICTED:]
+        loss = F.cross_entropy(reader(video[:, :, :CONTEXT]), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 500 == 0 or step == steps:
+            with torch.no_grad():
+                bits = F.cross_entropy(reader(held_out[:, :, :CONTEXT]), held_out_top).item() / math.log(2)
+            curve.append({"steps": step, "seconds": round(time.perf_counter() - start, 1),
+                          "train_bits": loss.item() / math.log(2), "held_out_bits": bits})
+            print(f"  {step} steps ({curve[-1]['seconds']:.0f} s): training {curve[-1]['train_bits']:.2f} bits per "
+                  f"code, held-out {bits:.2f}", flush=True)
+    return reader.eval(), curve
+
+
+def _scores(clips: Tensor, video: Tensor) -> dict:
+    """PSNR and shapes kept over frames 8-15 of `video` (B, S, 3, F, H, W), anchored on frame 7."""
+    anchored = anchor_on_context(video, clips, CONTEXT)
+    saved = {"clips": clips, "samples": anchored, "generated_top": None, "context": CONTEXT}
+    place, itself = held_out_shape_scores(saved), held_out_shape_scores(saved, stray=1, only=IDENTITY_READINGS)
+    psnr = {name: psnr_per_frame(prediction, truth).mean().item()
+            for name, (prediction, truth) in readings(clips, anchored, None, CONTEXT).items()}
+    return {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
+            "kept_mean_of_n": mean(place["mean_of_n"]["kept"]), "kept_single": mean(place["generated"]["kept"]),
+            "kept_as_itself_mean_of_n": mean(itself["mean_of_n"]["kept"]),
+            "copy_last": {"psnr": psnr["copy_last"], "kept": mean(place["copy_last"]["kept"]),
+                          "kept_as_itself": mean(itself["copy_last"]["kept"])}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", type=Path, default=ROOT / "demo_out", help="a finished `vqvid demo` folder")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps of the reader")
+    parser.add_argument("--batch", type=int, default=16, help="fresh clips per step")
+    parser.add_argument("--channels", type=int, default=96, help="the reader's width")
+    parser.add_argument("--videos", type=int, default=8, help="held-out videos (two clips each)")
+    parser.add_argument("--samples", type=int, default=8, help="bottom samples per clip")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", help="suffix _TAG to the results JSON's name")
+    args = parser.parse_args()
+    if not (args.demo / "model").exists():
+        print(f"bench_pixel_context: needs a finished `make demo` in {args.demo} (missing model); skipped")
+        return 0
+    torch.set_num_threads(args.threads)
+    folder = load_model_folder(args.demo / "model")
+    vqvae = folder.vqvae.model.eval()
+    if vqvae.top_quantizer.embed.shape[0] != 512 or folder.vqvae.clip_spec().size != SIZE:
+        raise SystemExit("bench_pixel_context: made for the `tiny` demo's geometry (16×64×64, 512 codes)")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_held_out_videos(Path(tmp), args.videos)
+        dataset, _ = open_prediction_input(tmp, ClipSpec(frames=FRAMES, stride=FRAMES, size=SIZE), FRAMES)
+        clips = torch.stack(read_clips(dataset, len(dataset), "bench_pixel_context"))  # (B, 3, FRAMES, H, W)
+    with torch.no_grad():
+        true_top = vqvae.encode(clips).top  # (B, T', H', W') of the whole clips
+    known = CONTEXT // TIME_FACTOR
+    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:])
+    with torch.no_grad():
+        prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
+                             seed=0, progress=False, anchor="none")
+        read_top = reader(clips[:, :, :CONTEXT]).argmax(1)  # (B, PREDICTED, H', W')
+        top = rearrange(prediction.codes.top, "b s ... -> (b s) ...").clone()  # the context's own, then sampled
+        top[:, known:] = repeat(read_top, "b ... -> (b s) ...", s=args.samples)
+        context_bottom = rearrange(prediction.codes.bottom, "b s ... -> (b s) ...").clone()
+        start = context_bottom[0, : 2 * known].numel()  # the positions of one sequence's context
+        bottom = sample(folder.bottom.model, context_bottom, condition=top, start=start,
+                        temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
+        decoded = torch.cat([vqvae.decode_codes(t, b) for t, b in zip(top.split(8), bottom.split(8), strict=True)])
+        decoded = rearrange(decoded, "(b s) ... -> b s ...", s=args.samples)
+    cells = _shape_cells(clips, tuple(true_top.shape[2:]))  # (B, PREDICTED, H', W')
+    truth, each = true_top[:, known:], lambda codes: repeat(codes, "b ... -> (b s) ...", s=args.samples)
+    produced = {  # each with the truth and the shapes' cells it is measured against
+        "repeat": (prediction.codes.top[:, 0, known - 1 : known].expand(-1, PREDICTED, -1, -1), truth, cells),
+        "prior_samples": (rearrange(prediction.codes.top[:, :, known:], "b s ... -> (b s) ..."), each(truth),
+                          each(cells)),
+        "reader": (read_top, truth, cells)}
+    distance = lambda codes, truth, where: codebook_distance(codes, truth, vqvae.top_quantizer.embed, where).tolist()
+    code_rows = {name: {"shapes": distance(codes, truth, where), "elsewhere": distance(codes, truth, ~where)}
+                 for name, (codes, truth, where) in produced.items()}
+    rows = {"reader_top_bottom_prior": _scores(clips, decoded), "priors": _scores(clips, prediction.video)}
+    labels = {"repeat": "the context's last latent frame repeated", "prior_samples": "the top prior's samples",
+              "reader": f"the reader's most likely codes ({args.steps} steps)"}
+    print(f"\n{len(clips)} held-out clips; top codes of latent frames 2 / 3, codebook distance to the whole clip's")
+    print(f"{'produced by':48s} {'where the shapes are':>22s} {'elsewhere':>16s}")
+    for name, label in labels.items():
+        r = code_rows[name]
+        print(f"{label:48s} {r['shapes'][0]:10.3f} / {r['shapes'][1]:.3f} {r['elsewhere'][0]:8.3f} / "
+              f"{r['elsewhere'][1]:.3f}")
+    print(f"\nframes 8-15, anchored on frame 7 {'PSNR mean of N':>16s} {'single':>7s} {'kept, mean of N':>16s} "
+          f"{'single':>7s} {'as itself':>10s}")
+    for name, label in (("reader_top_bottom_prior", "reader's top codes, bottom prior's samples"),
+                        ("priors", "the priors' prediction (vqvid predict)")):
+        r = rows[name]
+        print(f"{label:48s} {r['psnr_mean_of_n']:6.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
+              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_as_itself_mean_of_n']:9.0f}%")
+    copy = rows["priors"]["copy_last"]
+    print(f"{'copy last frame':48s} {copy['psnr']:6.2f} {'':7s} {100 * copy['kept']:15.0f}% {'':7s} "
+          f"{100 * copy['kept_as_itself']:9.0f}%")
+    write_results("pixel_context" if args.tag is None else f"pixel_context_{args.tag}", args.threads,
+                  model=str(args.demo / "model"), held_out_clips=len(clips), samples=args.samples,
+                  reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,
+                          "training_seed": TRAIN_SEED, "curve": curve},
+                  top_codes_distance=code_rows, rows=rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
