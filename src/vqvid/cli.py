@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as error:
-        # Out of memory, in the host's (numpy, Python) or an accelerator's (torch.OutOfMemoryError, a RuntimeError):
-        # one line saying so; any other RuntimeError is a defect and keeps its traceback
-        torch = sys.modules.get("torch")
-        if not isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        # Out of memory: Python's or numpy's MemoryError, torch's CPU allocator (a RuntimeError saying so) or an
+        # accelerator's (torch.cuda.OutOfMemoryError, a RuntimeError): one line saying so; any other
+        # RuntimeError is a defect and keeps its traceback
+        if not _out_of_memory(error):
             raise
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "no memory left"
         print(f"{prog}: out of memory ({reason}); smaller batches, clips, --frames or --samples need less",
@@ -82,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         # it itself: one line, as for the errors the commands report
         print(f"{prog}: {error}", file=sys.stderr)
         return 1
+
+
+# What torch's allocators say when they find no memory (CPU: "DefaultCPUAllocator: can't allocate memory")
+OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    cuda_oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", MemoryError)
+    return isinstance(error, (MemoryError, cuda_oom)) or any(words in str(error) for words in OUT_OF_MEMORY)
 
 
 def _dispatch(argv: list[str]) -> int:
