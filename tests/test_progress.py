@@ -1,9 +1,11 @@
 """Progress that reads well in a log file as on a terminal."""
 
 import io
+import sys
 
 import pytest
 
+from vqvid import progress
 from vqvid.progress import Counter, on_terminal
 
 
@@ -32,13 +34,45 @@ def test_a_resumed_count_does_not_repeat_the_tenths_it_passed():
                                                                              "extract codes: 100/100"]
 
 
+def test_a_count_with_nothing_to_do_still_says_so_once():
+    for total, initial in ((0, 0), (8, 8)):  # nothing at all; a resumed count already at its end
+        log = io.StringIO()
+        with Counter("extract codes", total, "clips", initial=initial, stream=log):
+            pass
+        assert log.getvalue() == f"extract codes: {initial}/{total} clips\n"
+
+
+def test_a_rate_shows_only_once_a_second_has_passed(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    log = io.StringIO()
+    counter = Counter("coding", 3, "chunks", stream=log)
+    for now[0] in (0.001, 0.5, 2.0):
+        counter.update()
+    assert log.getvalue().splitlines() == ["coding: 1/3 chunks", "coding: 2/3 chunks", "coding: 3/3 chunks (1.5/s)"]
+
+
+def test_a_terminal_is_redrawn_at_most_every_tenth_of_a_second_and_ends_on_the_last_count(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    terminal = Terminal()
+    counter = Counter("sampling", 1000, "codes", stream=terminal)
+    for k in range(1, 100):  # ninety-nine updates in 0.99 s
+        now[0] = 0.01 * k
+        counter.update()
+    counter.close()
+    draws = terminal.getvalue().split("\r")[1:]
+    assert len(draws) == 11  # at 0.01 s, then every tenth of a second, and the last count when closed
+    assert draws[-1].startswith("sampling: 99/1000 codes") and draws[-1].endswith("\n")
+
+
 def test_a_counter_redraws_one_line_on_a_terminal():
     terminal = Terminal()
     with Counter("coding", 3, "chunks", stream=terminal) as counter:
         for _ in range(3):
             counter.update()
     text = terminal.getvalue()
-    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+    assert text.count("\r") >= 2 and text.endswith("\n") and text.count("\n") == 1
     assert text.split("\r")[-1].startswith("coding: 3/3 chunks")
 
 
@@ -76,3 +110,18 @@ def test_training_in_a_log_prints_steps_and_validations_as_lines(tmp_path, capsy
     validations = [line for line in err.splitlines() if line.startswith("validation at step")]
     assert [line.split(":")[0] for line in validations] == ["validation at step 20", "validation at step 40"]
     assert all("val/bits_per_code" in line for line in validations)
+
+
+@pytest.mark.parametrize(("stdout", "stderr", "bar"), [(True, True, True), (False, True, False),
+                                                      (True, False, False)])
+def test_training_shows_a_bar_only_where_both_streams_are_terminals(monkeypatch, tmp_path, stdout, stderr, bar):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from vqvid.training import runner
+    from vqvid.training.config import TrainConfig
+
+    # Lightning's bar writes to stdout, the lines to stderr: a log of either must not fill with redraws
+    monkeypatch.setattr(runner, "on_terminal", lambda stream: {sys.stdout: stdout, sys.stderr: stderr}[stream])
+    trainer = runner.build_trainer(TrainConfig(max_steps=10, logger="csv"), tmp_path)
+    kinds = {type(callback) for callback in trainer.callbacks}
+    assert (TQDMProgressBar in kinds, runner.StepLines in kinds) == (bar, not bar)

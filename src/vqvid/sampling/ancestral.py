@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from vqvid.models.pixelsnail import PixelSNAIL
+from vqvid.progress import Counter
 from vqvid.sampling.fused import FusedStepper
 from vqvid.sampling.steppers import IncrementalStepper, NaiveStepper
 
@@ -65,13 +66,10 @@ def sample(prior: PixelSNAIL, n_or_codes: int | Tensor, *, condition: Tensor | N
         raise ValueError(f"top_k: expected None or an integer in [1, {num_codes}], got {top_k}")
     stepper = STEPPERS[method](prior, n_or_codes, condition=condition, start=start)
     positions = range(start, math.prod(prior.config.shape))
-    if progress:
-        from tqdm import tqdm
-
-        positions = tqdm(positions, desc=f"sampling ({method})", unit="code")
     # Inference mode, not just no_grad: autograd's per-op bookkeeping is about a quarter of a step's time.
-    with torch.inference_mode():
+    with torch.inference_mode(), Counter(f"sampling ({method})", len(positions), "codes", enabled=progress) as counter:
         for _ in positions:
             log_probs = stepper.step_log_probs()  # (B, K)
             stepper.feed(draw(log_probs, temperature=temperature, top_k=top_k, generator=generator))
+            counter.update()
     return stepper.codes

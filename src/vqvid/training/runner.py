@@ -254,8 +254,10 @@ def build_trainer(config: TrainConfig, out: str | Path, callbacks: list[Callback
     )
     all_callbacks = [checkpoints, StepSeed(config.seed), CodebooksSyncedByAllReduce(), StopOnNonFinite(), *callbacks]
     if progress:
-        # a bar on a terminal; in a log file, whole lines about twenty times a run (and at every validation)
-        all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)) if on_terminal()
+        # a bar on a terminal (Lightning's bar writes to stdout, our lines to stderr: either may be a log file);
+        # in a log, whole lines about twenty times a run and at every validation
+        terminal = on_terminal(sys.stdout) and on_terminal(sys.stderr)
+        all_callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every)) if terminal
                              else StepLines(line_every(config)))
     if config.warmup_steps or config.lr_schedule != "constant":
         all_callbacks.append(LearningRateMonitor(logging_interval="step"))
