@@ -423,3 +423,18 @@ def test_a_file_too_short_after_indexing_is_rejected_at_probe_with_one_warning(t
         with pytest.raises(DataError, match="no usable clip"):
             open_clips(path, ClipSpec(frames=8, stride=8, size=32))
     assert len([w for w in caught if issubclass(w.category, DataWarning)]) == 1
+
+
+@pytest.mark.parametrize(("head", "end"), [
+    (b"\x1a\x45\xdf\xa3\x84abcd\x18\x53\x80\x67\x41\x00", 4 + 1 + 4 + 4 + 2 + 256),  # a 2-byte size
+    (b"\x1a\x45\xdf\xa3\x84abcd\x18\x53\x80\x67\xff", None),  # size unknown: a live stream's
+    (b"\x1a\x45\xdf\xa3\x01\xff\xff\xff\xff\xff\xff\xff\x18\x53\x80\x67\x81", None),  # header past the head
+    (b"\x1a\x45\xdf\xa3\x84abcd\x1f\x43\xb6\x75\x81", None),  # no Segment after the header
+    (b"\x1a\x45\xdf\xa3\x84abcd\x18\x53\x80\x67\x00", None),  # no valid size
+    (b"\x1a\x45\xdf", None), (b"", None), (b"RIFF\x10\x00\x00\x00AVI ", None),
+    (b"\x00\x00\x00\x18ftypmp42", None),
+])
+def test_a_matroska_segments_end_is_read_from_its_first_bytes(head, end):
+    from vqvid.data.video import _matroska_segment_end
+
+    assert _matroska_segment_end(head) == end

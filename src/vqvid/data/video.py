@@ -135,9 +135,9 @@ class VideoFile:
         and the timestamp the decoder tags it with is kept to recognise it after a seek.
 
         Raises `DataError` with the reason when the file is unreadable, has no video stream, decodes no frame or
-        is rotated by an angle that is not a multiple of 90°. A file cut short (its index or its RIFF chunks
-        reach past its end) or a decode error part-way keeps the frames decoded before the break, with one
-        `DataWarning` saying where decoding stopped.
+        is rotated by an angle that is not a multiple of 90°. A file cut short (its index, its RIFF chunks or its
+        Matroska segment reach past its end) or a decode error part-way keeps the frames decoded before the
+        break, with one `DataWarning` saying where decoding stopped.
         """
         try:
             with av.open(str(path)) as container:
