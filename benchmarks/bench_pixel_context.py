@@ -7,7 +7,9 @@ trains a network that reads the context's frames themselves instead: frames 0-7 
 convolutions down to the top grid, six residual 3×3 convolutions, and a softmax over the codes of latent frames 2
 and 3 (frames 8-15) at every position, all at once. It trains on fresh clips of the demo's generator at every
 step (another seed than the demo's sets, so it can neither see the held-out clips nor overfit), its targets the
-demo VQ-VAE's top codes of the whole clips. On bench_prediction's held-out clips (`--videos` videos of the
+demo VQ-VAE's top codes of the whole clips; with `--clips N` it trains on the first N clips of vqvid's
+synthetic training split instead (`synthetic:N`, e.g. the demo priors' 2,048), as a user's store of clips would
+be, over and over. On bench_prediction's held-out clips (`--videos` videos of the
 demo's held-out generator, two clips each) it then measures:
 
 - code space: the mean squared codebook distance of its most likely codes to the whole clip's, where the
@@ -21,7 +23,7 @@ demo's held-out generator, two clips each) it then measures:
 A probe, not part of vqvid: one top future per clip (the argmax), for the demo's 16×64×64 geometry only.
 
     python benchmarks/bench_pixel_context.py [--demo demo_out] [--steps 3000] [--batch 16] [--channels 96]
-           [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
+           [--clips N] [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
 
 Needs a finished `make demo` (its `model`); without one it says so and writes nothing. Prints a table and writes
 benchmarks/results/pixel_context.json (pixel_context_TAG.json with `--tag`).
@@ -47,7 +49,7 @@ from vqvid.commands.demo import IDENTITY_READINGS, held_out_shape_scores, write_
 from vqvid.commands.predict import DEFAULT_TEMPERATURE, readings
 from vqvid.data import ClipSpec
 from vqvid.data.inputs import open_prediction_input
-from vqvid.data.sources import read_clips
+from vqvid.data.sources import SYNTHETIC_SEEDS, read_clips
 from vqvid.data.synthetic import MovingShapes
 from vqvid.metrics import codebook_distance, psnr_per_frame
 from vqvid.models.vqvae import TIME_FACTOR
@@ -82,12 +84,14 @@ class ContextReader(nn.Module):
         return self.out(F.gelu(hidden)).unflatten(1, (PREDICTED, self.num_codes)).transpose(1, 2)
 
 
-def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Tensor,
-           held_out_top: Tensor) -> tuple[ContextReader, list[dict]]:
-    """The reader after `steps` steps of `batch` fresh clips (AdamW at 1e-3, a twentieth of the steps warming up,
-    then a cosine to zero), and its held-out bits per code every 500 steps."""
+def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Tensor, held_out_top: Tensor,
+           clips: int | None) -> tuple[ContextReader, list[dict]]:
+    """The reader after `steps` steps of `batch` clips, fresh ones or drawn from the first `clips` of the
+    synthetic training split (AdamW at 1e-3, a twentieth of the steps warming up, then a cosine to zero), and
+    its held-out bits per code every 500 steps."""
     torch.manual_seed(0)
-    clips = MovingShapes(10**7, frames=FRAMES, size=SIZE, seed=TRAIN_SEED)
+    clips = (MovingShapes(10**7, frames=FRAMES, size=SIZE, seed=TRAIN_SEED) if clips is None else
+             MovingShapes(clips, frames=FRAMES, size=SIZE, seed=SYNTHETIC_SEEDS["train"]))
     reader = ContextReader(vqvae.top_quantizer.embed.shape[0], channels)
     optimiser = torch.optim.AdamW(reader.parameters(), 1e-3, weight_decay=0.01)
     warmup = max(1, steps // 20)  # then a cosine down to zero
@@ -131,13 +135,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", type=Path, default=ROOT / "demo_out", help="a finished `vqvid demo` folder")
     parser.add_argument("--steps", type=int, default=3000, help="training steps of the reader")
-    parser.add_argument("--batch", type=int, default=16, help="fresh clips per step")
+    parser.add_argument("--batch", type=int, default=16, help="clips per step")
     parser.add_argument("--channels", type=int, default=96, help="the reader's width")
+    parser.add_argument("--clips", type=int, help="train on the first N clips of the synthetic training split, "
+                        "over and over, instead of fresh clips at every step")
     parser.add_argument("--videos", type=int, default=8, help="held-out videos (two clips each)")
     parser.add_argument("--samples", type=int, default=8, help="bottom samples per clip")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", help="suffix _TAG to the results JSON's name")
     args = parser.parse_args()
+    if args.clips is not None and args.clips < 1:
+        raise SystemExit(f"bench_pixel_context: --clips {args.clips}: expected a positive number of clips")
     if not (args.demo / "model").exists():
         print(f"bench_pixel_context: needs a finished `make demo` in {args.demo} (missing model); skipped")
         return 0
@@ -153,7 +161,7 @@ def main() -> int:
     with torch.no_grad():
         true_top = vqvae.encode(clips).top  # (B, T', H', W') of the whole clips
     known = CONTEXT // TIME_FACTOR
-    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:])
+    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:], args.clips)
     with torch.no_grad():
         prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
                              seed=0, progress=False, anchor="none")
@@ -198,7 +206,9 @@ def main() -> int:
     write_results("pixel_context" if args.tag is None else f"pixel_context_{args.tag}", args.threads,
                   model=str(args.demo / "model"), held_out_clips=len(clips), samples=args.samples,
                   reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,
-                          "training_seed": TRAIN_SEED, "curve": curve},
+                          "training_clips": args.clips or "fresh at every step",
+                          "training_seed": TRAIN_SEED if args.clips is None else SYNTHETIC_SEEDS["train"],
+                          "curve": curve},
                   top_codes_distance=code_rows, rows=rows)
     return 0
 
