@@ -23,7 +23,7 @@ demo's held-out generator, two clips each) it then measures:
 A probe, not part of vqvid: one top future per clip (the argmax), for the demo's 16×64×64 geometry only.
 
     python benchmarks/bench_pixel_context.py [--demo demo_out] [--steps 3000] [--batch 16] [--channels 96]
-           [--clips N] [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
+           [--clips N] [--seed 0] [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
 
 Needs a finished `make demo` (its `model`); without one it says so and writes nothing. Prints a table and writes
 benchmarks/results/pixel_context.json (pixel_context_TAG.json with `--tag`).
@@ -85,11 +85,11 @@ class ContextReader(nn.Module):
 
 
 def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Tensor, held_out_top: Tensor,
-           clips: int | None) -> tuple[ContextReader, list[dict]]:
+           clips: int | None, seed: int) -> tuple[ContextReader, list[dict]]:
     """The reader after `steps` steps of `batch` clips, fresh ones or drawn from the first `clips` of the
     synthetic training split (AdamW at 1e-3, a twentieth of the steps warming up, then a cosine to zero), and
-    its held-out bits per code every 500 steps."""
-    torch.manual_seed(0)
+    its held-out bits per code every 500 steps. `seed` sets its initial weights and the clips drawn."""
+    torch.manual_seed(seed)
     clips = (MovingShapes(10**7, frames=FRAMES, size=SIZE, seed=TRAIN_SEED) if clips is None else
              MovingShapes(clips, frames=FRAMES, size=SIZE, seed=SYNTHETIC_SEEDS["train"]))
     reader = ContextReader(vqvae.top_quantizer.embed.shape[0], channels)
@@ -97,7 +97,7 @@ def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Te
     warmup = max(1, steps // 20)  # then a cosine down to zero
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min((step + 1) / warmup, 0.5 * (
         1 + math.cos(math.pi * min(1.0, max(0, step + 1 - warmup) / max(1, steps - warmup))))))
-    draw, curve, start = torch.Generator().manual_seed(1), [], time.perf_counter()
+    draw, curve, start = torch.Generator().manual_seed(seed + 1), [], time.perf_counter()
     for step in range(1, steps + 1):
         video = torch.stack([clips[i] for i in torch.randint(0, len(clips), (batch,), generator=draw).tolist()])
         with torch.no_grad():
@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=96, help="the reader's width")
     parser.add_argument("--clips", type=int, help="train on the first N clips of the synthetic training split, "
                         "over and over, instead of fresh clips at every step")
+    parser.add_argument("--seed", type=int, default=0, help="the reader's initial weights and clips drawn")
     parser.add_argument("--videos", type=int, default=8, help="held-out videos (two clips each)")
     parser.add_argument("--samples", type=int, default=8, help="bottom samples per clip")
     parser.add_argument("--threads", type=int, default=2)
@@ -161,7 +162,8 @@ def main() -> int:
     with torch.no_grad():
         true_top = vqvae.encode(clips).top  # (B, T', H', W') of the whole clips
     known = CONTEXT // TIME_FACTOR
-    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:], args.clips)
+    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:], args.clips,
+                           args.seed)
     with torch.no_grad():
         prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
                              seed=0, progress=False, anchor="none")
@@ -208,7 +210,7 @@ def main() -> int:
                   reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,
                           "training_clips": args.clips or "fresh at every step",
                           "training_seed": TRAIN_SEED if args.clips is None else SYNTHETIC_SEEDS["train"],
-                          "curve": curve},
+                          "seed": args.seed, "curve": curve},
                   top_codes_distance=code_rows, rows=rows)
     return 0
 
