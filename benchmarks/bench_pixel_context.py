@@ -20,10 +20,12 @@ demo's held-out generator, two clips each) it then measures:
   as `vqvid predict` does; PSNR and the shapes kept, in place and as themselves (`shape_scores(..., stray=1)`),
   against the priors' own prediction and copy-last.
 
-A probe, not part of vqvid: one top future per clip (the argmax), for the demo's 16×64×64 geometry only.
+A probe, not part of vqvid, for the demo's 16×64×64 geometry only: one top future per clip (the argmax), or
+with `--temperature T` one per sample, each position drawn on its own from the reader's softmax at T (no
+position sees what another drew: what a reader that does not sample autoregressively gives).
 
     python benchmarks/bench_pixel_context.py [--demo demo_out] [--steps 3000] [--batch 16] [--channels 96]
-           [--clips N] [--seed 0] [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
+           [--clips N] [--seed 0] [--temperature T] [--videos 8] [--samples 8] [--threads 2] [--tag TAG]
 
 Needs a finished `make demo` (its `model`); without one it says so and writes nothing. Prints a table and writes
 benchmarks/results/pixel_context.json (pixel_context_TAG.json with `--tag`).
@@ -140,6 +142,8 @@ def main() -> int:
     parser.add_argument("--clips", type=int, help="train on the first N clips of the synthetic training split, "
                         "over and over, instead of fresh clips at every step")
     parser.add_argument("--seed", type=int, default=0, help="the reader's initial weights and clips drawn")
+    parser.add_argument("--temperature", type=float, help="draw the reader's top codes at this temperature, "
+                        "each position on its own, instead of taking its most likely codes")
     parser.add_argument("--videos", type=int, default=8, help="held-out videos (two clips each)")
     parser.add_argument("--samples", type=int, default=8, help="bottom samples per clip")
     parser.add_argument("--threads", type=int, default=2)
@@ -167,9 +171,16 @@ def main() -> int:
     with torch.no_grad():
         prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
                              seed=0, progress=False, anchor="none")
-        read_top = reader(clips[:, :, :CONTEXT]).argmax(1)  # (B, PREDICTED, H', W')
+        logits = reader(clips[:, :, :CONTEXT])  # (B, K, PREDICTED, H', W')
+        read_top = logits.argmax(1)  # (B, PREDICTED, H', W')
         top = rearrange(prediction.codes.top, "b s ... -> (b s) ...").clone()  # the context's own, then sampled
-        top[:, known:] = repeat(read_top, "b ... -> (b s) ...", s=args.samples)
+        if args.temperature is None:
+            top[:, known:] = repeat(read_top, "b ... -> (b s) ...", s=args.samples)
+        else:  # every position of every sample drawn on its own
+            probabilities = rearrange(repeat(logits / args.temperature, "b ... -> (b s) ...", s=args.samples),
+                                      "n k t h w -> (n t h w) k").softmax(-1)
+            drawn = torch.multinomial(probabilities, 1, generator=torch.Generator().manual_seed(0))
+            top[:, known:] = drawn.view(top[:, known:].shape)
         context_bottom = rearrange(prediction.codes.bottom, "b s ... -> (b s) ...").clone()
         start = context_bottom[0, : 2 * known].numel()  # the positions of one sequence's context
         bottom = sample(folder.bottom.model, context_bottom, condition=top, start=start,
@@ -183,15 +194,20 @@ def main() -> int:
         "prior_samples": (rearrange(prediction.codes.top[:, :, known:], "b s ... -> (b s) ..."), each(truth),
                           each(cells)),
         "reader": (read_top, truth, cells)}
+    if args.temperature is not None:
+        produced["reader_drawn"] = (top[:, known:], each(truth), each(cells))
     distance = lambda codes, truth, where: codebook_distance(codes, truth, vqvae.top_quantizer.embed, where).tolist()
     code_rows = {name: {"shapes": distance(codes, truth, where), "elsewhere": distance(codes, truth, ~where)}
                  for name, (codes, truth, where) in produced.items()}
     rows = {"reader_top_bottom_prior": _scores(clips, decoded), "priors": _scores(clips, prediction.video)}
     labels = {"repeat": "the context's last latent frame repeated", "prior_samples": "the top prior's samples",
-              "reader": f"the reader's most likely codes ({args.steps} steps)"}
+              "reader": f"the reader's most likely codes ({args.steps} steps)",
+              "reader_drawn": f"the reader's codes drawn at T = {args.temperature}"}
     print(f"\n{len(clips)} held-out clips; top codes of latent frames 2 / 3, codebook distance to the whole clip's")
     print(f"{'produced by':48s} {'where the shapes are':>22s} {'elsewhere':>16s}")
     for name, label in labels.items():
+        if name not in code_rows:
+            continue
         r = code_rows[name]
         print(f"{label:48s} {r['shapes'][0]:10.3f} / {r['shapes'][1]:.3f} {r['elsewhere'][0]:8.3f} / "
               f"{r['elsewhere'][1]:.3f}")
@@ -210,7 +226,7 @@ def main() -> int:
                   reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,
                           "training_clips": args.clips or "fresh at every step",
                           "training_seed": TRAIN_SEED if args.clips is None else SYNTHETIC_SEEDS["train"],
-                          "seed": args.seed, "curve": curve},
+                          "seed": args.seed, "temperature": args.temperature, "curve": curve},
                   top_codes_distance=code_rows, rows=rows)
     return 0
 
