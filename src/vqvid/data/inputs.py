@@ -89,9 +89,14 @@ def _store_spans(store: ClipStore) -> Iterator[tuple[int, int]]:
     overlap = store.spec.frames - store.spec.stride  # frames a clip shares with the one before it, if any
     source = lambda index: store.describe(index).rsplit("@", 1)[0]  # "a/b.mp4@frame=24" -> "a/b.mp4"
     yield 0, 0
+    if overlap <= 0:
+        yield from ((index, 0) for index in range(1, len(store)))
+        return
+    before = store.frames(0)
     for index in range(1, len(store)):
-        shared = (overlap > 0 and source(index - 1) == source(index)
-                  and np.array_equal(store.frames(index - 1)[-overlap:], store.frames(index)[:overlap]))
+        frames = store.frames(index)  # each clip read once here, its frames compared with the clip before it
+        shared = source(index - 1) == source(index) and np.array_equal(before[-overlap:], frames[:overlap])
+        before = frames
         yield index, overlap if shared else 0
 
 
