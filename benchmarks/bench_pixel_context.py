@@ -42,7 +42,7 @@ from statistics import mean
 
 import torch
 import torch.nn.functional as F
-from bench_prediction import CONTEXT, FRAMES, _shape_cells
+from bench_prediction import CONTEXT, FRAMES, _shape_cells, sample_bottom_given
 from einops import rearrange, repeat
 from results_file import write_results
 from torch import Tensor, nn
@@ -56,7 +56,6 @@ from vqvid.data.synthetic import MovingShapes
 from vqvid.metrics import codebook_distance, psnr_per_frame
 from vqvid.models.vqvae import TIME_FACTOR
 from vqvid.persistence import load_model_folder
-from vqvid.sampling import sample
 from vqvid.sampling.predict import anchor_on_context, predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,10 +180,7 @@ def main() -> int:
                                       "n k t h w -> (n t h w) k").softmax(-1)
             drawn = torch.multinomial(probabilities, 1, generator=torch.Generator().manual_seed(0))
             top[:, known:] = drawn.view(top[:, known:].shape)
-        context_bottom = rearrange(prediction.codes.bottom, "b s ... -> (b s) ...").clone()
-        start = context_bottom[0, : 2 * known].numel()  # the positions of one sequence's context
-        bottom = sample(folder.bottom.model, context_bottom, condition=top, start=start,
-                        temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
+        bottom = sample_bottom_given(folder, prediction, top, DEFAULT_TEMPERATURE)
         decoded = torch.cat([vqvae.decode_codes(t, b) for t, b in zip(top.split(8), bottom.split(8), strict=True)])
         decoded = rearrange(decoded, "(b s) ... -> b s ...", s=args.samples)
     cells = _shape_cells(clips, tuple(true_top.shape[2:]))  # (B, PREDICTED, H', W')

@@ -163,7 +163,6 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     from vqvid.metrics import codebook_distance, psnr_per_frame
     from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
-    from vqvid.sampling import sample
     from vqvid.sampling.predict import anchor_on_context, predict, warp_along_decoding
     from vqvid.training.prior import bits_per_frame
 
@@ -184,12 +183,8 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     copied_top = each(prediction.codes.top).clone()
     copied_top[:, known_top:] = copied_top[:, known_top - 1 : known_top]
 
-    def bottom_given(top):  # the bottom prior's samples after the context's own bottom codes, given `top`
-        context_bottom = each(prediction.codes.bottom).clone()
-        start = context_bottom[0, : 2 * known_top].numel()  # the positions of one sequence's context
-        return sample(folder.bottom.model, context_bottom, condition=top, start=start,
-                      temperature=temperature if bottom_temperature is None else bottom_temperature, top_k=top_k,
-                      generator=torch.Generator().manual_seed(0))
+    bottom_given = lambda top: sample_bottom_given(folder, prediction, top, (
+        temperature if bottom_temperature is None else bottom_temperature), top_k)
     codebook = vqvae.top_quantizer.embed
     # Per clip, the samples whose top codes of frames 8-15 lie nearest and farthest from the whole clip's (by the
     # mean codebook distance; oracles, as best of N): whether nearer top codes keep more of the shapes
@@ -240,6 +235,22 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                                                     CodeDataset(demo / "codes" / "val", level))
                               for level in ("top", "bottom")}
     return rows
+
+
+def sample_bottom_given(folder, prediction, top: torch.Tensor, temperature: float, top_k: int | None = None
+                        ) -> torch.Tensor:
+    """The bottom prior's samples (B·S, T'', H'', W'') after the context's own bottom codes of `prediction` (a
+    `vqvid.sampling.predict.predict` of frames 8-15 with S samples per clip), given the top codes `top` (B·S, T',
+    H', W'): what the prediction would decode to had its top codes been `top`."""
+    from einops import rearrange
+
+    from vqvid.models.vqvae import TIME_FACTOR
+    from vqvid.sampling import sample
+
+    context_bottom = rearrange(prediction.codes.bottom, "b s ... -> (b s) ...").clone()
+    start = context_bottom[0, : 2 * (CONTEXT // TIME_FACTOR)].numel()  # the positions of one sequence's context
+    return sample(folder.bottom.model, context_bottom, condition=top, start=start, temperature=temperature,
+                  top_k=top_k, generator=torch.Generator().manual_seed(0))
 
 
 def _shape_cells(clips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
