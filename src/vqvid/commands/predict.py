@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -136,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         options.output_files([args.input, args.model], ("-o", args.output, options.OUTPUT_VIDEO_SUFFIXES),
                              ("--save-samples", args.save_samples, (".pt",)), ("--json", args.json, None))
         folder = load_model_folder(args.model)
-        try:
-            geometry = check_request(folder, args.context, args.frames, args.samples)
-        except ValueError as error:  # the library names its arguments (context=8); the command, its options
-            raise ValueError(re.sub(r"\b(context|frames)=", r"--\1 ", str(error))) from None
+        geometry = check_request(folder, args.context, args.frames, args.samples, named=lambda name: f"--{name} ")
         num_codes = folder.vqvae.config.num_codes
         if args.top_k is not None and args.top_k > num_codes:
             raise ValueError(f"--top-k {args.top_k}: the model has {num_codes} codes per level; expected at most "

@@ -25,6 +25,7 @@ codes comes to the true codes, against repeating the last context latent frame.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -84,12 +85,18 @@ def context_sizes(clip_frames: int) -> list[int]:
     return list(range(0, clip_frames, TIME_FACTOR))
 
 
-def check_context(context: int, clip_frames: int) -> None:
-    """Raise ValueError unless `context` frames end on a top-level latent frame, inside an L-frame clip."""
+def argument(name: str) -> str:
+    """How the checks' messages name an argument: `context=` (a command names its options instead, `--context `)."""
+    return f"{name}="
+
+
+def check_context(context: int, clip_frames: int, named: Callable[[str], str] = argument) -> None:
+    """Raise ValueError unless `context` frames end on a top-level latent frame, inside an L-frame clip; the
+    message names the argument as `named` does."""
     sizes = context_sizes(clip_frames)
     if context not in sizes:
         raise ValueError(
-            f"context={context} frames does not fit {clip_frames}-frame clips: a top code covers "
+            f"{named('context')}{context} frames does not fit {clip_frames}-frame clips: a top code covers "
             f"{TIME_FACTOR} frames and at least one must be left to sample; use one of {sizes}"
         )
 
@@ -155,21 +162,23 @@ def _priors(model_folder: ModelFolder) -> tuple[LoadedPrior, LoadedPrior]:
     return top, bottom
 
 
-def check_request(model_folder: ModelFolder, context: int, frames: int, samples: int = 1) -> ClipGeometry:
-    """Raise ValueError unless the folder can make `frames` frames from `context` frames, `samples` times;
-    return the clip size its priors need (their grids are fixed in size: one sampling window)."""
+def check_request(model_folder: ModelFolder, context: int, frames: int, samples: int = 1,
+                  named: Callable[[str], str] = argument) -> ClipGeometry:
+    """Raise ValueError unless the folder can make `frames` frames from `context` frames, `samples` times, with
+    a message that names the arguments as `named` does; return the clip size its priors need (their grids are
+    fixed in size: one sampling window)."""
     _priors(model_folder)
     geometry = clip_geometry(model_folder)
     t = geometry.top_shape[0]
-    check_context(context, geometry.clip_frames)
+    check_context(context, geometry.clip_frames, named)
     if frames <= context or frames % TIME_FACTOR:
-        raise ValueError(f"frames={frames}: expected a multiple of {TIME_FACTOR} larger than "
-                         f"context={context} (frames counts the context too)")
+        raise ValueError(f"{named('frames')}{frames}: expected a multiple of {TIME_FACTOR} larger than "
+                         f"{named('context')}{context} (frames counts the context too)")
     if frames > geometry.clip_frames and t < 2:
-        raise ValueError(f"frames={frames}: longer than the model's {geometry.clip_frames}-frame clips, and "
-                         f"a window of {t} top frame cannot slide; use frames <= {geometry.clip_frames}")
+        raise ValueError(f"{named('frames')}{frames}: longer than the model's {geometry.clip_frames}-frame clips, "
+                         f"and a window of {t} top frame cannot slide; use frames <= {geometry.clip_frames}")
     if samples < 1:
-        raise ValueError(f"samples={samples}: expected at least 1")
+        raise ValueError(f"{named('samples')}{samples}: expected at least 1")
     return geometry
 
 
