@@ -42,18 +42,18 @@ from statistics import mean
 
 import torch
 import torch.nn.functional as F
-from bench_prediction import CONTEXT, FRAMES, _shape_cells, sample_bottom_given
+from bench_prediction import CONTEXT, FRAMES, _shape_cells, prediction_scores, sample_bottom_given
 from einops import rearrange, repeat
 from results_file import write_results
 from torch import Tensor, nn
 
 from vqvid.commands.demo import IDENTITY_READINGS, held_out_shape_scores, write_held_out_videos
-from vqvid.commands.predict import DEFAULT_TEMPERATURE, readings
+from vqvid.commands.predict import DEFAULT_TEMPERATURE
 from vqvid.data import ClipSpec
 from vqvid.data.inputs import open_prediction_input
 from vqvid.data.sources import SYNTHETIC_SEEDS, read_clips
 from vqvid.data.synthetic import MovingShapes
-from vqvid.metrics import codebook_distance, psnr_per_frame
+from vqvid.metrics import codebook_distance
 from vqvid.models.vqvae import TIME_FACTOR
 from vqvid.persistence import load_model_folder
 from vqvid.sampling.predict import anchor_on_context, predict
@@ -121,10 +121,9 @@ def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Te
 def _scores(clips: Tensor, video: Tensor) -> dict:
     """PSNR and shapes kept over frames 8-15 of `video` (B, S, 3, F, H, W), anchored on frame 7."""
     anchored = anchor_on_context(video, clips, CONTEXT)
-    saved = {"clips": clips, "samples": anchored, "generated_top": None, "context": CONTEXT}
-    place, itself = held_out_shape_scores(saved), held_out_shape_scores(saved, stray=1, only=IDENTITY_READINGS)
-    psnr = {name: psnr_per_frame(prediction, truth).mean().item()
-            for name, (prediction, truth) in readings(clips, anchored, None, CONTEXT).items()}
+    psnr, place = prediction_scores(clips, anchored)
+    itself = held_out_shape_scores({"clips": clips, "samples": anchored, "generated_top": None, "context": CONTEXT},
+                                   stray=1, only=IDENTITY_READINGS)
     return {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
             "kept_mean_of_n": mean(place["mean_of_n"]["kept"]), "kept_single": mean(place["generated"]["kept"]),
             "kept_as_itself_mean_of_n": mean(itself["mean_of_n"]["kept"]),

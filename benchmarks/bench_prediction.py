@@ -155,12 +155,11 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     along the prediction (`--anchor warp`), the second anchors it in place, as `vqvid predict` does by default."""
     from einops import rearrange, repeat
 
-    from vqvid.commands.predict import readings
     from vqvid.data import ClipSpec
     from vqvid.data.codes import CodeDataset
     from vqvid.data.inputs import open_prediction_input
     from vqvid.data.sources import read_clips
-    from vqvid.metrics import codebook_distance, psnr_per_frame
+    from vqvid.metrics import codebook_distance
     from vqvid.models.vqvae import TIME_FACTOR
     from vqvid.persistence import load_model_folder
     from vqvid.sampling.predict import anchor_on_context, predict, warp_along_decoding
@@ -208,9 +207,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     mean = lambda values: sum(values) / len(values)
     rows = {}
     for name, video in videos.items():
-        shapes = held_out_shape_scores({"clips": clips, "samples": video, "generated_top": None, "context": CONTEXT})
-        psnr = {reading: psnr_per_frame(prediction, truth).mean().item()  # over frames 8-15 (and samples)
-                for reading, (prediction, truth) in readings(clips, video, None, CONTEXT).items()}
+        psnr, shapes = prediction_scores(clips, video)
         rows[name] = {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
@@ -235,6 +232,19 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
                                                     CodeDataset(demo / "codes" / "val", level))
                               for level in ("top", "bottom")}
     return rows
+
+
+def prediction_scores(clips: torch.Tensor, video: torch.Tensor) -> tuple[dict, dict]:
+    """Frames 8-15 of `video` (B, S, 3, F, H, W), the held-out `clips`' prediction, read as `vqvid predict`
+    reads its samples (mean of N, single samples, best of N, copy-last): each reading's mean PSNR, and its shape
+    figures in place (`held_out_shape_scores`)."""
+    from vqvid.commands.predict import readings
+    from vqvid.metrics import psnr_per_frame
+
+    saved = {"clips": clips, "samples": video, "generated_top": None, "context": CONTEXT}
+    psnr = {reading: psnr_per_frame(prediction, truth).mean().item()  # over frames 8-15 (and samples)
+            for reading, (prediction, truth) in readings(clips, video, None, CONTEXT).items()}
+    return psnr, held_out_shape_scores(saved)
 
 
 def sample_bottom_given(folder, prediction, top: torch.Tensor, temperature: float, top_k: int | None = None
