@@ -54,6 +54,7 @@ from vqvid.data.inputs import open_prediction_input
 from vqvid.data.sources import SYNTHETIC_SEEDS, read_clips
 from vqvid.data.synthetic import MovingShapes
 from vqvid.metrics import codebook_distance
+from vqvid.models.reader import ContextReader, ReaderConfig
 from vqvid.models.vqvae import TIME_FACTOR
 from vqvid.persistence import load_model_folder
 from vqvid.sampling.predict import anchor_on_context, predict
@@ -64,37 +65,16 @@ TRAIN_SEED = 4242  # not one of vqvid's synthetic splits (0-2) nor the demo's he
 PREDICTED = (FRAMES - CONTEXT) // TIME_FACTOR  # latent frames of top codes after the context
 
 
-class ContextReader(nn.Module):
-    """Logits (B, K, PREDICTED, H/8, W/8) of the top codes after the context, from its frames (B, 3, CONTEXT, H, W)."""
-
-    def __init__(self, num_codes: int, channels: int, layers: int = 6):
-        super().__init__()
-        self.encoder = nn.Sequential(  # (CONTEXT, H, W) -> (CONTEXT / 2, H / 8, W / 8)
-            nn.Conv3d(3, 32, (3, 4, 4), (1, 2, 2), (1, 1, 1)), nn.GELU(),
-            nn.Conv3d(32, 64, (3, 4, 4), (1, 2, 2), (1, 1, 1)), nn.GELU(),
-            nn.Conv3d(64, channels, (4, 4, 4), (2, 2, 2), (1, 1, 1)), nn.GELU())
-        self.mix = nn.Conv2d(CONTEXT // 2 * channels, channels, 1)  # time folded into channels
-        self.body = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(layers))
-        self.out = nn.Conv2d(channels, PREDICTED * num_codes, 1)
-        self.num_codes = num_codes
-
-    def forward(self, context: Tensor) -> Tensor:
-        hidden = self.mix(self.encoder(context).flatten(1, 2))
-        for conv in self.body:
-            hidden = hidden + conv(F.gelu(hidden))
-        return self.out(F.gelu(hidden)).unflatten(1, (PREDICTED, self.num_codes)).transpose(1, 2)
-
-
-def _train(vqvae: nn.Module, steps: int, batch: int, channels: int, held_out: Tensor, held_out_top: Tensor,
-           clips: int | None, seed: int) -> tuple[ContextReader, list[dict]]:
+def _train(vqvae: nn.Module, steps: int, batch: int, config: ReaderConfig, held_out: Tensor, held_out_top: Tensor,
+           clips: int | None, seed: int, lr: float = 1e-3) -> tuple[ContextReader, list[dict]]:
     """The reader after `steps` steps of `batch` clips, fresh ones or drawn from the first `clips` of the
-    synthetic training split (AdamW at 1e-3, a twentieth of the steps warming up, then a cosine to zero), and
+    synthetic training split (AdamW at `lr`, a twentieth of the steps warming up, then a cosine to zero), and
     its held-out bits per code every 500 steps. `seed` sets its initial weights and the clips drawn."""
     torch.manual_seed(seed)
     clips = (MovingShapes(10**7, frames=FRAMES, size=SIZE, seed=TRAIN_SEED) if clips is None else
              MovingShapes(clips, frames=FRAMES, size=SIZE, seed=SYNTHETIC_SEEDS["train"]))
-    reader = ContextReader(vqvae.top_quantizer.embed.shape[0], channels)
-    optimiser = torch.optim.AdamW(reader.parameters(), 1e-3, weight_decay=0.01)
+    reader = ContextReader(config)
+    optimiser = torch.optim.AdamW(reader.parameters(), lr, weight_decay=0.01)
     warmup = max(1, steps // 20)  # then a cosine down to zero
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min((step + 1) / warmup, 0.5 * (
         1 + math.cos(math.pi * min(1.0, max(0, step + 1 - warmup) / max(1, steps - warmup))))))
@@ -137,6 +117,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3000, help="training steps of the reader")
     parser.add_argument("--batch", type=int, default=16, help="clips per step")
     parser.add_argument("--channels", type=int, default=96, help="the reader's width")
+    parser.add_argument("--frame-kernel", type=int, default=3, help="frames each of the reader's first two "
+                        "convolutions sees (1 or 3)")
+    parser.add_argument("--stem", default="conv", help="how the reader comes down to the top grid: conv or patch")
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--clips", type=int, help="train on the first N clips of the synthetic training split, "
                         "over and over, instead of fresh clips at every step")
     parser.add_argument("--seed", type=int, default=0, help="the reader's initial weights and clips drawn")
@@ -164,8 +148,10 @@ def main() -> int:
     with torch.no_grad():
         true_top = vqvae.encode(clips).top  # (B, T', H', W') of the whole clips
     known = CONTEXT // TIME_FACTOR
-    reader, curve = _train(vqvae, args.steps, args.batch, args.channels, clips, true_top[:, known:], args.clips,
-                           args.seed)
+    config = ReaderConfig(num_codes=vqvae.top_quantizer.embed.shape[0], context=CONTEXT, frames=FRAMES,
+                          channels=args.channels, frame_kernel=args.frame_kernel, stem=args.stem)
+    reader, curve = _train(vqvae, args.steps, args.batch, config, clips, true_top[:, known:], args.clips,
+                           args.seed, args.lr)
     with torch.no_grad():
         prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
                              seed=0, progress=False, anchor="none")
@@ -219,6 +205,7 @@ def main() -> int:
     write_results("pixel_context" if args.tag is None else f"pixel_context_{args.tag}", args.threads,
                   model=str(args.demo / "model"), held_out_clips=len(clips), samples=args.samples,
                   reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,
+                          "frame_kernel": args.frame_kernel, "stem": args.stem, "lr": args.lr,
                           "training_clips": args.clips or "fresh at every step",
                           "training_seed": TRAIN_SEED if args.clips is None else SYNTHETIC_SEEDS["train"],
                           "seed": args.seed, "temperature": args.temperature, "curve": curve},
