@@ -8,6 +8,7 @@ import torch
 
 from vqvid.config import to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+from vqvid.models.reader import ContextReader, ReaderConfig
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
 from vqvid.persistence import fingerprint
 
@@ -39,6 +40,14 @@ def tiny_priors() -> tuple[PixelSNAIL, PixelSNAIL]:
     return top.eval(), bottom.eval()
 
 
+def tiny_reader(context: int = 4) -> ContextReader:
+    """A random-weight context reader of `tiny_vqvae`'s clips: reads `context` frames, predicts the top codes of
+    the rest of the clip."""
+    torch.manual_seed(3)
+    return ContextReader(ReaderConfig(num_codes=NUM_CODES, context=context, frames=CLIP_FRAMES, channels=8,
+                                      layers=1, stem="patch")).eval()
+
+
 def write_checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parameters: dict) -> Path:
     """A file laid out as a vqvid Lightning checkpoint: the module's weights under `model.`."""
     state = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
@@ -48,7 +57,8 @@ def write_checkpoint(path: Path, kind: str, model: torch.nn.Module, hyper_parame
 
 
 def tiny_checkpoints(root: Path) -> dict[str, Path]:
-    """Checkpoints of `tiny_vqvae` and `tiny_priors`, as `vqvid export` takes them: keys vqvae, top, bottom."""
+    """Checkpoints of `tiny_vqvae`, `tiny_priors` and `tiny_reader`, as `vqvid export` takes them: keys vqvae, top,
+    bottom, reader."""
     vqvae = tiny_vqvae()
     vqvae_config = to_dict(vqvae.config)
     data = {"frames": CLIP_FRAMES, "stride": CLIP_FRAMES, "size": SIZE}
@@ -57,6 +67,10 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
         hyper_parameters = {"model": to_dict(prior.config), "level": level,
                             "vqvae_fingerprint": fingerprint(vqvae.config, vqvae.state_dict())}
         paths[level] = write_checkpoint(root / f"{level}.ckpt", "prior", prior, hyper_parameters)
+    reader = tiny_reader()
+    paths["reader"] = write_checkpoint(root / "reader.ckpt", "reader", reader, {
+        "model": to_dict(reader.config), "train": {}, "vqvae_fingerprint": fingerprint(vqvae.config,
+                                                                                       vqvae.state_dict())})
     return paths
 
 

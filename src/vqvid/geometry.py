@@ -65,4 +65,9 @@ def clip_geometry(model: ModelFolder, name: str | None = None) -> ClipGeometry:
                 f"{frames}×{height}×{width} give {level} grids {shape} of {geometry.num_codes} codes"
                 + (f" given top grids {condition}" if condition else "")
             )
+    reader = model.reader
+    if reader is not None and (reader.config.frames, reader.config.num_codes) != (frames, geometry.num_codes):
+        raise ValueError(f"{name}: the context reader predicts the top codes of {reader.config.frames}-frame clips "
+                         f"of {reader.config.num_codes} codes, but the VQ-VAE codes {frames}-frame clips of "
+                         f"{geometry.num_codes} codes")
     return geometry

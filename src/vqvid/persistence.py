@@ -9,6 +9,7 @@ Two forms travel:
       vqvae.safetensors
       top.safetensors     (optional) top prior p(top)
       bottom.safetensors  (optional) bottom prior p(bottom | top)
+      reader.safetensors  (optional) context reader: the top codes after a context, from its frames
 
 Neither form can run code from the file. Every checkpoint a command reads, `--resume` included, goes through
 `read_checkpoint`, which refuses a file of another kind, a damaged one or one holding anything but tensors and
@@ -42,11 +43,13 @@ from safetensors.torch import load_file, save_file
 
 from vqvid.config import ConfigError, from_dict, to_dict
 from vqvid.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+from vqvid.models.reader import ContextReader, ReaderConfig
 from vqvid.models.vqvae import VQVAE, VQVAEConfig
 
 CHECKPOINT_KEY = "vqvid"  # extra entry every vqvid Lightning checkpoint carries: {"kind": ..., "format": 1}
 FORMAT = 1  # of model folders
 PRIOR_LEVELS = ("top", "bottom")
+CHECKPOINT_KINDS = ("vqvae", "prior", "reader")  # as `vqvid train` names its stages
 
 # Upper bounds on config fields read from files, checked before a model is built: generous for any model that
 # fits a GPU, small enough that a damaged or hostile file cannot make vqvid allocate terabytes.
@@ -56,6 +59,7 @@ LIMITS = {
     "value_channels": 8_192, "condition_channels": 8_192,
     "n_res_blocks": 256, "n_blocks": 256, "n_cond_res_blocks": 256, "n_heads": 256, "kernel_size": 31,
     "shape": 4_096, "condition_shape": 4_096,  # each of (T, H, W)
+    "layers": 256, "context": 4_096, "frames": 4_096,  # of a context reader
 }
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
 # Config fields added after fingerprints were first recorded, with the value that reproduces the models made
@@ -167,7 +171,8 @@ def _why_unreadable(error: Exception) -> str:
 
 
 def read_checkpoint(path: str | Path, kind: str, option: str = "checkpoint") -> dict[str, Any]:
-    """A vqvid Lightning checkpoint of the given kind ("vqvae" or "prior"), as a dict of tensors and scalars.
+    """A vqvid Lightning checkpoint of the given kind (one of CHECKPOINT_KINDS), as a dict of tensors and
+    scalars.
 
     A missing, damaged or foreign file raises (FileNotFoundError or ValueError) with one line that starts with
     `option` and the path, e.g. "--resume run/checkpoints/last.ckpt: ...". Nothing in the file is executed."""
@@ -193,7 +198,7 @@ def read_checkpoint(path: str | Path, kind: str, option: str = "checkpoint") -> 
     found = checkpoint.get(CHECKPOINT_KEY, {}) if isinstance(checkpoint, dict) else None
     found = found.get("kind") if isinstance(found, dict) else None
     if found != kind:
-        what = f"a vqvid {found} checkpoint" if found in ("vqvae", "prior") else "not a vqvid checkpoint"
+        what = f"a vqvid {found} checkpoint" if found in CHECKPOINT_KINDS else "not a vqvid checkpoint"
         raise ValueError(f"{option} {path}: expected a vqvid {kind} checkpoint, but it is {what}")
     hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
     if not (isinstance(hparams, dict) and isinstance(hparams.get("model"), dict) and isinstance(state, dict)
@@ -202,6 +207,8 @@ def read_checkpoint(path: str | Path, kind: str, option: str = "checkpoint") -> 
     if kind == "prior" and (hparams.get("level") not in PRIOR_LEVELS
                             or not isinstance(hparams.get("vqvae_fingerprint"), str)):
         raise ValueError(f"{option} {path}: a damaged vqvid prior checkpoint (no level or VQ-VAE fingerprint)")
+    if kind == "reader" and not isinstance(hparams.get("vqvae_fingerprint"), str):
+        raise ValueError(f"{option} {path}: a damaged vqvid reader checkpoint (no VQ-VAE fingerprint)")
     return checkpoint
 
 
@@ -238,11 +245,20 @@ class LoadedPrior:
 
 
 @dataclass
+class LoadedReader:
+    model: ContextReader  # eval mode, CPU
+    config: ReaderConfig
+    fingerprint: str
+    vqvae_fingerprint: str  # the VQ-VAE whose top codes it predicts
+
+
+@dataclass
 class ModelFolder:
     vqvae: LoadedVQVAE
     top: LoadedPrior | None
     bottom: LoadedPrior | None
     fingerprint: str  # of the whole folder, computed from its contents
+    reader: LoadedReader | None = None
 
     @property
     def has_priors(self) -> bool:
@@ -284,6 +300,17 @@ def load_prior(path: str | Path, level: str | None = None, option: str | None = 
     return LoadedPrior(model, config, hparams["level"], fingerprint(config, state), hparams["vqvae_fingerprint"])
 
 
+def load_reader(path: str | Path, option: str = "--reader") -> LoadedReader:
+    """A context reader from a training checkpoint (`.ckpt`)."""
+    checkpoint = read_checkpoint(path, "reader", option)
+    hparams = checkpoint["hyper_parameters"]
+    where = f"{option} {path}: model"
+    config = read_config(ReaderConfig, hparams["model"], where)
+    state = model_state(checkpoint)
+    model = _loaded(ContextReader, config, state, Path(path), where)
+    return LoadedReader(model, config, fingerprint(config, state), hparams["vqvae_fingerprint"])
+
+
 # --- model folders ------------------------------------------------------------------------------------------
 
 
@@ -293,7 +320,7 @@ def is_model_folder(path: str | Path) -> bool:
 
 
 def export_model(vqvae: str | Path, out: str | Path, top: str | Path | None = None,
-                 bottom: str | Path | None = None, force: bool = False) -> Path:
+                 bottom: str | Path | None = None, force: bool = False, reader: str | Path | None = None) -> Path:
     """Write a model folder from checkpoints (or, for the VQ-VAE, another model folder). Returns `out`.
 
     `out` must be absent, empty or a model folder (which is replaced) unless `force`. The folder is built next
@@ -325,8 +352,14 @@ def export_model(vqvae: str | Path, out: str | Path, top: str | Path | None = No
                 f"but --vqvae {vqvae} is VQ-VAE {loaded.fingerprint}"
             )
         priors[level] = prior
-    given = " ".join(f"--{level} {path}" for level, path in (("top", top), ("bottom", bottom)) if path)
-    _check_geometry(ModelFolder(loaded, priors.get("top"), priors.get("bottom"), ""), f"--vqvae {vqvae} {given}")
+    read = None if reader is None else load_reader(reader)
+    if read is not None and read.vqvae_fingerprint != loaded.fingerprint:
+        raise ModelFolderError(f"--reader {reader}: this context reader was trained on top codes of VQ-VAE "
+                               f"{read.vqvae_fingerprint}, but --vqvae {vqvae} is VQ-VAE {loaded.fingerprint}")
+    given = " ".join(f"--{part} {path}" for part, path in (("top", top), ("bottom", bottom), ("reader", reader))
+                     if path)
+    _check_geometry(ModelFolder(loaded, priors.get("top"), priors.get("bottom"), "", read),
+                    f"--vqvae {vqvae} {given}")
 
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -341,6 +374,11 @@ def export_model(vqvae: str | Path, out: str | Path, top: str | Path | None = No
             meta[level] = {"config": to_dict(prior.config), "fingerprint": prior.fingerprint,
                            "vqvae_fingerprint": prior.vqvae_fingerprint}
             parts[level] = prior.fingerprint
+        if read is not None:
+            save_file(read.model.state_dict(), staging / "reader.safetensors")
+            meta["reader"] = {"config": to_dict(read.config), "fingerprint": read.fingerprint,
+                              "vqvae_fingerprint": read.vqvae_fingerprint}
+            parts["reader"] = read.fingerprint
         meta["fingerprint"] = folder_fingerprint(parts)
         (staging / "model.json").write_text(json.dumps(meta, indent=2))
         if out.exists() and not out.is_dir():  # --force over a file
@@ -414,13 +452,27 @@ def load_model_folder(path: str | Path) -> ModelFolder:
             prior = _loaded(PixelSNAIL, prior_config, state, folder / f"{level}.safetensors", where)
             priors[level] = LoadedPrior(prior, prior_config, level, found, vqvae.fingerprint)
             parts[level] = found
+        reader = None
+        if "reader" in meta:
+            reader_meta = meta["reader"]
+            if reader_meta["vqvae_fingerprint"] != vqvae.fingerprint:
+                raise ModelFolderError(
+                    f"{meta_path}: the context reader predicts codes of VQ-VAE {reader_meta['vqvae_fingerprint']}, "
+                    f"but the folder's VQ-VAE is {vqvae.fingerprint}"
+                )
+            where = f"{meta_path}: reader.config"
+            reader_config = read_config(ReaderConfig, reader_meta["config"], where)
+            state, found = _weights(folder, "reader", reader_config, reader_meta["fingerprint"])
+            model = _loaded(ContextReader, reader_config, state, folder / "reader.safetensors", where)
+            reader = LoadedReader(model, reader_config, found, vqvae.fingerprint)
+            parts["reader"] = found
     except (KeyError, TypeError) as error:
         raise ModelFolderError(f"{meta_path}: missing or malformed field {error}") from error
     own = folder_fingerprint(parts)
     if meta.get("fingerprint") != own:
         raise ModelFolderError(f"{meta_path}: records folder fingerprint {meta.get('fingerprint')!r}, but its "
                                f"contents have fingerprint {own} (edited or copied from another folder)")
-    loaded = ModelFolder(vqvae, priors["top"], priors["bottom"], own)
+    loaded = ModelFolder(vqvae, priors["top"], priors["bottom"], own, reader)
     _check_geometry(loaded, str(meta_path))
     return loaded
 
@@ -428,7 +480,7 @@ def load_model_folder(path: str | Path) -> ModelFolder:
 def _check_geometry(folder: ModelFolder, where: str) -> None:
     """Refuses, naming `where` (the file or options it came from), priors whose grids do not fit the clips of
     the VQ-VAE's clip spec (which no fingerprint covers, so an edited model.json can break it)."""
-    if folder.top is None and folder.bottom is None:
+    if folder.top is None and folder.bottom is None and folder.reader is None:
         return  # the geometry comes from the priors' grids or must fit them: nothing to check without them
     from vqvid.geometry import clip_geometry
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from vqvid.data.video import ClipSpec
 from vqvid.models.pixelsnail import PixelSNAILConfig
+from vqvid.models.reader import ReaderConfig
 from vqvid.models.vqvae import VQVAEConfig
 from vqvid.training.config import TrainConfig
 
@@ -37,11 +38,21 @@ class PriorRun:
 
 
 @dataclass
+class ReaderRun:
+    """Everything a context reader's training run needs besides its VQ-VAE and video (which fix its clips,
+    codes and grid)."""
+
+    model: ReaderConfig = field(default_factory=ReaderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class Preset:
     description: str
     vqvae: VQVAERun
     top: PriorRun
     bottom: PriorRun
+    reader: ReaderRun = field(default_factory=ReaderRun)
 
     def prior(self, level: str) -> PriorRun:
         if level not in ("top", "bottom"):
@@ -96,6 +107,12 @@ def _tiny() -> Preset:
             train=TrainConfig(batch_size=2, lr=4e-3, max_steps=800, val_every=200, val_batches=8,
                               warmup_steps=20, lr_schedule="cosine", num_workers=0, log_every=10),
         ),
+        reader=ReaderRun(
+            # READER_TUNING
+            model=ReaderConfig(context=8, frames=16, channels=96, layers=6, stem="patch"),
+            train=TrainConfig(batch_size=16, lr=3e-3, max_steps=400, val_every=200, val_batches=2,
+                              warmup_steps=20, lr_schedule="cosine", num_workers=1, log_every=10),
+        ),
     )
 
 
@@ -127,6 +144,12 @@ def _thesis() -> Preset:
                                    dropout=0.1, condition_num_codes=512, condition_shape=(4, 32, 32),
                                    condition_norm=True),
             train=TrainConfig(batch_size=8, lr=3e-4, max_steps=100_000, val_every=2_000, num_workers=4),
+        ),
+        reader=ReaderRun(
+            # The `tiny` reader's design, twice as wide for clips 16 times the area; its training is not tuned.
+            model=ReaderConfig(context=8, frames=16, channels=192, layers=6, stem="patch"),
+            train=TrainConfig(batch_size=8, lr=1e-3, max_steps=20_000, val_every=2_000, warmup_steps=500,
+                              lr_schedule="cosine", num_workers=8),
         ),
     )
 

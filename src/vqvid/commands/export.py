@@ -1,8 +1,11 @@
 """`vqvid export`: one model folder (safetensors + JSON, no pickle) from the training checkpoints.
 
-    vqvid export --vqvae VQVAE.ckpt [--top TOP.ckpt --bottom BOTTOM.ckpt] --out MODEL_DIR [--force]
+    vqvid export --vqvae VQVAE.ckpt [--top TOP.ckpt --bottom BOTTOM.ckpt] [--reader READER.ckpt] --out MODEL_DIR
+                 [--force]
 
-Later stages load it with `--model MODEL_DIR`. Priors trained on codes of another VQ-VAE are refused.
+Later stages load it with `--model MODEL_DIR`. Priors or a context reader trained on codes of another VQ-VAE
+are refused. With a context reader (`vqvid train reader`), `vqvid predict` takes the top codes after the context
+from it instead of from the top prior.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vqvae", required=True, type=Path, help="VQ-VAE checkpoint (.ckpt) or model folder")
     parser.add_argument("--top", type=Path, help="top prior checkpoint")
     parser.add_argument("--bottom", type=Path, help="bottom prior checkpoint")
+    parser.add_argument("--reader", type=Path, help="context reader checkpoint (`vqvid train reader`)")
     parser.add_argument("--out", required=True, type=Path,
                         help="model folder to write: absent, empty, or a model folder (which is replaced)")
     parser.add_argument("--force", action="store_true",
@@ -30,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     from vqvid.persistence import export_model, load_model_folder
 
     try:
-        out = export_model(args.vqvae, args.out, args.top, args.bottom, force=args.force)
+        out = export_model(args.vqvae, args.out, args.top, args.bottom, force=args.force, reader=args.reader)
         folder = load_model_folder(out)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid export: {error}", file=sys.stderr)
         return 2
-    parts = ["vqvae"] + [level for level in ("top", "bottom") if getattr(folder, level) is not None]
+    parts = ["vqvae"] + [part for part in ("top", "bottom", "reader") if getattr(folder, part) is not None]
     print(f"wrote {out}: {', '.join(parts)}; fingerprint {folder.fingerprint}")
     return 0

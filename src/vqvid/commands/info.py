@@ -78,6 +78,11 @@ def describe_model_folder(path: Path) -> str:
         lines.append(f"{level + ' prior':<12} {prior.fingerprint}: {_parameters(prior.model)}; {config.channels} "
                      f"channels, {config.n_blocks} blocks, attention {'on' if config.attention else 'off'}"
                      + (f", {' and '.join(heads)} head" if heads else ""))
+    if folder.reader is not None:
+        config = folder.reader.config
+        lines.append(f"{'reader':<12} {folder.reader.fingerprint}: {_parameters(folder.reader.model)}; reads "
+                     f"{config.context} frames, predicts the top codes of the {config.frames - config.context} "
+                     f"after them; {config.channels} channels")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
-"""`vqvid train vqvae|prior`: train a stage with Lightning, from a preset, a YAML file and overrides.
+"""`vqvid train vqvae|prior|reader`: train a stage with Lightning, from a preset, a YAML file and overrides.
 
     vqvid train vqvae --data SRC --preset tiny --out RUN [--config FILE] [key=value ...]
     vqvid train prior --level top|bottom --codes CODES --preset tiny --out RUN [key=value ...]
+    vqvid train reader --vqvae CKPT --data SRC --preset tiny --out RUN [key=value ...]
     ... --resume                 continue RUN from RUN/checkpoints/last.ckpt, exactly
     ... --devices 2 --strategy ddp --precision bf16-mixed     passed through to Lightning
     ... --num-nodes 2 --devices 4 --strategy ddp              several machines (torchrun or SLURM; see README)
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 
 # The validation figure each stage is judged by, whether lower is better, and by how much a later validation may
 # trail the best one before the run says so: a prior's bits per code, the VQ-VAE's PSNR (dB).
-WATCHED = {"prior": ("val/bits_per_code", True, 0.05), "vqvae": ("val/psnr", False, 0.25)}
-STAGES = {"vqvae": "VQ-VAE", "prior": "prior"}  # as messages name them
+WATCHED = {"prior": ("val/bits_per_code", True, 0.05), "vqvae": ("val/psnr", False, 0.25),
+           "reader": ("val/bits_per_code", True, 0.05)}
+STAGES = {"vqvae": "VQ-VAE", "prior": "prior", "reader": "context reader"}  # as messages name them
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--codes", required=True, type=Path, help="code store written by `vqvid extract`")
     prior.add_argument("--val-codes", type=Path, help="validation code store (default: a held-out tail)")
     _common(prior)
+    reader = stages.add_parser("reader", help="train a context reader: the top codes after a prediction's "
+                               "context, read off its frames (vqvid.models.reader)")
+    reader.add_argument("--vqvae", required=True, type=Path,
+                        help="the VQ-VAE (checkpoint or model folder) whose top codes the reader predicts")
+    reader.add_argument("--data", required=True, help="video file/folder, frame folders, prepared store or "
+                        "'synthetic', cut into clips as the VQ-VAE was trained")
+    reader.add_argument("--val-data", help="validation source (default: the source's val split, or a held-out tail)")
+    _common(reader)
     return parser
 
 
@@ -122,9 +132,9 @@ FIXED_ON_RESUME = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_sched
 def _stage_of(config: dict) -> str | None:
     """The stage whose run config `config` (a run's config.yaml) is, if it is either's."""
     from vqvid.config import from_dict
-    from vqvid.presets import PriorRun, VQVAERun
+    from vqvid.presets import PriorRun, ReaderRun, VQVAERun
 
-    for stage, cls in (("vqvae", VQVAERun), ("prior", PriorRun)):
+    for stage, cls in (("vqvae", VQVAERun), ("prior", PriorRun), ("reader", ReaderRun)):
         try:
             from_dict(cls, config)
             return stage
@@ -205,7 +215,7 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
 
     run = resolve_run(VQVAERun, get_preset(args.preset).vqvae, args)
     resume = _check_run(args, run)
-    train_set, val_set = _clip_sets(args.data, args.val_data, run)
+    train_set, val_set = _clip_sets(args.data, args.val_data, run.data, run.train.val_fraction)
     train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
     args.out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, args.out / "config.yaml")
@@ -217,26 +227,26 @@ def train_vqvae(args: argparse.Namespace) -> TrainedRun:
     return fit(module, data, run.train, args.out, resume, [gifs, unreadable], progress=not args.no_progress)
 
 
-def _clip_sets(source: str, val_source: str | None, run):
-    """Train and validation clips: the sources' train/val splits where they have them, else the whole of
-    `--val-data`, else a held-out tail of the source."""
+def _clip_sets(source: str, val_source: str | None, spec, val_fraction: float):
+    """Train and validation clips of `spec` (a ClipSpec): the sources' train/val splits where they have them,
+    else the whole of `--val-data`, else a held-out tail (`val_fraction`) of the source."""
     from vqvid.data import DataError, open_clips
     from vqvid.training.data import hold_out
 
     def split_or_none(src: str, split: str):
         try:
-            return open_clips(src, run.data, split=split)
+            return open_clips(src, spec, split=split)
         except DataError:  # no such split (a real problem with the data resurfaces below, whole)
             return None
 
     train = split_or_none(source, "train")
     if val_source is not None:
         val = split_or_none(val_source, "val")
-        return (train or open_clips(source, run.data)), (val or open_clips(val_source, run.data))
+        return (train or open_clips(source, spec)), (val or open_clips(val_source, spec))
     val = split_or_none(source, "val") if train is not None else None
     if train is not None and val is not None:
         return train, val
-    return hold_out(open_clips(source, run.data), run.train.val_fraction)
+    return hold_out(open_clips(source, spec), val_fraction)
 
 
 def train_prior(args: argparse.Namespace) -> TrainedRun:
@@ -246,6 +256,54 @@ def train_prior(args: argparse.Namespace) -> TrainedRun:
     run = resolve_run(PriorRun, get_preset(args.preset).prior(args.level), args)
     return train_prior_run(run, args.level, args.codes, args.val_codes, args.out, _check_run(args, run),
                            progress=not args.no_progress)
+
+
+def train_reader(args: argparse.Namespace) -> TrainedRun:
+    """A context reader trained on clips of --data, cut as the VQ-VAE's were, its targets the VQ-VAE's top codes
+    of each whole clip."""
+    from dataclasses import replace
+
+    import lightning as L
+
+    from vqvid.config import differences, to_dict
+    from vqvid.data.sources import SkipUnreadable
+    from vqvid.persistence import load_vqvae, read_checkpoint, read_config
+    from vqvid.presets import ReaderRun, get_preset
+    from vqvid.training.callbacks import UnreadableClips
+    from vqvid.training.data import TrainValData
+    from vqvid.training.reader import ReaderModule
+    from vqvid.training.runner import fit
+
+    run = resolve_run(ReaderRun, get_preset(args.preset).reader, args)
+    vqvae = load_vqvae(args.vqvae)
+    spec = vqvae.clip_spec()
+    try:  # the clips and codes are the VQ-VAE's
+        run = replace(run, model=replace(run.model, num_codes=vqvae.config.num_codes, frames=spec.frames))
+    except ValueError as error:
+        raise ValueError(f"--vqvae {args.vqvae}: its {spec.frames}-frame clips do not fit the reader's "
+                         f"model.context={run.model.context} ({error})") from None
+    resume = _check_run(args, run)
+    if resume is not None:
+        saved = read_checkpoint(resume, "reader", "--resume")["hyper_parameters"]
+        if saved["vqvae_fingerprint"] != vqvae.fingerprint:
+            raise ValueError(f"--resume {resume}: the reader was trained on top codes of VQ-VAE "
+                             f"{saved['vqvae_fingerprint']}, but --vqvae {args.vqvae} is VQ-VAE {vqvae.fingerprint}")
+        model = read_config(type(run.model), saved["model"], f"--resume {resume}: model")
+        if model != run.model:
+            raise ValueError(f"--resume {resume}: a context reader of another model config than this run's "
+                             + differences(model, run.model, "model"))
+    train_set, val_set = _clip_sets(args.data, args.val_data, spec, run.train.val_fraction)
+    train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_yaml(run, args.out / "config.yaml")
+    L.seed_everything(run.train.seed, verbose=False)
+    module = ReaderModule(to_dict(run.model), to_dict(run.train), vqvae.fingerprint).use_vqvae(vqvae.model)
+    data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
+    unreadable = UnreadableClips([train_set, val_set], run.train.max_unreadable)
+    return fit(module, data, run.train, args.out, resume, [unreadable], progress=not args.no_progress)
+
+
+TRAINERS = {"vqvae": train_vqvae, "prior": train_prior, "reader": train_reader}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -262,7 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = train_vqvae(args) if args.stage == "vqvae" else train_prior(args)
+        result = TRAINERS[args.stage](args)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"vqvid train {args.stage}: {error}", file=sys.stderr)
         return 2
