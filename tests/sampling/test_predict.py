@@ -4,13 +4,14 @@ bottom codes 4×4×4, 16 codes per level."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_vqvae
+from tests.tiny import CLIP_FRAMES, SIZE, tiny_priors, tiny_reader, tiny_vqvae
 from vqvid.metrics import codebook_distance
-from vqvid.persistence import LoadedPrior, LoadedVQVAE, ModelFolder
+from vqvid.persistence import LoadedPrior, LoadedReader, LoadedVQVAE, ModelFolder
 from vqvid.sampling import sample
 from vqvid.sampling.predict import (
     ANCHOR_TOLERANCE,
@@ -395,3 +396,63 @@ def test_continuation_scores_against_a_computation_by_hand(folder):
         continuation_scores(prior, codes, codebook, 0)
     with pytest.raises(ValueError, match="expected codes of one shape"):
         codebook_distance(codes[:, 1:], codes, codebook)
+
+
+# --- the context reader -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_reader(folder) -> ModelFolder:
+    """`folder` with a context reader of 4 frames, which predicts the clip's second top latent frame."""
+    reader = tiny_reader()
+    return replace(folder, reader=LoadedReader(reader, reader.config, "reader", "vqvae"))
+
+
+def test_the_reader_draws_the_top_codes_after_the_context_from_the_context_frames(with_reader):
+    video = clips()
+    prediction = run(with_reader, video, samples=3, top_k=1)
+    assert prediction.top_from == ("reader",)
+    with torch.no_grad():
+        most_likely = with_reader.reader.model(video[:, :, :4]).argmax(1)  # (B, 1, 2, 2)
+    assert torch.equal(prediction.codes.top[:, :, 1:], most_likely[:, None].expand(-1, 3, -1, -1, -1))
+    own = run(with_reader, video, samples=3, top_k=1, reader=False)  # the context's codes are the same
+    assert torch.equal(prediction.codes.top[:, :, :1], own.codes.top[:, :, :1])
+    assert torch.equal(prediction.codes.bottom[:, :, :2], own.codes.bottom[:, :, :2])
+    assert not torch.equal(prediction.codes.top, own.codes.top)
+    drawn = run(with_reader, video, samples=16)  # at temperature 1, the samples' top codes differ
+    assert drawn.codes.top[:, :, 1:].flatten(2).unique(dim=1).shape[1] > 1
+
+
+def test_with_the_reader_frames_after_the_context_change_nothing_that_is_generated(with_reader):
+    original = clips()
+    reference = run(with_reader, original, samples=2)
+    for frame in range(4, CLIP_FRAMES):
+        changed = original.clone()
+        changed[:, :, frame] = -changed[:, :, frame]
+        prediction = run(with_reader, changed, samples=2)
+        assert torch.equal(prediction.codes.top, reference.codes.top)
+        assert torch.equal(prediction.codes.bottom, reference.codes.bottom)
+
+
+def test_without_the_reader_the_prediction_is_the_top_priors_as_before(folder, with_reader):
+    video = clips()
+    without, before = run(with_reader, video, samples=2, reader=False), run(folder, video, samples=2)
+    assert without.top_from == before.top_from == ("top prior",)
+    assert torch.equal(without.codes.top, before.codes.top) and torch.equal(without.video, before.video)
+    # a context the reader does not read falls back on the top prior, unless the reader is asked for
+    assert run(with_reader, video, context=0).top_from == ("top prior",)
+    with pytest.raises(ValueError, match="context=0: the model folder's context reader reads 4 frames"):
+        run(with_reader, video, context=0, reader=True)
+    with pytest.raises(ValueError, match="no context reader"):
+        run(folder, video, reader=True)
+
+
+def test_a_rollout_gives_the_reader_the_frames_decoded_before_each_window(with_reader):
+    vqvae, reader = with_reader.vqvae.model, with_reader.reader.model
+    long = run(with_reader, clips(b=1), frames=16, samples=2, top_k=1)
+    assert long.top_from == ("reader",) * 3  # windows of 2 top frames, 1 sampled in each
+    top, bottom = long.codes.top[0], long.codes.bottom[0]  # (S, 4, 2, 2), (S, 8, 4, 4)
+    with torch.no_grad():
+        for known in (2, 3):  # each later window: the 4 frames of the top frame before it, decoded
+            frames = vqvae.decode_codes(top[:, known - 1 : known], bottom[:, 2 * known - 2 : 2 * known])
+            assert torch.equal(top[:, known : known + 1], reader(frames.clamp(-1, 1)).argmax(1))

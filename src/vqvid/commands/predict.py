@@ -3,10 +3,13 @@
     vqvid predict --model MODEL_DIR INPUT --context 8 --frames 16 -o out.gif [--samples N]
                   [--decoding mean|sample] [--anchor warp|last|none] [--warp-radius PIXELS] [--temperature T]
                   [--bottom-temperature T] [--top-k K] [--seed S] [--method fused|incremental|naive] [--json FILE]
-                  [--save-samples FILE.pt]
+                  [--save-samples FILE.pt] [--no-reader]
 
 The first --context frames of each clip of INPUT are encoded on their own; the codes after them are sampled,
-top level first, then the bottom level given the top, and both are decoded. --frames counts the context too;
+top level first, then the bottom level given the top, and both are decoded. The top codes come from the model
+folder's context reader where it has one that reads --context frames (`vqvid train reader`; it reads the
+context's frames, and keeps more of the shapes than the top prior does: docs/prediction.md), else, or with
+--no-reader, from the top prior. --frames counts the context too;
 beyond the model's clip length the sampling window slides along (e.g. --context 8 --frames 64).
 --context 0 samples unconditionally.
 
@@ -101,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "the sampled tops decoded with the true bottom codes (or None) and, when anchored, "
                              "the samples as the codes alone decode them (else None), unbounded float32 on the "
                              "scale of [-1, 1], to this torch file (torch.load), for measures of your own")
+    parser.add_argument("--no-reader", action="store_true",
+                        help="sample the top codes from the top prior even where the model folder has a context "
+                             "reader")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -149,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.input}: holds {len(dataset)} clip(s) of {spec.frames} frames, fewer than --clips "
                   f"{args.clips}; predicting {len(clips)}")
         fps = args.fps or float(clips_fps(dataset))
-        for part in (folder.vqvae, folder.top, folder.bottom):
-            part.model.to(device)
+        for part in (folder.vqvae, folder.top, folder.bottom, folder.reader):
+            if part is not None:
+                part.model.to(device)
         prediction = predict(folder, clips, args.context, args.frames, samples=args.samples,
                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                              method=args.method, progress=not args.no_progress,
                              bottom_temperature=args.bottom_temperature, anchor=args.anchor,
-                             anchor_tolerance=args.anchor_tolerance, warp_radius=args.warp_radius)
+                             anchor_tolerance=args.anchor_tolerance, warp_radius=args.warp_radius,
+                             reader=False if args.no_reader else None)
     except (ValueError, FileNotFoundError) as error:
         print(f"vqvid predict: {error}", file=sys.stderr)
         return 2
@@ -179,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.frames - args.context} generated frames of {h}×{w}; panels: original | generated top with "
           f"original bottom | {shown}")
     print(f"sampled {prediction.positions:,} code positions in {prediction.seconds:.1f} s: "
-          f"{prediction.positions_per_second:,.0f} positions/s ({args.method})")
+          f"{prediction.positions_per_second:,.0f} positions/s ({args.method}); top codes after the context "
+          f"from the {_windows_from(prediction.top_from)}")
 
     figures = {"context": args.context, "frames": args.frames, "samples": args.samples, "clips": b,
                "method": args.method, "temperature": args.temperature, "top_k": args.top_k,
@@ -191,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                # the table that holds the figures of what the output shows as the prediction
                "decoding": {"mean": "mean_of_n", "sample": "generated"}[args.decoding],
                "positions": prediction.positions, "seconds": prediction.seconds,
-               "positions_per_second": prediction.positions_per_second}
+               "positions_per_second": prediction.positions_per_second,
+               "top_codes_from": list(prediction.top_from)}
     figures.update(quality_tables(clips, video, generated_top, args.context, decoded))
     if args.context and t >= geometry.clip_frames:
         cost = padding_cost(folder.vqvae.model, clips[:, :, : geometry.clip_frames].to(device), args.context)
@@ -213,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.save({"clips": clips, "samples": video, "generated_top": generated_top, "decoded": decoded,
                         "context": args.context}, partial)
     return 0
+
+
+def _windows_from(top_from: tuple[str, ...]) -> str:
+    """'context reader', 'top prior', or per window when they differ."""
+    if len(set(top_from)) == 1:
+        return "context reader" if top_from[0] == "reader" else top_from[0]
+    return "windows' " + ", ".join(top_from)
 
 
 def readings(clips: torch.Tensor, video: torch.Tensor, generated_top: torch.Tensor | None,

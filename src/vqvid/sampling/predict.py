@@ -10,6 +10,12 @@ slide that window over the codes: at least the last half of each window's codes 
 next, which samples the rest, so 8 context frames can grow into 64 or 256. Sliding in code space keeps every
 code the priors produced; nothing is decoded and re-encoded on the way.
 
+With a context reader in the model folder (`vqvid.models.reader`, `vqvid train reader`), the top codes after the
+context come from it instead of from the top prior: it reads the context's frames themselves, in which a shape's
+place and speed are sharper than in their top codes. A window of a longer video gives it the last frames before
+the window's sampled part, decoded from the codes so far. The bottom prior samples the bottom codes given its
+top codes as it does given the top prior's.
+
 The context is encoded alone (`encode_context`), never as part of the whole clip: the VQ-VAE's 3D convolutions
 see neighbouring frames, so the codes of a whole clip already carry some of its future.
 
@@ -39,7 +45,7 @@ from vqvid.geometry import ClipGeometry, clip_geometry
 from vqvid.metrics import code_agreement
 from vqvid.models.pixelsnail import PixelSNAIL
 from vqvid.models.vqvae import TIME_FACTOR, VQVAE, Codes
-from vqvid.persistence import LoadedPrior, ModelFolder
+from vqvid.persistence import LoadedPrior, LoadedReader, ModelFolder
 from vqvid.sampling.ancestral import sample
 
 
@@ -57,6 +63,7 @@ class Prediction:
     """What `predict` made from B clips, S samples each, F frames long, C of them context."""
 
     context: int  # C, frames encoded from the input; the F - C after them are generated
+    top_from: tuple[str, ...]  # what sampled each window's top codes, in order: "reader" or "top prior"
     # (B, S, 3, F, H, W), unbounded: clamp to show. `anchor_on_context(decoded, ...)` ("last"),
     # `warp_along_decoding(decoded, ...)` ("warp") or `decoded` itself ("none")
     video: Tensor
@@ -162,6 +169,21 @@ def _priors(model_folder: ModelFolder) -> tuple[LoadedPrior, LoadedPrior]:
     return top, bottom
 
 
+def _reader(model_folder: ModelFolder, context: int, use: bool | None) -> LoadedReader | None:
+    """The folder's context reader if prediction from `context` frames uses it: `use` None, when there is one
+    that reads that many frames; True, always (refused if it cannot); False, never."""
+    reader = model_folder.reader
+    if use is False or (use is None and (reader is None or reader.config.context != context)):
+        return None
+    if reader is None:
+        raise ValueError("the model folder has no context reader (`vqvid train reader`, then `vqvid export ... "
+                         "--reader CKPT`)")
+    if reader.config.context != context:
+        raise ValueError(f"context={context}: the model folder's context reader reads {reader.config.context} "
+                         "frames")
+    return reader
+
+
 def check_request(model_folder: ModelFolder, context: int, frames: int, samples: int = 1,
                   named: Callable[[str], str] = argument) -> ClipGeometry:
     """Raise ValueError unless the folder can make `frames` frames from `context` frames, `samples` times, with
@@ -232,7 +254,8 @@ WARP_RADIUS, WARP_PATCH, WARP_PENALTY = 3, 5, 0.01
 def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int, samples: int = 1,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
             progress: bool = True, bottom_temperature: float | None = None, anchor: str = DEFAULT_ANCHOR,
-            anchor_tolerance: float = ANCHOR_TOLERANCE, warp_radius: int = WARP_RADIUS) -> Prediction:
+            anchor_tolerance: float = ANCHOR_TOLERANCE, warp_radius: int = WARP_RADIUS,
+            reader: bool | None = None) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -242,12 +265,16 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     seed gives the same prediction again on the same device. `anchor` anchors the frames after the context on
     its last frame: "last" (`anchor_on_context`, with `anchor_tolerance` as its tolerance), "warp"
     (`warp_along_decoding`, searching `warp_radius` pixels a frame) or "none"; when anchored, the context's own
-    frames are the input's.
+    frames are the input's. `reader`: whether the folder's context reader, not the top prior, samples the top
+    codes after the context (with the same temperature and top_k): None, when the folder has one that reads
+    `context` frames; True, always; False, never. A window whose top codes it cannot cover (it predicts fewer
+    latent frames than the window samples) falls back on the top prior.
     """
     if anchor not in ANCHORS:
         raise ValueError(f"anchor={anchor!r}: expected one of {', '.join(ANCHORS)}")
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
+    read = _reader(model_folder, context, reader)
     vqvae = model_folder.vqvae.model
     if clips.dim() != 5 or clips.shape[1] != 3 or tuple(clips.shape[3:]) != (geometry.height, geometry.width):
         raise ValueError(f"clips must be (B, 3, T, {geometry.height}, {geometry.width}) for this model "
@@ -275,12 +302,22 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     options = dict(temperature=temperature, top_k=top_k, generator=generator, method=method,
                    progress=progress)
     bottom_options = options if bottom_temperature is None else {**options, "temperature": bottom_temperature}
-    positions, seconds = 0, 0.0
-    for window in windows:
+    positions, seconds, top_from = 0, 0.0, []
+    for i, window in enumerate(windows):
         begin = time.perf_counter()
         top_window = top[:, window.start : window.end]  # (B*S, L/4, H/8, W/8), a view
         top_start = (window.known - window.start) * height_top * width_top
-        top_window.copy_(sample(top_prior.model, top_window, start=top_start, **options))
+        if read is not None and window.end - window.known <= read.config.predicted:
+            if i == 0:  # the context's frames, read once per clip
+                frames_read, per_clip = clips[:, :, :context], samples
+            else:  # the frames before the window's sampled part, decoded from the codes so far
+                frames_read, per_clip = _decoded_before(vqvae, top, bottom, window.known, read.config.known), 1
+            drawn = read.model.sample_codes(frames_read, temperature, top_k, generator, per_clip)
+            top[:, window.known : window.end] = drawn[:, : window.end - window.known]
+            top_from.append("reader")
+        else:
+            top_window.copy_(sample(top_prior.model, top_window, start=top_start, **options))
+            top_from.append("top prior")
         bottom_window = bottom[:, 2 * window.start : 2 * window.end]  # (B*S, L/2, H/4, W/4), a view
         bottom_start = 2 * (window.known - window.start) * height_bottom * width_bottom
         bottom_window.copy_(sample(bottom_prior.model, bottom_window, condition=top_window,
@@ -308,6 +345,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         generated_top = anchored_on(generated_top)
     return Prediction(
         context=context,
+        top_from=tuple(top_from),
         video=anchored_on(decoded),
         decoded=decoded,
         anchor=anchor,
@@ -316,6 +354,14 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         positions=positions,
         seconds=seconds,
     )
+
+
+def _decoded_before(vqvae: VQVAE, top: Tensor, bottom: Tensor, end: int, latent_frames: int) -> Tensor:
+    """The frames (N, 3, 4 × latent_frames, H, W) of top latent frames [end - latent_frames, end) of every
+    sequence of codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4), decoded from those codes alone."""
+    start = end - latent_frames
+    pieces = zip(top[:, start:end].split(8), bottom[:, 2 * start : 2 * end].split(8), strict=True)
+    return torch.cat([vqvae.decode_codes(t, b) for t, b in pieces]).clamp(-1, 1)
 
 
 def anchor_on_context(decoded: Tensor, clips: Tensor, context: int, tolerance: float = ANCHOR_TOLERANCE) -> Tensor:
