@@ -28,8 +28,8 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert main(["--fast", "--out", str(out), "--vqvae-set", "model.top_slowness=0.01"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["vqvae_overrides"] == ["model.top_slowness=0.01"]
-    assert list(report["seconds"]) == ["data", "vqvae", "reconstruct", "extract", "priors", "export", "predict",
-                                       "compress"]
+    assert list(report["seconds"]) == ["data", "vqvae", "reconstruct", "extract", "priors", "reader", "export",
+                                       "predict", "compress"]
     figures = report["figures"]
     reconstruction = figures["reconstruction"]
     assert reconstruction["code_bits"] == (4 * 8 * 8 + 8 * 16 * 16) * 9  # tiny grids at 9 bits a code
@@ -50,7 +50,15 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert {"mean_of_n", "generated", "best_of_n"} <= set(at_one["mean_psnr"])
     assert at_one["mean_psnr"]["copy_last"] == prediction["mean_psnr"]["copy_last"]  # same truth, same baseline
     assert not (out / "predict_t1.gif").exists() and not list(out.glob("*.pt"))
-    for shapes in (prediction["shapes"], at_one["shapes"]):  # known shapes of the held-out clips, kept or not
+    # the default takes the top codes from the context reader; the top prior's run is reported beside it
+    assert figures["reader"]["steps"] == 4 and 0 < figures["reader"]["bits_per_code"] < 20
+    assert prediction["top_codes_from"] == ["reader"]
+    top_prior = prediction["top_prior"]
+    assert top_prior["top_codes_from"] == ["top prior"] and not (out / "predict_prior.gif").exists()
+    assert top_prior["mean_psnr"]["copy_last"] == prediction["mean_psnr"]["copy_last"]
+    assert top_prior["mean_psnr"]["mean_of_n"] != prediction["mean_psnr"]["mean_of_n"]
+    # known shapes of the held-out clips, kept or not
+    for shapes in (prediction["shapes"], at_one["shapes"], top_prior["shapes"]):
         assert shapes["frame"] == list(range(8, 16)) and min(shapes["shapes"]) > 0
         assert all(0 <= v <= 1 for key in ("mean_of_n", "generated", "copy_last") for v in shapes[key]["kept"])
     compression = figures["compression"]
@@ -69,6 +77,8 @@ def test_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert f"| mean of the samples, codes alone | {prediction['psnr_per_frame']['mean_of_n_decoded'][0]:.1f}" \
         in report_md
     assert "| single sample, T = 1 | " in report_md and f"{at_one['mean_psnr']['generated']:.2f}" in report_md
+    assert f"| mean of the samples, top prior | {top_prior['psnr_per_frame']['mean_of_n'][0]:.1f}" in report_md
+    assert "Context reader (`vqvid train reader`, 4 steps)" in report_md
     assert "(its VQ-VAE with `model.top_slowness=0.01`)" in report_md
     repeat = continuation["rows"]["repeat"]
     assert (f"| the last context latent frame repeated (the line to beat) | {repeat['distance'][0]:.4f} "
@@ -108,7 +118,8 @@ def test_demo_runs_again_into_an_earlier_demos_folder(tmp_path, stages):
     assert (out / DEMO_MARKER).is_file()  # written before the first stage
     (out / "vqvae" / "checkpoints").mkdir(parents=True)  # as a demo interrupted in its vqvae stage leaves it
     assert main(["--fast", "--out", str(out)]) == 0
-    assert stages == 2 * ["data", "vqvae", "reconstruct", "extract", "priors", "export", "predict", "compress"]
+    assert stages == 2 * ["data", "vqvae", "reconstruct", "extract", "priors", "reader", "export", "predict",
+                          "compress"]
     # a demo finished before the marker was written is known by its report.json
     (out / DEMO_MARKER).unlink()
     (out / "report.json").write_text(json.dumps({"figures": {}, "seconds": {}, "fast": True,

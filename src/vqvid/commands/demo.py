@@ -11,11 +11,13 @@ Each stage runs the same code as its own `vqvid` command (through that command's
   5. priors       `vqvid train prior --level top`, then `--level bottom`; bits per code on held-out codes, and
                   how near the top prior continues their top codes after the prediction's context, against
                   repeating its last latent frame (`continuation_scores`)
-  6. export       `vqvid export`: one model folder with the VQ-VAE and both priors
-  7. predict      `vqvid predict`: the second half of held-out clips from their first half, against the
+  6. reader       `vqvid train reader`: the context reader, which reads the prediction's context frames and
+                  predicts the top codes after them, on the priors' training clips
+  7. export       `vqvid export`: one model folder with the VQ-VAE, both priors and the context reader
+  8. predict      `vqvid predict`: the second half of held-out clips from their first half, against the
                   copy-last-frame baseline, and whether the shapes keep their identity (the generator knows
-                  where each one is)
-  8. compress     `vqvid compress` / `decompress` of a held-out video, and `vqvid rd` against x264/x265
+                  where each one is); the top codes from the context reader, and again from the top prior
+  9. compress     `vqvid compress` / `decompress` of a held-out video, and `vqvid rd` against x264/x265
 Writes `report.md` (for people) and `report.json` (the same figures) into the output folder. A demo run again
 into its folder replaces its runs; a non-empty `--out` that is not a demo's is refused, before any work.
 `--fast` shrinks every stage to a smoke test (used by the test suite); its figures mean nothing.
@@ -189,19 +191,36 @@ class Demo:
                                    temperature=DEFAULT_TEMPERATURE, generator=torch.Generator().manual_seed(0))
         return {"context": context, "clips": len(codes), "temperature": DEFAULT_TEMPERATURE, "rows": rows}
 
+    def reader(self) -> None:
+        from vqvid.training.runner import VALIDATION_HISTORY, read_validation_history
+
+        out = self.fresh(self.out / "reader")
+        argv = ["reader", "--vqvae", str(self.vqvae_ckpt), "--data", self.prior_source, "--preset", "tiny",
+                "--out", str(out)]
+        if self.fast:
+            argv += ["--max-steps", "4", "train.val_every=4", "train.num_workers=0", "model.channels=16"]
+        self.run_command("train", argv)
+        self.reader_ckpt = out / "checkpoints" / "last.ckpt"
+        step, figures = read_validation_history(out / VALIDATION_HISTORY)[-1]
+        self.figures["reader"] = {"steps": step, "bits_per_code": round(figures["val/bits_per_code"], 3),
+                                  "accuracy": round(figures["val/accuracy"], 4)}
+
     def export(self) -> None:
         self.model_dir = self.out / "model"
         self.run_command("export", ["--vqvae", str(self.vqvae_ckpt), "--top", str(self.prior_ckpts["top"]),
-                                    "--bottom", str(self.prior_ckpts["bottom"]), "--out", str(self.model_dir)])
+                                    "--bottom", str(self.prior_ckpts["bottom"]), "--reader", str(self.reader_ckpt),
+                                    "--out", str(self.model_dir)])
 
     def predict(self) -> None:
         """The default decoding, then the same clips and seed sampled at temperature 1 (the model's own
-        distribution), whose GIF is not kept."""
+        distribution), and with the top codes from the top prior instead of the context reader, whose GIFs are
+        not kept."""
         import torch
 
         results, shapes, near = {}, {}, {}
         clips = str(len(self.test_videos) * HELD_OUT_CLIPS_PER_VIDEO)  # every held-out clip
-        for name, extra in (("predict", []), ("predict_t1", ["--temperature", "1"])):
+        runs = (("predict", []), ("predict_t1", ["--temperature", "1"]), ("predict_prior", ["--no-reader"]))
+        for name, extra in runs:
             figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
             argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", str(CONTEXT_FRAMES),
                     "--frames", "16", "--samples", "2" if self.fast else "8", "--clips", clips, "-o",
@@ -211,8 +230,8 @@ class Demo:
             results[name] = json.loads(figures.read_text())
             samples = torch.load(saved, weights_only=True)
             shapes[name] = held_out_shape_scores(samples)
-            if name == "predict":  # identity rather than place; then the same samples as `--anchor warp` shows them
-                near = held_out_shape_scores(samples, stray=IDENTITY_STRAY, only=IDENTITY_READINGS)
+            near[name] = held_out_shape_scores(samples, stray=IDENTITY_STRAY, only=IDENTITY_READINGS)
+            if name == "predict":  # the same samples as `--anchor warp` shows them
                 from vqvid.sampling.predict import warp_along_decoding
 
                 warped = warp_along_decoding(samples["decoded"], samples["clips"], samples["context"])
@@ -221,10 +240,11 @@ class Demo:
                     results[name][table]["mean_of_n_warp"] = frames[table]
             figures.unlink()
             saved.unlink()
-        (self.out / "predict_t1.gif").unlink()
+        for name, _ in runs[1:]:
+            (self.out / f"{name}.gif").unlink()
         mean = lambda values: sum(values) / len(values)
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
-        result, at_one = results["predict"], results["predict_t1"]
+        result, at_one, prior = results["predict"], results["predict_t1"], results["predict_prior"]
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"], "anchor": result["anchor"],
@@ -232,11 +252,18 @@ class Demo:
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
             "padding_cost": result.get("padding_cost"), "shapes": shapes["predict"],
-            "shapes_near": {"stray": IDENTITY_STRAY, **near},
+            "shapes_near": {"stray": IDENTITY_STRAY, **near["predict"]},
+            "top_codes_from": result["top_codes_from"],
             "temperature_1": {
                 "psnr_per_frame": at_one["psnr_per_frame"], "ssim_per_frame": at_one["ssim_per_frame"],
                 "mean_psnr": means(at_one["psnr_per_frame"]), "mean_ssim": means(at_one["ssim_per_frame"]),
                 "shapes": shapes["predict_t1"],
+            },
+            "top_prior": {  # the same clips, seed and decoding, the top codes from the top prior (`--no-reader`)
+                "top_codes_from": prior["top_codes_from"],
+                "psnr_per_frame": prior["psnr_per_frame"], "ssim_per_frame": prior["ssim_per_frame"],
+                "mean_psnr": means(prior["psnr_per_frame"]), "mean_ssim": means(prior["ssim_per_frame"]),
+                "shapes": shapes["predict_prior"], "shapes_near": {"stray": IDENTITY_STRAY, **near["predict_prior"]},
             },
         }
 
@@ -393,6 +420,9 @@ PREDICTION_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated",
 # Rows of the run at temperature 1 (copy-last is the same as above)
 PREDICTION_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"),
                       ("best_of_n", "best of N, T = 1"))
+# Rows of the run whose top codes come from the top prior instead of the context reader (`--no-reader`)
+PREDICTION_ROWS_PRIOR = (("mean_of_n", "mean of the samples, top prior"), ("generated", "single sample, top prior"),
+                         ("best_of_n", "best of N, top prior"), ("generated_top", "top prior's top + true bottom"))
 
 
 def _prediction_rows(table: dict[str, Any], rows: tuple[tuple[str, str], ...]) -> list[str]:
@@ -406,6 +436,7 @@ SHAPE_ROWS = (("mean_of_n", "mean of the samples (default)"), ("generated", "sin
               ("mean_of_n_warp", "mean of the samples, warped (`--anchor warp`)"),
               ("mean_of_n_decoded", "mean of the samples, codes alone"), ("copy_last", "copy last frame"))
 SHAPE_ROWS_T1 = (("mean_of_n", "mean of the samples, T = 1"), ("generated", "single sample, T = 1"))
+SHAPE_ROWS_PRIOR = (("mean_of_n", "mean of the samples, top prior"), ("generated", "single sample, top prior"))
 CHANCE_ROW = (("another_video", "another held-out video's last context frame (chance)"),)
 # Identity rather than place: a shape also counts as kept within this many pixels a frame of its true place (the
 # shapes move 1-3 pixels a frame), for these readings
@@ -422,7 +453,9 @@ def _shape_rows(shapes: dict[str, Any], rows: tuple[tuple[str, str], ...], psnr:
             for key, label in rows if key in shapes]
 
 
-def _identity_table(near: dict[str, Any] | None) -> list[str]:
+def _identity_table(near: dict[str, Any] | None, prior: dict[str, Any] | None = None) -> list[str]:
+    """The identity table of the default prediction's readings (`near`), and the top prior's mean of the samples
+    (`prior`, `--no-reader`) where it was measured."""
     if near is None:
         return []
     stray = near["stray"]
@@ -435,7 +468,9 @@ def _identity_table(near: dict[str, Any] | None) -> list[str]:
             "(`shape_scores(..., stray)`). Share of the shapes kept:", "",
             "| decoding | " + " | ".join(str(f) for f in near["frame"]) + " | mean |",
             "|---|" + "---|" * (len(near["frame"]) + 1),
-            *_shape_rows(near, (*SHAPE_ROWS, *CHANCE_ROW), psnr=False), ""]
+            *_shape_rows(near, SHAPE_ROWS, psnr=False),
+            *(_shape_rows(prior, SHAPE_ROWS_PRIOR[:1], psnr=False) if prior else []),
+            *_shape_rows(near, CHANCE_ROW, psnr=False), ""]
 
 
 def _dB(value: float | None) -> str:
@@ -476,6 +511,24 @@ def _continuation_table(scores: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(f"{d:.4f} ({100 * e:.0f}%)" for d, e in
                                                    zip(rows[key]["distance"], rows[key]["equal"], strict=True)) + " |")
     return [*lines, ""]
+
+
+def _reader_line(figures: dict[str, Any]) -> list[str]:
+    reader = figures.get("reader")
+    if reader is None:
+        return []
+    return [f"Context reader (`vqvid train reader`, {reader['steps']} steps): {reader['bits_per_code']:.3f} bits per "
+            "code on the top codes after the context of its validation clips, read off the context's frames "
+            f"({100 * reader['accuracy']:.1f}% of its most likely codes right). The top prior's bits above are "
+            "over all four latent frames, each code given the true codes before it.", ""]
+
+
+def _top_from(pred: dict[str, Any]) -> str:
+    if "top_prior" not in pred:
+        return ""
+    source = "the context reader" if set(pred.get("top_codes_from", [])) == {"reader"} else "the top prior"
+    return (f"The top codes after the context come from {source}, which `vqvid predict` uses by default; the rows "
+            "marked 'top prior' sample them from the top prior instead (`--no-reader`), the same clips and seed. ")
 
 
 def _overrides(report: dict[str, Any]) -> str:
@@ -523,14 +576,15 @@ def render_report(report: dict[str, Any]) -> str:
         f"| {figures['prior_bits_per_code']['top']:.3f} | {figures['prior_bits_per_code']['bottom']:.3f} |",
         "",
         *_continuation_table(figures.get("top_continuation")),
+        *_reader_line(figures),
         "## Prediction (frames 8-15 of held-out clips from frames 0-7)",
         "",
         f"{pred['samples']} futures sampled per clip (temperature {pred['temperature']:g}; the rows marked T = 1 "
         "sample the same clips from the priors' own distribution). The prediction "
         "`vqvid predict` shows by default "
         "is their pixel mean; best of N takes, per clip, the sample closest to the truth (an oracle: the usual "
-        "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the top "
-        "prior got right. "
+        "figure of stochastic video prediction); the sampled top with the true bottom codes shows what the "
+        "sampled top codes got right. " + _top_from(pred)
         + ("Every predicted frame is anchored on the last context frame (`--anchor last`): where its decoding has "
            "not changed since that frame, it gets back that frame's known reconstruction error; the row 'codes "
            "alone' is the mean of the samples as the codes decode them (`--anchor none`). The row 'warped' shows "
@@ -543,6 +597,7 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(pred["psnr_per_frame"]["frame"]) + 2),
         *_prediction_rows(pred, PREDICTION_ROWS),
         *(_prediction_rows(pred["temperature_1"], PREDICTION_ROWS_T1) if "temperature_1" in pred else []),
+        *(_prediction_rows(pred["top_prior"], PREDICTION_ROWS_PRIOR) if "top_prior" in pred else []),
         "",
         "Do the shapes keep their identity? The generator knows every shape of the held-out clips; a shape "
         "counts as kept in a frame when, inside its true outline, the prediction is nearer the shape than the "
@@ -553,9 +608,10 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(pred["shapes"]["frame"]) + 2),
         *_shape_rows(pred["shapes"], SHAPE_ROWS),
         *(_shape_rows(pred["temperature_1"]["shapes"], SHAPE_ROWS_T1) if "temperature_1" in pred else []),
+        *(_shape_rows(pred["top_prior"]["shapes"], SHAPE_ROWS_PRIOR) if "top_prior" in pred else []),
         *_shape_rows(pred["shapes"], CHANCE_ROW),
         "",
-        *_identity_table(pred.get("shapes_near")),
+        *_identity_table(pred.get("shapes_near"), pred.get("top_prior", {}).get("shapes_near")),
         f"Sampling speed: {pred['positions_per_second']:,.0f} code positions per second "
         f"({pred.get('method', 'incremental')} sampler).",
         "",
@@ -609,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.stage("reconstruct", demo.reconstruct)
     demo.stage("extract", demo.extract)
     demo.stage("priors", demo.priors)
+    demo.stage("reader", demo.reader)
     demo.stage("export", demo.export)
     demo.stage("predict", demo.predict)
     demo.stage("compress", demo.compress)
