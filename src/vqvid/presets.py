@@ -110,7 +110,7 @@ def _tiny() -> Preset:
         reader=ReaderRun(
             # READER_TUNING
             model=ReaderConfig(context=8, frames=16, channels=96, layers=6, stem="patch"),
-            train=TrainConfig(batch_size=16, lr=3e-3, max_steps=400, val_every=200, val_batches=2,
+            train=TrainConfig(batch_size=16, lr=3e-3, max_steps=600, val_every=200, val_batches=2,
                               warmup_steps=20, lr_schedule="cosine", num_workers=1, log_every=10),
         ),
     )

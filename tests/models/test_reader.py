@@ -56,5 +56,7 @@ def test_sampling_draws_each_clips_codes_samples_times_clip_major():
         two = reader.sample_codes(frames, top_k=2, samples=64, generator=torch.Generator().manual_seed(0))
         best_two = reader(frames).topk(2, dim=1).indices.repeat_interleave(64, 0)  # (128, 2, 1, 2, 2)
     assert (two[:, None] == best_two).any(1).all()
-    with pytest.raises(ValueError, match="temperature=0"):
-        reader.sample_codes(frames, temperature=0)
+    with torch.no_grad():  # temperature 0: the most likely codes
+        assert torch.equal(reader.sample_codes(frames, temperature=0, samples=2), most_likely.repeat_interleave(2, 0))
+    with pytest.raises(ValueError, match="temperature=-1"):
+        reader.sample_codes(frames, temperature=-1)

@@ -421,6 +421,10 @@ def test_the_reader_draws_the_top_codes_after_the_context_from_the_context_frame
     assert not torch.equal(prediction.codes.top, own.codes.top)
     drawn = run(with_reader, video, samples=16)  # at temperature 1, the samples' top codes differ
     assert drawn.codes.top[:, :, 1:].flatten(2).unique(dim=1).shape[1] > 1
+    # the reader at temperature 0 alone: its most likely codes in every sample, the bottom codes still drawn
+    cold = run(with_reader, video, samples=16, reader_temperature=0)
+    assert torch.equal(cold.codes.top[:, :, 1:], most_likely[:, None].expand(-1, 16, -1, -1, -1))
+    assert cold.codes.bottom[:, :, 2:].flatten(2).unique(dim=1).shape[1] > 1
 
 
 def test_with_the_reader_frames_after_the_context_change_nothing_that_is_generated(with_reader):

@@ -29,6 +29,24 @@ def test_ddp_on_two_cpu_processes_keeps_codebooks_identical(tmp_path):
         == (1, 4, 4, 4)
 
 
+def test_a_context_reader_trains_on_two_cpu_processes_against_the_frozen_vqvae(tmp_path):
+    from tests.tiny import tiny_checkpoints
+    from vqvid.persistence import load_reader, read_checkpoint
+
+    vqvae = tiny_checkpoints(tmp_path)["vqvae"]
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vqvid", "train", "reader", "--vqvae", str(vqvae), "--data", "synthetic:24",
+               "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max-steps", "4", "--batch-size",
+               "2", "--no-progress", "train.val_every=2", "train.val_batches=1", "train.num_workers=0",
+               "train.logger=csv", "model.context=4", "model.channels=8", "model.layers=1", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    assert len([row for row in rows if row.get("val/bits_per_code")]) == 2
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt", "reader")["global_step"] == 4
+    assert load_reader(out / "checkpoints" / "last.ckpt").model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 16, 1, 2, 2)
+
+
 # vqvid with the quantiser's all-reduce taken out: each rank updates its codebooks from its own batches alone.
 # Lightning starts the second rank by running this same script again.
 WITHOUT_ALL_REDUCE = """

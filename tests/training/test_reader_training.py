@@ -76,9 +76,13 @@ def test_the_exported_reader_round_trips_and_predict_uses_it(trained, tmp_path, 
             "-o", str(tmp_path / "p.gif"), "--json", str(figures), "--no-progress"]
     assert predict.main(argv) == 0
     assert "top codes after the context from the context reader" in capsys.readouterr().out
-    assert json.loads(figures.read_text())["top_codes_from"] == ["reader"]
+    written = json.loads(figures.read_text())
+    assert written["top_codes_from"] == ["reader"] and written["reader_temperature"] == 0
     assert predict.main([*argv, "--no-reader"]) == 0
     assert json.loads(figures.read_text())["top_codes_from"] == ["top prior"]
+    assert predict.main([*argv, "--reader-temperature", "-1"]) == 2
+    assert "--reader-temperature -1.0: expected 0 (the most likely codes) or a positive number" in \
+        capsys.readouterr().err
     # a folder without a reader is fingerprinted from its three parts, as before readers existed
     without = load_model_folder(export_model(trained["vqvae"], tmp_path / "without", trained["top"],
                                              trained["bottom"]))

@@ -219,7 +219,8 @@ class Demo:
 
         results, shapes, near = {}, {}, {}
         clips = str(len(self.test_videos) * HELD_OUT_CLIPS_PER_VIDEO)  # every held-out clip
-        runs = (("predict", []), ("predict_t1", ["--temperature", "1"]), ("predict_prior", ["--no-reader"]))
+        runs = (("predict", []), ("predict_t1", ["--temperature", "1", "--reader-temperature", "1"]),
+                ("predict_prior", ["--no-reader"]))
         for name, extra in runs:
             figures, saved = self.out / f"{name}.json", self.out / f"{name}.pt"
             argv = ["--model", str(self.model_dir), str(self.test_videos[0].parent), "--context", str(CONTEXT_FRAMES),
@@ -248,6 +249,7 @@ class Demo:
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"], "anchor": result["anchor"],
+            "reader_temperature": result["reader_temperature"],
             "positions_per_second": result["positions_per_second"], "method": result["method"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
@@ -526,9 +528,15 @@ def _reader_line(figures: dict[str, Any]) -> list[str]:
 def _top_from(pred: dict[str, Any]) -> str:
     if "top_prior" not in pred:
         return ""
-    source = "the context reader" if set(pred.get("top_codes_from", [])) == {"reader"} else "the top prior"
-    return (f"The top codes after the context come from {source}, which `vqvid predict` uses by default; the rows "
-            "marked 'top prior' sample them from the top prior instead (`--no-reader`), the same clips and seed. ")
+    if set(pred.get("top_codes_from", [])) == {"reader"}:
+        temperature = pred.get("reader_temperature")
+        source = "the context reader" + (", its most likely codes (`--reader-temperature 0`; the rows at T = 1 "
+                                         "draw them at 1)" if temperature == 0 else f" at temperature {temperature:g}")
+    else:
+        source = "the top prior"
+    return (f"The top codes after the context come from {source}, as `vqvid predict` takes them by default; the "
+            "rows marked 'top prior' sample them from the top prior instead (`--no-reader`), the same clips and "
+            "seed. ")
 
 
 def _overrides(report: dict[str, Any]) -> str:

@@ -107,16 +107,18 @@ class ContextReader(nn.Module):
     def sample_codes(self, context: Tensor, temperature: float = 1.0, top_k: int | None = None,
                      generator: torch.Generator | None = None, samples: int = 1) -> Tensor:
         """Top codes (B * samples, (L - C)/4, H/8, W/8) after the context, clip-major, each position drawn on
-        its own from the logits at `temperature`, among its `top_k` most likely codes when given (`top_k=1`: the
-        most likely code). The frames are read once per clip, however many samples are drawn."""
-        if not temperature > 0:
-            raise ValueError(f"temperature={temperature}: expected a positive number")
-        logits = self(context).movedim(1, -1).repeat_interleave(samples, 0) / temperature  # (B*S, T', H', W', K)
+        its own from the logits at `temperature`, among its `top_k` most likely codes when given. Temperature 0 or
+        `top_k=1` take each position's most likely code. The frames are read once per clip, however many samples
+        are drawn."""
+        if not temperature >= 0:
+            raise ValueError(f"temperature={temperature}: expected 0 (the most likely codes) or more")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k={top_k}: expected at least 1")
+        logits = self(context).movedim(1, -1).repeat_interleave(samples, 0)  # (B*S, T', H', W', K)
+        if temperature == 0 or top_k == 1:
+            return logits.argmax(-1)
+        logits = logits / temperature
         if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"top_k={top_k}: expected at least 1")
-            if top_k == 1:
-                return logits.argmax(-1)
             kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
             logits = logits.masked_fill(logits < kth, -torch.inf)
         probabilities = logits.flatten(0, -2).softmax(-1).float()

@@ -255,7 +255,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
             progress: bool = True, bottom_temperature: float | None = None, anchor: str = DEFAULT_ANCHOR,
             anchor_tolerance: float = ANCHOR_TOLERANCE, warp_radius: int = WARP_RADIUS,
-            reader: bool | None = None) -> Prediction:
+            reader: bool | None = None, reader_temperature: float | None = None) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -268,7 +268,8 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     frames are the input's. `reader`: whether the folder's context reader, not the top prior, samples the top
     codes after the context (with the same temperature and top_k): None, when the folder has one that reads
     `context` frames; True, always; False, never. A window whose top codes it cannot cover (it predicts fewer
-    latent frames than the window samples) falls back on the top prior.
+    latent frames than the window samples) falls back on the top prior. `reader_temperature`, when given,
+    replaces `temperature` for the reader alone; 0 takes its most likely codes.
     """
     if anchor not in ANCHORS:
         raise ValueError(f"anchor={anchor!r}: expected one of {', '.join(ANCHORS)}")
@@ -312,7 +313,8 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
                 frames_read, per_clip = clips[:, :, :context], samples
             else:  # the frames before the window's sampled part, decoded from the codes so far
                 frames_read, per_clip = _decoded_before(vqvae, top, bottom, window.known, read.config.known), 1
-            drawn = read.model.sample_codes(frames_read, temperature, top_k, generator, per_clip)
+            drawn = read.model.sample_codes(frames_read, temperature if reader_temperature is None
+                                            else reader_temperature, top_k, generator, per_clip)
             top[:, window.known : window.end] = drawn[:, : window.end - window.known]
             top_from.append("reader")
         else:
