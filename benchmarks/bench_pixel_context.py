@@ -154,7 +154,7 @@ def main() -> int:
                            args.seed, args.lr)
     with torch.no_grad():
         prediction = predict(folder, clips, CONTEXT, FRAMES, samples=args.samples, temperature=DEFAULT_TEMPERATURE,
-                             seed=0, progress=False, anchor="none")
+                             seed=0, progress=False, anchor="none", reader=False)  # the priors', not a reader
         logits = reader(clips[:, :, :CONTEXT])  # (B, K, PREDICTED, H', W')
         read_top = logits.argmax(1)  # (B, PREDICTED, H', W')
         top = rearrange(prediction.codes.top, "b s ... -> (b s) ...").clone()  # the context's own, then sampled

@@ -22,7 +22,8 @@ them as a lower bound.
            [--temperature T] [--bottom-temperature T] [--top-k K]
 
 `--levels` trains nothing: on the demo's own model (or `--model`, another model folder of the demo's VQ-VAE) it
-decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what.
+decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what
+(the top codes always from the top prior, even where the model folder has a context reader).
 Rows that use a true level know part of the future; they diagnose, they do not predict. It also prints how near
 the sampled top codes of frames 8-15, and the context's last latent frame of them repeated, come to the whole
 clip's: the share equal, and the codebook distance where the generator's shapes are and elsewhere; and the shapes
@@ -169,8 +170,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     vqvae = folder.vqvae.model
     dataset, _ = open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)
     clips = torch.stack(read_clips(dataset, len(dataset), "bench_prediction"))  # (B, 3, FRAMES, H, W)
+    # the priors' own prediction: the top codes from the top prior even where the folder has a context reader
     prediction = predict(folder, clips, CONTEXT, FRAMES, samples=samples, temperature=temperature, seed=0, top_k=top_k,
-                         bottom_temperature=bottom_temperature, progress=False, anchor="none")
+                         bottom_temperature=bottom_temperature, progress=False, anchor="none", reader=False)
     each = lambda codes: rearrange(codes, "b s ... -> (b s) ...")
     per_clip = lambda video: rearrange(video, "(b s) ... -> b s ...", s=samples)
     decode = lambda top, bottom: per_clip(torch.cat([vqvae.decode_codes(t, b) for t, b in zip(

@@ -130,7 +130,7 @@ FIXED_ON_RESUME = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_sched
 
 
 def _stage_of(config: dict) -> str | None:
-    """The stage whose run config `config` (a run's config.yaml) is, if it is either's."""
+    """The stage whose run config `config` (a run's config.yaml) is, if it is any stage's."""
     from vqvid.config import from_dict
     from vqvid.presets import PriorRun, ReaderRun, VQVAERun
 
