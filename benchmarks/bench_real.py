@@ -13,12 +13,15 @@ Stages, each the same code as its `vqvid` command (through that command's `main(
   3. reconstruct  `vqvid reconstruct` of every whole held-out clip: PSNR, SSIM
   4. extract      `vqvid extract`: codes of the training store and of the held-out videos
   5. priors       `vqvid train prior --preset tiny`, top then bottom; bits per code on the held-out codes
-  6. export       `vqvid export`
-  7. predict      `vqvid predict`: frames 8–15 of held-out clips from frames 0–7, against copy-last-frame
-  8. compress     `vqvid compress` of tree.avi (the whole file), and `vqvid rd` against x264/x265 (medium,
+  6. reader       `vqvid train reader --preset tiny` on the training store (its validation: a held-out tail)
+  7. export       `vqvid export`, the reader included
+  8. predict      `vqvid predict`: frames 8–15 of held-out clips from frames 0–7, against copy-last-frame; the
+                  top codes from the context reader (the default), and from the top prior (`--no-reader`)
+  9. compress     `vqvid compress` of tree.avi (the whole file), and `vqvid rd` against x264/x265 (medium,
                   CRF 18–51) on the same frames: the first 8 whole clips of each held-out video
 
-    python benchmarks/bench_real.py [--videos DIR] [--out DIR] [--vqvae-steps N] [--prior-steps N] [--fast]
+    python benchmarks/bench_real.py [--videos DIR] [--out DIR] [--vqvae-steps N] [--prior-steps N]
+           [--reader-steps N] [--fast]
 
 Writes benchmarks/results/real.json (not with --fast, whose smoke-test figures mean nothing) and prints a
 table; the run's files stay in --out (default: a temporary folder, removed at the end).
@@ -47,14 +50,16 @@ CRFS = ("18", "23", "28", "33", "38", "43", "51")
 
 
 class RealVideo(Demo):
-    """The demo's stages on the sample videos; `fast` shrinks them to a smoke test, `vqvae_steps` and
-    `prior_steps` (None: the `tiny` preset's) shorten training."""
+    """The demo's stages on the sample videos; `fast` shrinks them to a smoke test, `vqvae_steps`, `prior_steps`
+    and `reader_steps` (None: the `tiny` preset's) shorten training."""
 
     prior_steps: int | None = None
+    reader_steps: int | None = None
 
     def run_command(self, name: str, argv: list[str]) -> None:
-        if name == "train" and argv[0] == "prior" and self.prior_steps and not self.fast:
-            argv = [*argv, "--max-steps", str(self.prior_steps), f"train.val_every={self.prior_steps}"]
+        steps = {"prior": self.prior_steps, "reader": self.reader_steps}.get(argv[0]) if name == "train" else None
+        if steps and not self.fast:
+            argv = [*argv, "--max-steps", str(steps), f"train.val_every={steps}"]
         super().run_command(name, argv)
 
     def data(self) -> None:
@@ -74,6 +79,10 @@ class RealVideo(Demo):
 
     @property
     def train_source(self) -> str:
+        return str(self.store)
+
+    @property
+    def reader_source(self) -> str:
         return str(self.store)
 
     def vqvae(self) -> None:
@@ -101,19 +110,26 @@ class RealVideo(Demo):
                                          "--batch-size", "8", "--no-progress"])
 
     def predict(self) -> None:
-        figures = self.out / "predict.json"
-        self.run_command("predict", [
-            "--model", str(self.model_dir), str(self.test_dir), "--context", "8", "--frames", "16",
-            "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "8", "-o",
-            str(self.out / "predict.gif"), "--json", str(figures), "--seed", "0"])
-        result = json.loads(figures.read_text())
+        """The default prediction (the top codes from the context reader), then the same clips and seed with the
+        top codes from the top prior (`--no-reader`)."""
         mean = lambda values: sum(values) / len(values)
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
+        results = {}
+        for name, extra in (("predict", []), ("predict_prior", ["--no-reader"])):
+            figures = self.out / f"{name}.json"
+            self.run_command("predict", [
+                "--model", str(self.model_dir), str(self.test_dir), "--context", "8", "--frames", "16",
+                "--samples", "2" if self.fast else "8", "--clips", "2" if self.fast else "8", "-o",
+                str(self.out / f"{name}.gif"), "--json", str(figures), "--seed", "0", *extra])
+            results[name] = json.loads(figures.read_text())
+        result, prior = results["predict"], results["predict_prior"]
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "clips": result["clips"], "samples": result["samples"],
-            "decoding": result["decoding"], "psnr_per_frame": result["psnr_per_frame"],
-            "ssim_per_frame": result["ssim_per_frame"], "mean_psnr": means(result["psnr_per_frame"]),
-            "mean_ssim": means(result["ssim_per_frame"])}
+            "decoding": result["decoding"], "top_codes_from": result["top_codes_from"],
+            "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
+            "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
+            "top_prior": {"top_codes_from": prior["top_codes_from"], "mean_psnr": means(prior["psnr_per_frame"]),
+                          "mean_ssim": means(prior["ssim_per_frame"])}}
 
     def compress(self) -> None:
         video, vqv, figures = self.test_dir / "tree.avi", self.out / "tree.vqv", self.out / "compress.json"
@@ -140,6 +156,9 @@ def summary(figures: dict, seconds: dict) -> str:
         f"held-out bits per code: top {bits['top']:.3f}, bottom {bits['bottom']:.3f} (9 for a uniform code)",
         "prediction, frames 8-15 from 0-7, mean PSNR (dB) / SSIM: " + ", ".join(
             f"{key} {pred['mean_psnr'][key]:.2f} / {pred['mean_ssim'][key]:.3f}" for key in pred["mean_psnr"]),
+        "the same with the top codes from the top prior (--no-reader): " + ", ".join(
+            f"{key} {pred['top_prior']['mean_psnr'][key]:.2f} / {pred['top_prior']['mean_ssim'][key]:.3f}"
+            for key in ("mean_of_n", "generated", "best_of_n")),
         f"tree.avi as .vqv: {comp['bytes']:,} bytes, {comp['bits_per_code']:.3f} bits/code, "
         f"{100 * comp['bytes'] / comp['fixed_width_bytes']:.1f}% of fixed-width codes, "
         f"{comp['bits_per_pixel']:.4f} bits/pixel",
@@ -161,6 +180,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="keep the run's files here (default: a temporary folder)")
     parser.add_argument("--vqvae-steps", type=int, help="VQ-VAE training steps (default: the tiny preset's 800)")
     parser.add_argument("--prior-steps", type=int, help="steps of each prior (default: the tiny preset's)")
+    parser.add_argument("--reader-steps", type=int, help="steps of the context reader (default: the tiny preset's)")
     parser.add_argument("--fast", action="store_true", help="smoke-test sizes; writes no results file")
     args = parser.parse_args()
 
@@ -179,11 +199,11 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="vqvid-bench-real-"))
     out.mkdir(parents=True, exist_ok=True)
     bench = RealVideo(out, args.fast, args.vqvae_steps)
-    bench.prior_steps = args.prior_steps
+    bench.prior_steps, bench.reader_steps = args.prior_steps, args.reader_steps
     bench.videos = videos.resolve()
     start = time.perf_counter()
     try:
-        for name in ("data", "vqvae", "reconstruct", "extract", "priors", "export", "predict", "compress"):
+        for name in ("data", "vqvae", "reconstruct", "extract", "priors", "reader", "export", "predict", "compress"):
             bench.stage(name, getattr(bench, name))
     finally:
         if args.out is None:
@@ -193,7 +213,8 @@ def main() -> int:
     if not args.fast:
         command = " ".join(["python benchmarks/bench_real.py", *(["--videos", "DIR"] if args.videos else []),
                             *(["--vqvae-steps", str(args.vqvae_steps)] if args.vqvae_steps else []),
-                            *(["--prior-steps", str(args.prior_steps)] if args.prior_steps else [])])
+                            *(["--prior-steps", str(args.prior_steps)] if args.prior_steps else []),
+                            *(["--reader-steps", str(args.reader_steps)] if args.reader_steps else [])])
         write_results("real", torch.get_num_threads(), command=command, train=list(TRAIN),
                       held_out=list(HELD_OUT), figures=bench.figures, seconds=bench.seconds)
     return 0

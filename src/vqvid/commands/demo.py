@@ -73,6 +73,11 @@ class Demo:
         demo's 600 steps; 4.76 against 3.69 in 3,200, README, Benchmarks)."""
         return "synthetic:64" if self.fast else "synthetic:2048"
 
+    @property
+    def reader_source(self) -> str:
+        """The context reader's training clips: the priors' (their frames, where the priors had their codes)."""
+        return self.prior_source
+
     def stage(self, name: str, run: Callable[[], None]) -> None:
         print(f"\n=== demo: {name}", flush=True)
         start = time.perf_counter()
@@ -195,7 +200,7 @@ class Demo:
         from vqvid.training.runner import VALIDATION_HISTORY, read_validation_history
 
         out = self.fresh(self.out / "reader")
-        argv = ["reader", "--vqvae", str(self.vqvae_ckpt), "--data", self.prior_source, "--preset", "tiny",
+        argv = ["reader", "--vqvae", str(self.vqvae_ckpt), "--data", self.reader_source, "--preset", "tiny",
                 "--out", str(out)]
         if self.fast:
             argv += ["--max-steps", "4", "train.val_every=4", "train.num_workers=0", "model.channels=16"]
