@@ -408,6 +408,21 @@ def _weights(folder: Path, name: str, config: Any, expected: Any) -> tuple[dict[
     return state, found
 
 
+def _part(folder: Path, meta: dict[str, Any], name: str, what: str, config_class: type, model_class: type,
+          vqvae: str) -> tuple[torch.nn.Module, Any, str]:
+    """Part `name` of a model folder (a prior or the context reader; `what` names it in messages): its model,
+    config and fingerprint, once model.json says that it models the codes of the folder's VQ-VAE `vqvae`."""
+    meta_path = folder / "model.json"
+    part = meta[name]
+    if part["vqvae_fingerprint"] != vqvae:
+        raise ModelFolderError(f"{meta_path}: the {what} models codes of VQ-VAE {part['vqvae_fingerprint']}, but "
+                               f"the folder's VQ-VAE is {vqvae}")
+    where = f"{meta_path}: {name}.config"
+    config = read_config(config_class, part["config"], where)
+    state, found = _weights(folder, name, config, part["fingerprint"])
+    return _loaded(model_class, config, state, folder / f"{name}.safetensors", where), config, found
+
+
 def load_model_folder(path: str | Path) -> ModelFolder:
     """Load and verify a folder written by `export_model`: every part's fingerprint, and the folder's own, are
     computed from the files and must match those model.json records."""
@@ -438,34 +453,15 @@ def load_model_folder(path: str | Path) -> ModelFolder:
         parts = {"vqvae": found}
         priors: dict[str, LoadedPrior | None] = {"top": None, "bottom": None}
         for level in PRIOR_LEVELS:
-            if level not in meta:
-                continue
-            prior_meta = meta[level]
-            if prior_meta["vqvae_fingerprint"] != vqvae.fingerprint:
-                raise ModelFolderError(
-                    f"{meta_path}: the {level} prior models codes of VQ-VAE {prior_meta['vqvae_fingerprint']}, "
-                    f"but the folder's VQ-VAE is {vqvae.fingerprint}"
-                )
-            where = f"{meta_path}: {level}.config"
-            prior_config = read_config(PixelSNAILConfig, prior_meta["config"], where)
-            state, found = _weights(folder, level, prior_config, prior_meta["fingerprint"])
-            prior = _loaded(PixelSNAIL, prior_config, state, folder / f"{level}.safetensors", where)
-            priors[level] = LoadedPrior(prior, prior_config, level, found, vqvae.fingerprint)
-            parts[level] = found
+            if level in meta:
+                prior, prior_config, parts[level] = _part(folder, meta, level, f"{level} prior", PixelSNAILConfig,
+                                                          PixelSNAIL, vqvae.fingerprint)
+                priors[level] = LoadedPrior(prior, prior_config, level, parts[level], vqvae.fingerprint)
         reader = None
         if "reader" in meta:
-            reader_meta = meta["reader"]
-            if reader_meta["vqvae_fingerprint"] != vqvae.fingerprint:
-                raise ModelFolderError(
-                    f"{meta_path}: the context reader predicts codes of VQ-VAE {reader_meta['vqvae_fingerprint']}, "
-                    f"but the folder's VQ-VAE is {vqvae.fingerprint}"
-                )
-            where = f"{meta_path}: reader.config"
-            reader_config = read_config(ReaderConfig, reader_meta["config"], where)
-            state, found = _weights(folder, "reader", reader_config, reader_meta["fingerprint"])
-            model = _loaded(ContextReader, reader_config, state, folder / "reader.safetensors", where)
-            reader = LoadedReader(model, reader_config, found, vqvae.fingerprint)
-            parts["reader"] = found
+            model, reader_config, parts["reader"] = _part(folder, meta, "reader", "context reader", ReaderConfig,
+                                                          ContextReader, vqvae.fingerprint)
+            reader = LoadedReader(model, reader_config, parts["reader"], vqvae.fingerprint)
     except (KeyError, TypeError) as error:
         raise ModelFolderError(f"{meta_path}: missing or malformed field {error}") from error
     own = folder_fingerprint(parts)

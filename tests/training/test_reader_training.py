@@ -137,6 +137,12 @@ def test_a_damaged_reader_in_a_model_folder_is_refused(trained, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="reader.safetensors has fingerprint .* model.json expects"):
         load_model_folder(model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["reader"]["vqvae_fingerprint"] = "0" * 16
+    (model / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="the context reader models codes of VQ-VAE 0000000000000000, but the "
+                                         "folder's VQ-VAE is"):
+        load_model_folder(model)
 
 
 def test_a_reader_of_other_clips_than_the_vqvaes_is_refused(trained):
