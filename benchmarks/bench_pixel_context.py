@@ -98,7 +98,7 @@ def _train(vqvae: nn.Module, steps: int, batch: int, config: ReaderConfig, held_
     return reader.eval(), curve
 
 
-def _scores(clips: Tensor, video: Tensor) -> dict:
+def scores(clips: Tensor, video: Tensor) -> dict:
     """PSNR and shapes kept over frames 8-15 of `video` (B, S, 3, F, H, W), anchored on frame 7."""
     anchored = anchor_on_context(video, clips, CONTEXT)
     psnr, place = prediction_scores(clips, anchored)
@@ -109,6 +109,18 @@ def _scores(clips: Tensor, video: Tensor) -> dict:
             "kept_as_itself_mean_of_n": mean(itself["mean_of_n"]["kept"]),
             "copy_last": {"psnr": psnr["copy_last"], "kept": mean(place["copy_last"]["kept"]),
                           "kept_as_itself": mean(itself["copy_last"]["kept"])}}
+
+
+def print_scores(rows: dict[str, dict], labels: tuple[tuple[str, str], ...], copy: dict) -> None:
+    """A table of `scores` rows (`labels`: (key, label) in order) and of copy-last (`copy`, a row's "copy_last")."""
+    print(f"\n{'frames 8-15, anchored on frame 7':48s} {'PSNR mean of N':>14s} {'single':>7s} "
+          f"{'kept, mean of N':>16s} {'single':>7s} {'as itself':>10s}")
+    for name, label in labels:
+        r = rows[name]
+        print(f"{label:48s} {r['psnr_mean_of_n']:14.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
+              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_as_itself_mean_of_n']:9.0f}%")
+    print(f"{'copy last frame':48s} {copy['psnr']:14.2f} {'':7s} {100 * copy['kept']:15.0f}% {'':7s} "
+          f"{100 * copy['kept_as_itself']:9.0f}%")
 
 
 def main() -> int:
@@ -180,7 +192,7 @@ def main() -> int:
     distance = lambda codes, truth, where: codebook_distance(codes, truth, vqvae.top_quantizer.embed, where).tolist()
     code_rows = {name: {"shapes": distance(codes, truth, where), "elsewhere": distance(codes, truth, ~where)}
                  for name, (codes, truth, where) in produced.items()}
-    rows = {"reader_top_bottom_prior": _scores(clips, decoded), "priors": _scores(clips, prediction.video)}
+    rows = {"reader_top_bottom_prior": scores(clips, decoded), "priors": scores(clips, prediction.video)}
     labels = {"repeat": "the context's last latent frame repeated", "prior_samples": "the top prior's samples",
               "reader": f"the reader's most likely codes ({args.steps} steps)",
               "reader_drawn": f"the reader's codes drawn at T = {args.temperature}"}
@@ -192,16 +204,8 @@ def main() -> int:
         r = code_rows[name]
         print(f"{label:48s} {r['shapes'][0]:10.3f} / {r['shapes'][1]:.3f} {r['elsewhere'][0]:8.3f} / "
               f"{r['elsewhere'][1]:.3f}")
-    print(f"\nframes 8-15, anchored on frame 7 {'PSNR mean of N':>16s} {'single':>7s} {'kept, mean of N':>16s} "
-          f"{'single':>7s} {'as itself':>10s}")
-    for name, label in (("reader_top_bottom_prior", "reader's top codes, bottom prior's samples"),
-                        ("priors", "the priors' prediction (vqvid predict)")):
-        r = rows[name]
-        print(f"{label:48s} {r['psnr_mean_of_n']:6.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
-              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_as_itself_mean_of_n']:9.0f}%")
-    copy = rows["priors"]["copy_last"]
-    print(f"{'copy last frame':48s} {copy['psnr']:6.2f} {'':7s} {100 * copy['kept']:15.0f}% {'':7s} "
-          f"{100 * copy['kept_as_itself']:9.0f}%")
+    print_scores(rows, (("reader_top_bottom_prior", "reader's top codes, bottom prior's samples"),
+                        ("priors", "the priors' prediction (--no-reader)")), rows["priors"]["copy_last"])
     write_results("pixel_context" if args.tag is None else f"pixel_context_{args.tag}", args.threads,
                   model=str(args.demo / "model"), held_out_clips=len(clips), samples=args.samples,
                   reader={"steps": args.steps, "batch": args.batch, "channels": args.channels,

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_pixel_context import _scores
+from bench_pixel_context import print_scores, scores
 from bench_prediction import CONTEXT, FRAMES, sample_bottom_given
 from einops import rearrange, repeat
 from results_file import write_results
@@ -79,21 +79,14 @@ def main() -> int:
         twice_top[:, known + 1] = reader(read).argmax(1)[:, 0]
         twice = decode(twice_top, sample_bottom_given(folder, prediction, twice_top, DEFAULT_TEMPERATURE))
         redrawn = decode(top, sample_bottom_given(folder, prediction, top, DEFAULT_TEMPERATURE))
-    rows = {"one_pass": _scores(clips, per_clip(once)), "one_pass_bottom_redrawn": _scores(clips, per_clip(redrawn)),
-            "two_passes": _scores(clips, per_clip(twice))}
+    rows = {"one_pass": scores(clips, per_clip(once)), "one_pass_bottom_redrawn": scores(clips, per_clip(redrawn)),
+            "two_passes": scores(clips, per_clip(twice))}
     changed = (twice_top[:, known + 1] != top[:, known + 1]).float().mean().item()
     print(f"\n{len(clips)} held-out clips, {samples} samples each; latent frame 3's top codes changed by the second "
           f"pass: {100 * changed:.0f}%")
-    print(f"{'frames 8-15, anchored on frame 7':34s} {'PSNR mean of N':>15s} {'single':>7s} {'kept in place':>14s} "
-          f"{'as themselves':>14s}")
-    for name, label in (("one_pass", "reader once (vqvid predict)"),
-                        ("one_pass_bottom_redrawn", "reader once, bottom drawn again"), ("two_passes", "reader twice")):
-        r = rows[name]
-        print(f"{label:34s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:13.0f}% "
-              f"{100 * r['kept_as_itself_mean_of_n']:13.0f}%")
-    copy = rows["one_pass"]["copy_last"]
-    print(f"{'copy last frame':34s} {copy['psnr']:15.2f} {'':7s} {100 * copy['kept']:13.0f}% "
-          f"{100 * copy['kept_as_itself']:13.0f}%")
+    print_scores(rows, (("one_pass", "reader once (vqvid predict)"),
+                        ("one_pass_bottom_redrawn", "reader once, bottom drawn again"),
+                        ("two_passes", "reader twice")), rows["one_pass"]["copy_last"])
     write_results("reader_passes" if args.tag is None else f"reader_passes_{args.tag}", args.threads,
                   model=str(folder_path), held_out_clips=len(clips), samples=samples, latent_3_changed=changed,
                   rows=rows)
