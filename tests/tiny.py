@@ -27,12 +27,12 @@ def tiny_vqvae() -> VQVAE:
     return model.eval()
 
 
-def tiny_priors() -> tuple[PixelSNAIL, PixelSNAIL]:
-    """Random-weight top and bottom priors over the codes of `tiny_vqvae`."""
+def tiny_priors(frames: int = CLIP_FRAMES) -> tuple[PixelSNAIL, PixelSNAIL]:
+    """Random-weight top and bottom priors over the codes of `tiny_vqvae`, for clips of `frames` frames."""
     torch.manual_seed(1)
     common = dict(num_codes=NUM_CODES, channels=8, n_blocks=1, n_res_blocks=1, key_channels=4,
                   value_channels=8, dropout=0.0, embed_dim=4)
-    top_shape = (CLIP_FRAMES // 4, SIZE // 8, SIZE // 8)
+    top_shape = (frames // 4, SIZE // 8, SIZE // 8)
     top = PixelSNAIL(PixelSNAILConfig(shape=top_shape, **common))
     bottom = PixelSNAIL(PixelSNAILConfig(shape=tuple(2 * s for s in top_shape), condition_num_codes=NUM_CODES,
                                          condition_shape=top_shape, condition_channels=8, n_cond_res_blocks=1,
@@ -40,11 +40,11 @@ def tiny_priors() -> tuple[PixelSNAIL, PixelSNAIL]:
     return top.eval(), bottom.eval()
 
 
-def tiny_reader(context: int = 4) -> ContextReader:
-    """A random-weight context reader of `tiny_vqvae`'s clips: reads `context` frames, predicts the top codes of
-    the rest of the clip."""
+def tiny_reader(context: int = 4, frames: int = CLIP_FRAMES) -> ContextReader:
+    """A random-weight context reader of `tiny_vqvae`'s codes: reads `context` frames, predicts the top codes of
+    the rest of a clip of `frames` frames."""
     torch.manual_seed(3)
-    return ContextReader(ReaderConfig(num_codes=NUM_CODES, context=context, frames=CLIP_FRAMES, channels=8,
+    return ContextReader(ReaderConfig(num_codes=NUM_CODES, context=context, frames=frames, channels=8,
                                       layers=1, stem="patch")).eval()
 
 

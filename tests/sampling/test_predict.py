@@ -451,3 +451,34 @@ def test_a_rollout_gives_the_reader_the_frames_decoded_before_each_window(with_r
         for known in (2, 3):  # each later window: the 4 frames of the top frame before it, decoded
             frames = vqvae.decode_codes(top[:, known - 1 : known], bottom[:, 2 * known - 2 : 2 * known])
             assert torch.equal(top[:, known : known + 1], reader(frames.clamp(-1, 1)).argmax(1))
+
+
+def test_a_second_reading_reads_each_later_latent_frame_from_the_frames_just_before_it():
+    """16-frame clips, 8 of context: the reader's first reading gives latent frames 2 and 3; the second reads
+    frames 4-7 (the input's) and 8-11 (decoded from the first reading's codes of the whole window) for latent
+    frame 3, and the bottom codes of latent frame 3 are drawn again."""
+    vqvae = tiny_vqvae()
+    top, bottom = tiny_priors(frames=16)
+    reader = tiny_reader(context=8, frames=16)
+    folder16 = ModelFolder(LoadedVQVAE(vqvae, vqvae.config, "vqvae", {"frames": 16, "size": SIZE}),
+                           LoadedPrior(top, top.config, "top", "top", "vqvae"),
+                           LoadedPrior(bottom, bottom.config, "bottom", "bottom", "vqvae"), "folder16",
+                           LoadedReader(reader, reader.config, "reader", "vqvae"))
+    video = clips(frames=16)
+    once, twice = (run(folder16, video, context=8, frames=16, samples=2, reader_temperature=0, reader_passes=passes)
+                   for passes in (1, 2))
+    assert twice.top_from == ("reader",)
+    assert torch.equal(twice.codes.top[:, :, :3], once.codes.top[:, :, :3])  # the first reading's latent frame 2
+    assert torch.equal(twice.codes.bottom[:, :, :6], once.codes.bottom[:, :, :6])  # and its bottom codes
+    first_top, first_bottom = once.codes.top.flatten(0, 1), once.codes.bottom.flatten(0, 1)  # (B*S, ...)
+    with torch.no_grad():
+        decoded = vqvae.decode_codes(first_top, first_bottom).clamp(-1, 1)  # the whole window
+        read = torch.cat([video[:, :, 4:8].repeat_interleave(2, 0), decoded[:, :, 8:12]], dim=2)
+        assert torch.equal(twice.codes.top[:, :, 3].flatten(0, 1), reader(read).argmax(1)[:, 0])
+    assert twice.positions == once.positions + 4 * (4 + 2 * 16)  # 4 sequences: a top frame, two bottom frames
+    changed = video.clone()
+    changed[:, :, 8:] = -changed[:, :, 8:]  # frames after the context change nothing
+    assert torch.equal(run(folder16, changed, context=8, frames=16, samples=2, reader_temperature=0,
+                           reader_passes=2).codes.top, twice.codes.top)
+    with pytest.raises(ValueError, match="reader_passes=3"):
+        run(folder16, video, context=8, frames=16, reader_passes=3)

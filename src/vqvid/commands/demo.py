@@ -254,7 +254,7 @@ class Demo:
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"], "anchor": result["anchor"],
-            "reader_temperature": result["reader_temperature"],
+            "reader_temperature": result["reader_temperature"], "reader_passes": result["reader_passes"],
             "positions_per_second": result["positions_per_second"], "method": result["method"],
             "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
             "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
@@ -537,6 +537,9 @@ def _top_from(pred: dict[str, Any]) -> str:
         temperature = pred.get("reader_temperature")
         source = "the context reader" + (", its most likely codes (`--reader-temperature 0`; the rows at T = 1 "
                                          "draw them at 1)" if temperature == 0 else f" at temperature {temperature:g}")
+        if pred.get("reader_passes") == 2:
+            source += (", read twice (`--reader-passes 2`: frames 4-11, 8-11 decoded from the first reading, for "
+                       "the top codes of frames 12-15)")
     else:
         source = "the top prior"
     return (f"The top codes after the context come from {source}, as `vqvid predict` takes them by default; the "

@@ -255,7 +255,8 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, method: str = "fused",
             progress: bool = True, bottom_temperature: float | None = None, anchor: str = DEFAULT_ANCHOR,
             anchor_tolerance: float = ANCHOR_TOLERANCE, warp_radius: int = WARP_RADIUS,
-            reader: bool | None = None, reader_temperature: float | None = None) -> Prediction:
+            reader: bool | None = None, reader_temperature: float | None = None,
+            reader_passes: int = 1) -> Prediction:
     """`frames` frames of video for each clip in `clips` (B, 3, T, H, W) in [-1, 1]: its first `context`
     frames encoded, the rest sampled `samples` times from the priors, all decoded. Runs on the device of the
     folder's models. Frames of `clips` after the context are used only for `Prediction.generated_top`.
@@ -269,10 +270,17 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
     codes after the context (with the same temperature and top_k): None, when the folder has one that reads
     `context` frames; True, always; False, never. A window whose top codes it cannot cover (it predicts fewer
     latent frames than the window samples) falls back on the top prior. `reader_temperature`, when given,
-    replaces `temperature` for the reader alone; 0 takes its most likely codes.
+    replaces `temperature` for the reader alone; 0 takes its most likely codes. With `reader_passes=2` the reader
+    reads again for every latent frame of a window after the first it sampled: the frames just before that latent
+    frame (the input's where it has them, the rest decoded from the codes of the first reading, bottom codes
+    included), its codes for the next latent frame replacing the first reading's, and the bottom codes from that
+    latent frame on drawn again given them (`bench_reader_passes.py`: on the demo's clips it keeps more of the
+    shapes as themselves in the last frames, for a little PSNR).
     """
     if anchor not in ANCHORS:
         raise ValueError(f"anchor={anchor!r}: expected one of {', '.join(ANCHORS)}")
+    if reader_passes not in (1, 2):
+        raise ValueError(f"reader_passes={reader_passes}: expected 1 or 2")
     top_prior, bottom_prior = _priors(model_folder)
     geometry = check_request(model_folder, context, frames, samples)
     read = _reader(model_folder, context, reader)
@@ -313,8 +321,9 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
                 frames_read, per_clip = clips[:, :, :context], samples
             else:  # the frames before the window's sampled part, decoded from the codes so far
                 frames_read, per_clip = _decoded_before(vqvae, top, bottom, window.known, read.config.known), 1
-            drawn = read.model.sample_codes(frames_read, temperature if reader_temperature is None
-                                            else reader_temperature, top_k, generator, per_clip)
+            read_options = dict(temperature=temperature if reader_temperature is None else reader_temperature,
+                                top_k=top_k, generator=generator)
+            drawn = read.model.sample_codes(frames_read, samples=per_clip, **read_options)
             top[:, window.known : window.end] = drawn[:, : window.end - window.known]
             top_from.append("reader")
         else:
@@ -324,6 +333,20 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         bottom_start = 2 * (window.known - window.start) * height_bottom * width_bottom
         bottom_window.copy_(sample(bottom_prior.model, bottom_window, condition=top_window,
                                    start=bottom_start, **bottom_options))
+        if top_from[-1] == "reader" and reader_passes == 2:
+            for latent in range(window.known + 1, window.end):  # read again, and draw the bottom codes again
+                first = TIME_FACTOR * (latent - read.config.known)  # the frames read: [first, 4 × latent)
+                decoded = _decoded(vqvae, top_window, bottom_window)  # the whole window, as the VQ-VAE decodes it
+                frames_read = decoded[:, :, first - TIME_FACTOR * window.start : TIME_FACTOR * (latent - window.start)]
+                given = min(context - first, frames_read.shape[2])
+                if given > 0:  # the input's own frames where it has them
+                    frames_read[:, :, :given] = repeat(clips[:, :, context - given : context],
+                                                       "b ... -> (b s) ...", s=samples)
+                top[:, latent] = read.model.sample_codes(frames_read, **read_options)[:, 0]
+                redraw = 2 * (latent - window.start) * height_bottom * width_bottom
+                bottom_window.copy_(sample(bottom_prior.model, bottom_window, condition=top_window, start=redraw,
+                                           **bottom_options))
+                positions += top_window.shape[0] * (height_top * width_top + bottom_window[0].numel() - redraw)
         if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - begin
@@ -362,7 +385,12 @@ def _decoded_before(vqvae: VQVAE, top: Tensor, bottom: Tensor, end: int, latent_
     """The frames (N, 3, 4 × latent_frames, H, W) of top latent frames [end - latent_frames, end) of every
     sequence of codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4), decoded from those codes alone."""
     start = end - latent_frames
-    pieces = zip(top[:, start:end].split(8), bottom[:, 2 * start : 2 * end].split(8), strict=True)
+    return _decoded(vqvae, top[:, start:end], bottom[:, 2 * start : 2 * end])
+
+
+def _decoded(vqvae: VQVAE, top: Tensor, bottom: Tensor) -> Tensor:
+    """Codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4) decoded, eight sequences at a time, in [-1, 1]."""
+    pieces = zip(top.split(8), bottom.split(8), strict=True)
     return torch.cat([vqvae.decode_codes(t, b) for t, b in pieces]).clamp(-1, 1)
 
 
