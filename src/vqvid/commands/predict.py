@@ -52,10 +52,10 @@ from vqvid.sampling.predict import ANCHOR_TOLERANCE, ANCHORS, DEFAULT_ANCHOR, WA
 # measured on the demo's held-out clips (docs/prediction.md has the table).
 DEFAULT_SAMPLES = 8
 DEFAULT_TEMPERATURE = 0.5
-# The context reader's most likely codes: on the demo's 8 held-out clips they keep 53% of the shapes in place and
-# 75% as themselves (22.32 dB), drawn at 0.5 49% and 72% (22.70 dB); on 16, 48% and 76% (21.41 dB) against 47% and
-# 72% (21.74 dB), copy-last keeping 41% and 77% (docs/prediction.md, "The context reader in vqvid"). The samples
-# then differ in their bottom codes only.
+# The context reader's most likely codes, read once: on the demo's 8 held-out clips they keep 53% of the shapes in
+# place and 75% as themselves (22.32 dB), drawn at 0.5 49% and 72% (22.70 dB); on 16, 48% and 76% (21.41 dB)
+# against 47% and 72% (21.74 dB), copy-last keeping 41% and 77% (docs/prediction.md, "The context reader in
+# vqvid"). The samples then differ in their bottom codes only.
 DEFAULT_READER_TEMPERATURE = 0.0
 # Reading twice: on the demo's 8 held-out clips 56% of the shapes in place and 77% as themselves (22.29 dB)
 # against one reading's 53% and 75% (22.32 dB); on 16, 48% and 78% (21.38 dB) against 48% and 76% (21.41 dB),
