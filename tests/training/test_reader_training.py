@@ -78,7 +78,7 @@ def test_the_exported_reader_round_trips_and_predict_uses_it(trained, tmp_path, 
     assert "top codes after the context from the context reader" in capsys.readouterr().out
     written = json.loads(figures.read_text())
     assert written["top_codes_from"] == ["reader"] and written["reader_temperature"] == 0
-    assert written["reader_passes"] == 2
+    assert written["reader_passes"] == 1
     assert predict.main([*argv, "--no-reader"]) == 0
     assert json.loads(figures.read_text())["top_codes_from"] == ["top prior"]
     assert predict.main([*argv, "--reader-temperature", "-1"]) == 2

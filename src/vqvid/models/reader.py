@@ -16,9 +16,9 @@ construction: its input is the context's frames and nothing else. It is trained 
 clips, its targets the frozen VQ-VAE's top codes of the whole clips, with cross-entropy.
 
 On the demo's 8 held-out clips (frames 8-15 from 0-7, the demo's bottom prior filling in the detail), the
-`tiny` preset's reader, 600 steps in about 100 s on two CPU cores, keeps 56% of the shapes in place where the
-top prior keeps 38% and copying the last frame 44%, at 22.29 dB against 21.76 and 20.85, as `vqvid predict` reads
-it by default: twice (docs/prediction.md, "The context reader in vqvid").
+`tiny` preset's reader, 600 steps in about 100 s on two CPU cores, keeps 53% of the shapes in place where the
+top prior keeps 38% and copying the last frame 44%, at 22.32 dB against 21.76 and 20.85 (docs/prediction.md,
+"The context reader in vqvid").
 """
 
 from __future__ import annotations
