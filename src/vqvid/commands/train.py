@@ -143,9 +143,11 @@ def _stage_of(config: dict) -> str | None:
     return None
 
 
-def _resume_path(args: argparse.Namespace, run) -> Path | None:
+def _resume_path(args: argparse.Namespace, run, vqvae_fingerprint: str | None = None) -> Path | None:
     """The checkpoint to resume from, once it has been read as a vqvid checkpoint of this stage whose model
-    is the run's: Lightning is only ever handed a file that passed `read_checkpoint`."""
+    is the run's (a VQ-VAE's or a context reader's: a prior's grid comes from its code store, checked there) and,
+    given `vqvae_fingerprint`, that was trained on that VQ-VAE's codes: Lightning is only ever handed a file that
+    passed `read_checkpoint`."""
     if args.resume is None:
         return None
     from vqvid.persistence import read_checkpoint, read_config
@@ -166,12 +168,15 @@ def _resume_path(args: argparse.Namespace, run) -> Path | None:
     if step == max_steps and _first_process():
         print(f"note: --resume {path}: the run is at step {step}, which is {given}: nothing is trained, its last "
               f"step is validated again (give --max-steps above {step} to train further)")
-    saved = checkpoint["hyper_parameters"]["model"]
-    if args.stage == "vqvae" and (model := read_config(type(run.model), saved, f"--resume {path}: model")) \
-            != run.model:
+    hparams = checkpoint["hyper_parameters"]
+    if vqvae_fingerprint is not None and hparams["vqvae_fingerprint"] != vqvae_fingerprint:
+        raise ValueError(f"--resume {path}: the {args.stage} was trained on top codes of VQ-VAE "
+                         f"{hparams['vqvae_fingerprint']}, but --vqvae {args.vqvae} is VQ-VAE {vqvae_fingerprint}")
+    if args.stage != "prior" and (model := read_config(type(run.model), hparams["model"],
+                                                       f"--resume {path}: model")) != run.model:
         from vqvid.config import differences
 
-        raise ValueError(f"--resume {path}: a VQ-VAE of another model config than this run's "
+        raise ValueError(f"--resume {path}: a {STAGES[args.stage]} of another model config than this run's "
                          + differences(model, run.model, "model"))
     return path
 
@@ -181,7 +186,7 @@ def _first_process() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
 
 
-def _check_run(args: argparse.Namespace, run) -> Path | None:
+def _check_run(args: argparse.Namespace, run, vqvae_fingerprint: str | None = None) -> Path | None:
     """Everything that can be refused before a file is written: the run folder, the checkpoint to resume from
     and the hardware. Returns the checkpoint to resume from, if any."""
     from vqvid.training.runner import check_hardware, saved_nothing
@@ -198,7 +203,7 @@ def _check_run(args: argparse.Namespace, run) -> Path | None:
             holds = "holds a run" if (out / "config.yaml").exists() or (out / "checkpoints").exists() else \
                 "is not empty"
             raise ValueError(f"--out {out}: {holds} already; continue it with --resume, or choose a new --out")
-    resume = _resume_path(args, run)
+    resume = _resume_path(args, run, vqvae_fingerprint)
     check_hardware(run.train)
     return resume
 
@@ -265,9 +270,9 @@ def train_reader(args: argparse.Namespace) -> TrainedRun:
 
     import lightning as L
 
-    from vqvid.config import differences, to_dict
+    from vqvid.config import to_dict
     from vqvid.data.sources import SkipUnreadable
-    from vqvid.persistence import load_vqvae, read_checkpoint, read_config
+    from vqvid.persistence import load_vqvae
     from vqvid.presets import ReaderRun, get_preset
     from vqvid.training.callbacks import UnreadableClips
     from vqvid.training.data import TrainValData
@@ -282,16 +287,7 @@ def train_reader(args: argparse.Namespace) -> TrainedRun:
     except ValueError as error:
         raise ValueError(f"--vqvae {args.vqvae}: its {spec.frames}-frame clips do not fit the reader's "
                          f"model.context={run.model.context} ({error})") from None
-    resume = _check_run(args, run)
-    if resume is not None:
-        saved = read_checkpoint(resume, "reader", "--resume")["hyper_parameters"]
-        if saved["vqvae_fingerprint"] != vqvae.fingerprint:
-            raise ValueError(f"--resume {resume}: the reader was trained on top codes of VQ-VAE "
-                             f"{saved['vqvae_fingerprint']}, but --vqvae {args.vqvae} is VQ-VAE {vqvae.fingerprint}")
-        model = read_config(type(run.model), saved["model"], f"--resume {resume}: model")
-        if model != run.model:
-            raise ValueError(f"--resume {resume}: a context reader of another model config than this run's "
-                             + differences(model, run.model, "model"))
+    resume = _check_run(args, run, vqvae.fingerprint)
     train_set, val_set = _clip_sets(args.data, args.val_data, spec, run.train.val_fraction)
     train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
     args.out.mkdir(parents=True, exist_ok=True)
