@@ -271,19 +271,25 @@ def _loaded(model_class, config, state, source: Path, where: str):
     return model.eval()
 
 
+def _checkpoint_model(checkpoint: dict[str, Any], path: str | Path, option: str, config_class: type,
+                      model_class: type) -> tuple[torch.nn.Module, Any, str]:
+    """The model of a checkpoint read by `read_checkpoint` from `path` (named in messages by `option`): the model
+    (eval mode, CPU), its config and its fingerprint."""
+    where = f"{option} {path}: model"
+    config = read_config(config_class, checkpoint["hyper_parameters"]["model"], where)
+    state = model_state(checkpoint)
+    return _loaded(model_class, config, state, Path(path), where), config, fingerprint(config, state)
+
+
 def load_vqvae(path: str | Path, option: str = "--vqvae") -> LoadedVQVAE:
     """The VQ-VAE of a training checkpoint (`.ckpt`) or of a model folder written by `vqvid export`."""
     path = Path(path)
     if path.is_dir():
         return load_model_folder(path).vqvae
     checkpoint = read_checkpoint(path, "vqvae", option)
-    hparams = checkpoint["hyper_parameters"]
-    where = f"{option} {path}: model"
-    config = read_config(VQVAEConfig, hparams["model"], where)
-    state = model_state(checkpoint)
-    model = _loaded(VQVAE, config, state, path, where)
-    data = read_clip_spec(hparams.get("data"), f"{option} {path}: data")
-    return LoadedVQVAE(model, config, fingerprint(config, state), data)
+    model, config, found = _checkpoint_model(checkpoint, path, option, VQVAEConfig, VQVAE)
+    data = read_clip_spec(checkpoint["hyper_parameters"].get("data"), f"{option} {path}: data")
+    return LoadedVQVAE(model, config, found, data)
 
 
 def load_prior(path: str | Path, level: str | None = None, option: str | None = None) -> LoadedPrior:
@@ -293,22 +299,15 @@ def load_prior(path: str | Path, level: str | None = None, option: str | None = 
     hparams = checkpoint["hyper_parameters"]
     if level is not None and hparams["level"] != level:
         raise ValueError(f"{option} {path}: expected a {level} prior, but it is a {hparams['level']} prior")
-    where = f"{option} {path}: model"
-    config = read_config(PixelSNAILConfig, hparams["model"], where)
-    state = model_state(checkpoint)
-    model = _loaded(PixelSNAIL, config, state, Path(path), where)
-    return LoadedPrior(model, config, hparams["level"], fingerprint(config, state), hparams["vqvae_fingerprint"])
+    model, config, found = _checkpoint_model(checkpoint, path, option, PixelSNAILConfig, PixelSNAIL)
+    return LoadedPrior(model, config, hparams["level"], found, hparams["vqvae_fingerprint"])
 
 
 def load_reader(path: str | Path, option: str = "--reader") -> LoadedReader:
     """A context reader from a training checkpoint (`.ckpt`)."""
     checkpoint = read_checkpoint(path, "reader", option)
-    hparams = checkpoint["hyper_parameters"]
-    where = f"{option} {path}: model"
-    config = read_config(ReaderConfig, hparams["model"], where)
-    state = model_state(checkpoint)
-    model = _loaded(ContextReader, config, state, Path(path), where)
-    return LoadedReader(model, config, fingerprint(config, state), hparams["vqvae_fingerprint"])
+    model, config, found = _checkpoint_model(checkpoint, path, option, ReaderConfig, ContextReader)
+    return LoadedReader(model, config, found, checkpoint["hyper_parameters"]["vqvae_fingerprint"])
 
 
 # --- model folders ------------------------------------------------------------------------------------------
