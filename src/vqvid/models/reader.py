@@ -115,10 +115,10 @@ class ContextReader(nn.Module):
             raise ValueError(f"temperature={temperature}: expected 0 (the most likely codes) or more")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k={top_k}: expected at least 1")
-        logits = self(context).movedim(1, -1).repeat_interleave(samples, 0)  # (B*S, T', H', W', K)
-        if temperature == 0 or top_k == 1:
-            return logits.argmax(-1)
-        logits = logits / temperature
+        logits = self(context).movedim(1, -1)  # (B, T', H', W', K)
+        if temperature == 0 or top_k == 1:  # the same codes for every sample of a clip
+            return logits.argmax(-1).repeat_interleave(samples, 0)
+        logits = logits.repeat_interleave(samples, 0) / temperature  # (B*S, T', H', W', K)
         if top_k is not None:
             kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
             logits = logits.masked_fill(logits < kth, -torch.inf)

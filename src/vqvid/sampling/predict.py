@@ -336,7 +336,7 @@ def predict(model_folder: ModelFolder, clips: Tensor, context: int, frames: int,
         if top_from[-1] == "reader" and reader_passes == 2:
             for latent in range(window.known + 1, window.end):  # read again, and draw the bottom codes again
                 first = TIME_FACTOR * (latent - read.config.known)  # the frames read: [first, 4 × latent)
-                decoded = _decoded(vqvae, top_window, bottom_window)  # the whole window, as the VQ-VAE decodes it
+                decoded = _decoded(vqvae, top_window, bottom_window).clamp(-1, 1)  # the whole window
                 frames_read = decoded[:, :, first - TIME_FACTOR * window.start : TIME_FACTOR * (latent - window.start)]
                 given = min(context - first, frames_read.shape[2])
                 if given > 0:  # the input's own frames where it has them
@@ -385,13 +385,14 @@ def _decoded_before(vqvae: VQVAE, top: Tensor, bottom: Tensor, end: int, latent_
     """The frames (N, 3, 4 × latent_frames, H, W) of top latent frames [end - latent_frames, end) of every
     sequence of codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4), decoded from those codes alone."""
     start = end - latent_frames
-    return _decoded(vqvae, top[:, start:end], bottom[:, 2 * start : 2 * end])
+    return _decoded(vqvae, top[:, start:end], bottom[:, 2 * start : 2 * end]).clamp(-1, 1)
 
 
-def _decoded(vqvae: VQVAE, top: Tensor, bottom: Tensor) -> Tensor:
-    """Codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4) decoded, eight sequences at a time, in [-1, 1]."""
-    pieces = zip(top.split(8), bottom.split(8), strict=True)
-    return torch.cat([vqvae.decode_codes(t, b) for t, b in pieces]).clamp(-1, 1)
+def _decoded(vqvae: VQVAE, top: Tensor, bottom: Tensor, per_piece: int = 8) -> Tensor:
+    """Codes top (N, T', H/8, W/8) and bottom (N, 2T', H/4, W/4) decoded `per_piece` sequences at a time:
+    (N, 3, 4T', H, W), unbounded."""
+    pieces = zip(top.split(per_piece), bottom.split(per_piece), strict=True)
+    return torch.cat([vqvae.decode_codes(t, b) for t, b in pieces])
 
 
 def anchor_on_context(decoded: Tensor, clips: Tensor, context: int, tolerance: float = ANCHOR_TOLERANCE) -> Tensor:
@@ -497,8 +498,7 @@ def displaced(image: Tensor, source: Tensor) -> Tensor:
 def _decode(vqvae: VQVAE, top: Tensor, bottom: Tensor, samples: int) -> Tensor:
     """(B*S, F/4, H/8, W/8) and (B*S, F/2, H/4, W/4) codes -> (B, S, 3, F, H, W), one sequence at a time: the
     activations of a long rollout's whole batch would not fit in memory."""
-    videos = [vqvae.decode_codes(t, b) for t, b in zip(top.split(1), bottom.split(1), strict=True)]
-    return rearrange(torch.cat(videos), "(b s) c t h w -> b s c t h w", s=samples)
+    return rearrange(_decoded(vqvae, top, bottom, per_piece=1), "(b s) c t h w -> b s c t h w", s=samples)
 
 
 def continuation_scores(prior: PixelSNAIL, codes: Tensor, codebook: Tensor, context: int, *,
