@@ -236,7 +236,8 @@ class Demo:
             results[name] = json.loads(figures.read_text())
             samples = torch.load(saved, weights_only=True)
             shapes[name] = held_out_shape_scores(samples)
-            near[name] = held_out_shape_scores(samples, stray=IDENTITY_STRAY, only=IDENTITY_READINGS)
+            if name != "predict_t1":  # identity rather than place: the report's table of the default and the top prior
+                near[name] = held_out_shape_scores(samples, stray=IDENTITY_STRAY, only=IDENTITY_READINGS)
             if name == "predict":  # the same samples as `--anchor warp` shows them
                 from vqvid.sampling.predict import warp_along_decoding
 
@@ -250,27 +251,23 @@ class Demo:
             (self.out / f"{name}.gif").unlink()
         mean = lambda values: sum(values) / len(values)
         means = lambda table: {key: mean(values) for key, values in table.items() if key != "frame"}
-        result, at_one, prior = results["predict"], results["predict_t1"], results["predict_prior"]
+        quality = lambda name: {  # one run's PSNR and SSIM per frame, their means, and the shapes kept
+            "psnr_per_frame": results[name]["psnr_per_frame"], "ssim_per_frame": results[name]["ssim_per_frame"],
+            "mean_psnr": means(results[name]["psnr_per_frame"]), "mean_ssim": means(results[name]["ssim_per_frame"]),
+            "shapes": shapes[name]}
+        result, prior = results["predict"], results["predict_prior"]
         self.figures["prediction"] = {
             "context_frames": 8, "generated_frames": 8, "samples": result["samples"],
             "decoding": result["decoding"], "temperature": result["temperature"], "anchor": result["anchor"],
             "reader_temperature": result["reader_temperature"], "reader_passes": result["reader_passes"],
             "positions_per_second": result["positions_per_second"], "method": result["method"],
-            "psnr_per_frame": result["psnr_per_frame"], "ssim_per_frame": result["ssim_per_frame"],
-            "mean_psnr": means(result["psnr_per_frame"]), "mean_ssim": means(result["ssim_per_frame"]),
-            "padding_cost": result.get("padding_cost"), "shapes": shapes["predict"],
+            **quality("predict"), "padding_cost": result.get("padding_cost"),
             "shapes_near": {"stray": IDENTITY_STRAY, **near["predict"]},
             "top_codes_from": result["top_codes_from"],
-            "temperature_1": {
-                "psnr_per_frame": at_one["psnr_per_frame"], "ssim_per_frame": at_one["ssim_per_frame"],
-                "mean_psnr": means(at_one["psnr_per_frame"]), "mean_ssim": means(at_one["ssim_per_frame"]),
-                "shapes": shapes["predict_t1"],
-            },
+            "temperature_1": quality("predict_t1"),
             "top_prior": {  # the same clips, seed and decoding, the top codes from the top prior (`--no-reader`)
-                "top_codes_from": prior["top_codes_from"],
-                "psnr_per_frame": prior["psnr_per_frame"], "ssim_per_frame": prior["ssim_per_frame"],
-                "mean_psnr": means(prior["psnr_per_frame"]), "mean_ssim": means(prior["ssim_per_frame"]),
-                "shapes": shapes["predict_prior"], "shapes_near": {"stray": IDENTITY_STRAY, **near["predict_prior"]},
+                "top_codes_from": prior["top_codes_from"], **quality("predict_prior"),
+                "shapes_near": {"stray": IDENTITY_STRAY, **near["predict_prior"]},
             },
         }
 
