@@ -209,27 +209,37 @@ def _check_run(args: argparse.Namespace, run, vqvae_fingerprint: str | None = No
 
 
 def train_vqvae(args: argparse.Namespace) -> TrainedRun:
-    import lightning as L
-
-    from vqvid.data.sources import SkipUnreadable
     from vqvid.presets import VQVAERun, get_preset
-    from vqvid.training.callbacks import ReconstructionGIFs, UnreadableClips
-    from vqvid.training.data import TrainValData
-    from vqvid.training.runner import fit
+    from vqvid.training.callbacks import ReconstructionGIFs
     from vqvid.training.vqvae import VQVAEModule
 
     run = resolve_run(VQVAERun, get_preset(args.preset).vqvae, args)
     resume = _check_run(args, run)
-    train_set, val_set = _clip_sets(args.data, args.val_data, run.data, run.train.val_fraction)
+    gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
+    return _fit_on_clips(args, run, run.data, resume, lambda: VQVAEModule.from_configs(run.model, run.train, run.data),
+                         [gifs])
+
+
+def _fit_on_clips(args: argparse.Namespace, run, spec, resume: Path | None, module_of, callbacks=()) -> TrainedRun:
+    """Train the module that `module_of()` makes, once the run's seed is set, on clips of --data (and --val-data)
+    cut as `spec` says, unreadable ones skipped up to `train.max_unreadable`; the run's config.yaml is written
+    first. A stage that trains on video (the VQ-VAE, the context reader) ends here."""
+    import lightning as L
+
+    from vqvid.data.sources import SkipUnreadable
+    from vqvid.training.callbacks import UnreadableClips
+    from vqvid.training.data import TrainValData
+    from vqvid.training.runner import fit
+
+    train_set, val_set = _clip_sets(args.data, args.val_data, spec, run.train.val_fraction)
     train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
     args.out.mkdir(parents=True, exist_ok=True)
     save_yaml(run, args.out / "config.yaml")
     L.seed_everything(run.train.seed, verbose=False)
-    module = VQVAEModule.from_configs(run.model, run.train, run.data)
+    module = module_of()
     data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
-    gifs = ReconstructionGIFs(args.out / "gifs", run.train.gif_clips, fps=run.data.fps or 10.0)
     unreadable = UnreadableClips([train_set, val_set], run.train.max_unreadable)
-    return fit(module, data, run.train, args.out, resume, [gifs, unreadable], progress=not args.no_progress)
+    return fit(module, data, run.train, args.out, resume, [*callbacks, unreadable], progress=not args.no_progress)
 
 
 def _clip_sets(source: str, val_source: str | None, spec, val_fraction: float):
@@ -268,16 +278,10 @@ def train_reader(args: argparse.Namespace) -> TrainedRun:
     of each whole clip."""
     from dataclasses import replace
 
-    import lightning as L
-
     from vqvid.config import to_dict
-    from vqvid.data.sources import SkipUnreadable
     from vqvid.persistence import load_vqvae
     from vqvid.presets import ReaderRun, get_preset
-    from vqvid.training.callbacks import UnreadableClips
-    from vqvid.training.data import TrainValData
     from vqvid.training.reader import ReaderModule
-    from vqvid.training.runner import fit
 
     run = resolve_run(ReaderRun, get_preset(args.preset).reader, args)
     vqvae = load_vqvae(args.vqvae)
@@ -288,15 +292,8 @@ def train_reader(args: argparse.Namespace) -> TrainedRun:
         raise ValueError(f"--vqvae {args.vqvae}: its {spec.frames}-frame clips do not fit the reader's "
                          f"model.context={run.model.context} ({error})") from None
     resume = _check_run(args, run, vqvae.fingerprint)
-    train_set, val_set = _clip_sets(args.data, args.val_data, spec, run.train.val_fraction)
-    train_set, val_set = SkipUnreadable(train_set, "training"), SkipUnreadable(val_set, "validation")
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_yaml(run, args.out / "config.yaml")
-    L.seed_everything(run.train.seed, verbose=False)
-    module = ReaderModule(to_dict(run.model), to_dict(run.train), vqvae.fingerprint).use_vqvae(vqvae.model)
-    data = TrainValData(train_set, val_set, run.train.batch_size, run.train.num_workers, run.train.seed)
-    unreadable = UnreadableClips([train_set, val_set], run.train.max_unreadable)
-    return fit(module, data, run.train, args.out, resume, [unreadable], progress=not args.no_progress)
+    return _fit_on_clips(args, run, spec, resume, lambda: ReaderModule(to_dict(run.model), to_dict(run.train),
+                                                                       vqvae.fingerprint).use_vqvae(vqvae.model))
 
 
 TRAINERS = {"vqvae": train_vqvae, "prior": train_prior, "reader": train_reader}
