@@ -23,7 +23,9 @@ them as a lower bound.
 
 `--levels` trains nothing: on the demo's own model (or `--model`, another model folder of the demo's VQ-VAE) it
 decodes the same samples with one level replaced by the truth or left out, which tells which prior loses what
-(the top codes always from the top prior, even where the model folder has a context reader).
+(the top codes from the top prior, even where the model folder has a context reader; the rows of the reader's
+top codes sample the bottom codes again given them). Every row scores the shapes in place and as themselves
+(within t pixels of their place in the t-th predicted frame, the demo report's second shape table).
 Rows that use a true level know part of the future; they diagnose, they do not predict. It also prints how near
 the sampled top codes of frames 8-15, and the context's last latent frame of them repeated, come to the whole
 clip's: the share equal, and the codebook distance where the generator's shapes are and elsewhere; and the shapes
@@ -54,7 +56,7 @@ from pathlib import Path
 import torch
 from results_file import write_results
 
-from vqvid.commands.demo import held_out_shape_scores, mean_of_n_scores, write_held_out_videos
+from vqvid.commands.demo import IDENTITY_STRAY, held_out_shape_scores, mean_of_n_scores, write_held_out_videos
 from vqvid.commands.predict import DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +139,9 @@ LEVEL_ROWS = {
     "sampled_top_only": "sampled top, decoded alone",
     "sampled_top_true_bottom": "sampled top, true bottom",
     "true_top_sampled_bottom": "true top, bottom sampled given it",
+    "true_top_anchored": "true top, bottom sampled, anchored",
+    "reader_top_sampled_bottom": "reader's top, bottom sampled given it",
+    "reader_top_anchored": "reader's top, bottom sampled, anchored",
     "copied_top_sampled_bottom": "top of frames 4-7 repeated, bottom sampled",
     "nearest_top_anchored": "sample with the nearest top codes, anchored",
     "farthest_top_anchored": "sample with the farthest top codes, anchored",
@@ -152,8 +157,12 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
     decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
     the true top codes, and given the context's last latent frame of top codes repeated (what the top prior must
-    beat in code space). Every row but the first two decodes codes alone; the first warps the last context frame
-    along the prediction (`--anchor warp`), the second anchors it in place, as `vqvid predict` does by default."""
+    beat in code space), and, where the folder has a context reader of CONTEXT frames, given its most likely top
+    codes (`vqvid predict`'s default top codes). Rows named "anchored" anchor the last context frame in place, as
+    `vqvid predict` does by default, "warped" warps it along the prediction (`--anchor warp`); the others decode
+    codes alone. Each row also has the shapes kept as themselves (within t pixels of their place in the t-th
+    predicted frame, as the demo's report scores them): with the true top codes, what the bottom prior alone
+    loses of them."""
     from einops import rearrange, repeat
 
     from vqvid.data import ClipSpec
@@ -192,6 +201,7 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     distance = (codebook[prediction.codes.top[:, :, known_top:]] - codebook[true.top[:, None, known_top:]]
                 ).square().sum(-1).mean((2, 3, 4))  # (B, S)
     anchored = anchor_on_context(prediction.video, clips, CONTEXT)
+    true_top_video = decode(true_top, bottom_given(true_top))
     chosen = lambda index: anchored[torch.arange(len(clips)), index][:, None]  # (B, 1, 3, F, H, W)
     videos = {
         "warped": warp_along_decoding(prediction.video, clips, CONTEXT),
@@ -199,26 +209,35 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
         "sampled": prediction.video,
         "sampled_top_only": decode(each(prediction.codes.top), None),
         "sampled_top_true_bottom": prediction.generated_top,
-        "true_top_sampled_bottom": decode(true_top, bottom_given(true_top)),
+        "true_top_sampled_bottom": true_top_video,
+        "true_top_anchored": anchor_on_context(true_top_video, clips, CONTEXT),
         "copied_top_sampled_bottom": decode(copied_top, bottom_given(copied_top)),
         "nearest_top_anchored": chosen(distance.argmin(1)),
         "farthest_top_anchored": chosen(distance.argmax(1)),
         "true_top_only": vqvae.decode_codes(true.top, None)[:, None],  # one "sample" per clip
         "reconstruction": vqvae.decode_codes(true.top, true.bottom)[:, None],
     }
+    reader = folder.reader
+    if reader is not None and reader.config.context == CONTEXT:  # the default's top codes, and its prediction
+        reader_top = each(prediction.codes.top).clone()
+        reader_top[:, known_top:] = reader.model.sample_codes(clips[:, :, :CONTEXT], temperature=0, samples=samples)
+        videos["reader_top_sampled_bottom"] = decode(reader_top, bottom_given(reader_top))
+        videos["reader_top_anchored"] = anchor_on_context(videos["reader_top_sampled_bottom"], clips, CONTEXT)
     mean = lambda values: sum(values) / len(values)
     rows = {}
     for name, video in videos.items():
-        psnr, shapes = prediction_scores(clips, video)
+        psnr, shapes, near = prediction_scores(clips, video)
         rows[name] = {"psnr_mean_of_n": psnr["mean_of_n"], "psnr_single": psnr["generated"],
                       "kept_mean_of_n": mean(shapes["mean_of_n"]["kept"]),
                       "kept_single": mean(shapes["generated"]["kept"]),
-                      "kept_single_frame_15": shapes["generated"]["kept"][-1]}
+                      "kept_single_frame_15": shapes["generated"]["kept"][-1],
+                      "near_mean_of_n": near["mean_of_n"]["kept"], "near_single": near["generated"]["kept"]}
         if name == "warped":  # also its best of N, and copy-last, as `vqvid predict` reports them
             if samples > 1:  # per clip the sample nearest the truth (an oracle)
                 rows[name]["psnr_best_of_n"] = psnr["best_of_n"]
             rows["copy_last"] = {"psnr": psnr["copy_last"], "kept": mean(shapes["copy_last"]["kept"]),
-                                 "kept_frame_15": shapes["copy_last"]["kept"][-1]}
+                                 "kept_frame_15": shapes["copy_last"]["kept"][-1],
+                                 "near": near["copy_last"]["kept"]}
     # per predicted latent frame, the share of top codes that equal those of the whole clip's encoding
     equal = lambda top: (top[:, known_top:] == true_top[:, known_top:]).float().mean((0, 2, 3)).tolist()
     rows["top_codes_equal_truth"] = {"sampled": equal(each(prediction.codes.top)), "copied": equal(copied_top)}
@@ -236,17 +255,19 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     return rows
 
 
-def prediction_scores(clips: torch.Tensor, video: torch.Tensor) -> tuple[dict, dict]:
+def prediction_scores(clips: torch.Tensor, video: torch.Tensor) -> tuple[dict, dict, dict]:
     """Frames 8-15 of `video` (B, S, 3, F, H, W), the held-out `clips`' prediction, read as `vqvid predict`
-    reads its samples (mean of N, single samples, best of N, copy-last): each reading's mean PSNR, and its shape
-    figures in place (`held_out_shape_scores`)."""
+    reads its samples (mean of N, single samples, best of N, copy-last): each reading's mean PSNR, its shape
+    figures in place (`held_out_shape_scores`), and the shapes kept as themselves by the mean of N, single samples
+    and copy-last (with the demo report's stray)."""
     from vqvid.commands.predict import readings
     from vqvid.metrics import psnr_per_frame
 
     saved = {"clips": clips, "samples": video, "generated_top": None, "context": CONTEXT}
     psnr = {reading: psnr_per_frame(prediction, truth).mean().item()  # over frames 8-15 (and samples)
             for reading, (prediction, truth) in readings(clips, video, None, CONTEXT).items()}
-    return psnr, held_out_shape_scores(saved)
+    near = held_out_shape_scores(saved, stray=IDENTITY_STRAY, only=("mean_of_n", "generated", "copy_last"))
+    return psnr, held_out_shape_scores(saved), near
 
 
 def sample_bottom_given(folder, prediction, top: torch.Tensor, temperature: float, top_k: int | None = None
@@ -278,17 +299,21 @@ def _shape_cells(clips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def _print_levels(rows: dict) -> None:
+    mean = lambda values: sum(values) / len(values)
     print(f"{'decoding of frames 8-15':46s} {'PSNR mean of N':>15s} {'single':>7s} {'kept, mean of N':>16s} "
-          f"{'single':>7s} {'single @15':>10s}")
+          f"{'single':>7s} {'single @15':>10s} {'as themselves, mean of N':>25s} {'@15':>5s}")
     for name, label in LEVEL_ROWS.items():
+        if name not in rows:  # the reader's rows, of a folder without one
+            continue
         r = rows[name]
         print(f"{label:46s} {r['psnr_mean_of_n']:15.2f} {r['psnr_single']:7.2f} {100 * r['kept_mean_of_n']:15.0f}% "
-              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}%")
+              f"{100 * r['kept_single']:6.0f}% {100 * r['kept_single_frame_15']:9.0f}% "
+              f"{100 * mean(r['near_mean_of_n']):24.0f}% {100 * r['near_mean_of_n'][-1]:4.0f}%")
     if "psnr_best_of_n" in rows["warped"]:
         print(f"{'the prediction warped, best of N (an oracle)':46s} {rows['warped']['psnr_best_of_n']:15.2f}")
-    print(f"{'copy last frame':46s} {rows['copy_last']['psnr']:15.2f} {'':7s} {100 * rows['copy_last']['kept']:15.0f}% "
-          f"{'':7s} "
-          f"{100 * rows['copy_last']['kept_frame_15']:9.0f}%")
+    copied = rows["copy_last"]
+    print(f"{'copy last frame':46s} {copied['psnr']:15.2f} {'':7s} {100 * copied['kept']:15.0f}% {'':7s} "
+          f"{100 * copied['kept_frame_15']:9.0f}% {100 * mean(copied['near']):24.0f}% {100 * copied['near'][-1]:4.0f}%")
     print("top codes of each predicted latent frame equal to the whole clip's: "
           + "; ".join(f"{name} " + ", ".join(f"{100 * v:.0f}%" for v in values)
                       for name, values in rows["top_codes_equal_truth"].items()))
