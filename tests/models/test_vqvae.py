@@ -68,22 +68,25 @@ def test_gradients_reach_both_encoders_through_the_quantisers(hierarchy):
 
 
 @pytest.mark.parametrize("hierarchy", HIERARCHIES)
-def test_encode_then_decode_codes_equals_forward_in_eval_mode(hierarchy):
+def test_encode_and_encode_top_then_decode_codes_equal_forward_in_eval_mode(hierarchy):
     model = _model(hierarchy).eval()
     video = _video(2, 8, 32, 32)
     with torch.no_grad():
         out = model(video)
         codes = model.encode(video)
+        top = model.encode_top(video)
         decoded = model.decode_codes(codes.top, codes.bottom)
     assert torch.equal(codes.top, out.top.codes)
+    assert torch.equal(top, out.top.codes)  # the top codes alone, as the context reader's targets
     assert torch.equal(codes.bottom, out.bottom.codes)
     assert torch.allclose(decoded, out.reconstruction, rtol=0, atol=1e-6)
 
 
-def test_encode_does_not_update_codebooks_even_in_training_mode():
+def test_encoding_does_not_update_codebooks_even_in_training_mode():
     model = _model().train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     model.encode(_video(1, 8, 32, 32))
+    model.encode_top(_video(1, 8, 32, 32))
     for name, buffer in model.named_buffers():
         assert torch.equal(buffer, before[name]), name
 

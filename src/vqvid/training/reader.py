@@ -47,7 +47,7 @@ class ReaderModule(L.LightningModule):
     def targets(self, video: torch.Tensor) -> torch.Tensor:
         """The top codes after the context (B, (L - C)/4, H/8, W/8) of the whole clips, in full precision."""
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            return self._vqvae[0].encode(video.float()).top[:, self.model_config.known :]
+            return self._vqvae[0].encode_top(video.float())[:, self.model_config.known :]
 
     def _nll(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.targets(video)
