@@ -57,7 +57,7 @@ import torch
 from results_file import write_results
 
 from vqvid.commands.demo import IDENTITY_STRAY, held_out_shape_scores, mean_of_n_scores, write_held_out_videos
-from vqvid.commands.predict import DEFAULT_TEMPERATURE
+from vqvid.commands.predict import DEFAULT_READER_TEMPERATURE, DEFAULT_TEMPERATURE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "prediction_curve.png"
@@ -157,12 +157,12 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     `predict` of the model folder `model` at `temperature` (and `bottom_temperature`, `top_k`), its samples
     decoded as they are and with a level swapped for the truth or left out; the bottom prior also samples given
     the true top codes, and given the context's last latent frame of top codes repeated (what the top prior must
-    beat in code space), and, where the folder has a context reader of CONTEXT frames, given its most likely top
-    codes (`vqvid predict`'s default top codes). Rows named "anchored" anchor the last context frame in place, as
-    `vqvid predict` does by default, "warped" warps it along the prediction (`--anchor warp`); the others decode
-    codes alone. Each row also has the shapes kept as themselves (within t pixels of their place in the t-th
-    predicted frame, as the demo's report scores them): with the true top codes, what the bottom prior alone
-    loses of them."""
+    beat in code space), and, where the folder has a context reader of CONTEXT frames, given its top codes as
+    `vqvid predict` draws them by default (`DEFAULT_READER_TEMPERATURE`: its most likely codes). Rows named
+    "anchored" anchor the last context frame in place, as `vqvid predict` does by default, "warped" warps it along
+    the prediction (`--anchor warp`); the others decode codes alone. Each row also has the shapes kept as
+    themselves (within t pixels of their place in the t-th predicted frame, as the demo's report scores them):
+    with the true top codes, what the bottom prior alone loses of them."""
     from einops import rearrange, repeat
 
     from vqvid.data import ClipSpec
@@ -220,7 +220,9 @@ def levels(demo: Path, samples: int, model: Path, data: Path, temperature: float
     reader = folder.reader
     if reader is not None and reader.config.context == CONTEXT:  # the default's top codes, and its prediction
         reader_top = each(prediction.codes.top).clone()
-        reader_top[:, known_top:] = reader.model.sample_codes(clips[:, :, :CONTEXT], temperature=0, samples=samples)
+        reader_top[:, known_top:] = reader.model.sample_codes(clips[:, :, :CONTEXT], DEFAULT_READER_TEMPERATURE,
+                                                              generator=torch.Generator().manual_seed(0),
+                                                              samples=samples)
         videos["reader_top_sampled_bottom"] = decode(reader_top, bottom_given(reader_top))
         videos["reader_top_anchored"] = anchor_on_context(videos["reader_top_sampled_bottom"], clips, CONTEXT)
     mean = lambda values: sum(values) / len(values)
