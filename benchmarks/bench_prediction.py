@@ -9,14 +9,24 @@ training and validation code stores), saving checkpoints at every budget, and at
   warped along each sample (`--anchor warp`), of single samples and of the best of the N samples per clip (both
   warped), and of the mean as the codes alone decode it (not anchored); copy-last-frame as the line to beat;
 - whether the shapes keep their identity: the share of the held-out clips' shapes still in their place and
-  colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for each of these but best of N.
+  colours over frames 8-15 (`vqvid.commands.demo.held_out_shape_scores`), for each of these but best of N; and,
+  for the default and copy-last, the share kept as themselves (within t pixels of their place in the t-th
+  predicted frame, as the demo report's second shape table scores them), over frames 8-15 and in frame 15.
+
+Where the demo has a context reader (`demo_out/reader`), each budget's model folder has it too, so the default
+decoding is `vqvid predict`'s own: the top codes after the context read off the context's frames, the bottom
+prior sampling given them (the top prior then enters only its bits per code); `--no-reader`
+measures the top prior's path instead, as the curves committed before the reader did. `--train bottom` (or
+`top`) trains that prior alone along the budgets and keeps the demo's own other one: with the reader, the
+bottom prior is the one the default decoding's shapes depend on. `--videos N` predicts N held-out videos of the
+demo's generator (2 clips each; the demo's own are the first of them) instead of the demo's own 4.
 
 The budgets are checkpoints of one run per prior whose learning rate anneals (cosine) to 0 at the largest
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
 them as a lower bound.
 
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 100 200 400 800 1600 3200] [--samples 8]
-           [--keep DIR] [--tag TAG]
+           [--train both|top|bottom] [--no-reader] [--videos N] [--keep DIR] [--tag TAG]
     python benchmarks/bench_prediction.py --replot [--tag TAG]   # redraw the plot from the results JSON
     python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
            [--temperature T] [--bottom-temperature T] [--top-k K]
@@ -97,20 +107,25 @@ def _clips(data: Path) -> int:
     return len(open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)[0])
 
 
-def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path) -> dict:
+def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path,
+             data: Path, reader: Path | None) -> dict:
+    """One budget's point: the runs' checkpoints at `budget` (a prior with no run in `runs` is the demo's own),
+    exported with the context `reader` checkpoint where one is given, predicting the held-out clips in `data`."""
     from vqvid.data.codes import CodeDataset
     from vqvid.persistence import load_prior
     from vqvid.sampling.predict import anchor_on_context
     from vqvid.training.prior import bits_per_code
 
-    checkpoints = {level: runs[level] / "checkpoints" / f"step={budget}.ckpt" for level in runs}
+    checkpoints = {level: runs[level] / "checkpoints" / f"step={budget}.ckpt" if level in runs
+                   else _demo_prior(demo, level) for level in ("top", "bottom")}
     bits = {level: bits_per_code(load_prior(path, level).model, CodeDataset(demo / "codes" / "val", level))
             for level, path in checkpoints.items()}
     model = work / f"model_{budget}"
     _run("export", ["--vqvae", str(demo / "vqvae" / "checkpoints" / "last.ckpt"), "--top",
-                    str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model)])
+                    str(checkpoints["top"]), "--bottom", str(checkpoints["bottom"]), "--out", str(model),
+                    *(["--reader", str(reader)] if reader is not None else [])])
     figures, saved = work / f"predict_{budget}.json", work / f"predict_{budget}.pt"
-    _run("predict", ["--model", str(model), str(demo / "data"), "--context", str(CONTEXT), "--frames", str(FRAMES),
+    _run("predict", ["--model", str(model), str(data), "--context", str(CONTEXT), "--frames", str(FRAMES),
                      "--samples", str(samples), "--clips", str(clips), "-o",
                      str(work / f"predict_{budget}.gif"),
                      "--json", str(figures), "--seed", "0", "--no-progress", "--device", "cpu",
@@ -122,6 +137,10 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
     frames, shapes["mean_of_n_last"] = mean_of_n_scores(samples, in_place)
     for table in ("psnr_per_frame", "ssim_per_frame"):
         result[table]["mean_of_n_last"] = frames[table]
+    # the shapes kept as themselves (the demo report's second shape table) by the default and by copy-last
+    near = held_out_shape_scores({**samples, "samples": in_place, "decoded": None}, stray=IDENTITY_STRAY,
+                                 only=("mean_of_n", "copy_last"))
+    near = {"mean_of_n_last": near["mean_of_n"]["kept"], "copy_last": near["copy_last"]["kept"]}
     mean = lambda values: sum(values) / len(values)
     return {
         "steps": budget, "bits_per_code": bits,
@@ -129,7 +148,13 @@ def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips
         "mean_ssim": {k: mean(result["ssim_per_frame"][k]) for k in DECODINGS},
         "shapes_kept": {k: mean(shapes[k]["kept"]) for k in SHAPE_DECODINGS},
         "shapes_kept_last_frame": {k: shapes[k]["kept"][-1] for k in SHAPE_DECODINGS},
+        "shapes_near": {k: mean(v) for k, v in near.items()},
+        "shapes_near_last_frame": {k: v[-1] for k, v in near.items()},
     }
+
+
+def _demo_prior(demo: Path, level: str) -> Path:
+    return demo / f"prior_{level}" / "checkpoints" / "last.ckpt"
 
 
 LEVEL_ROWS = {
@@ -329,13 +354,14 @@ def _print_levels(rows: dict) -> None:
               + ", ".join(f"{b:.2f}" for b in bits))
 
 
-def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
+def _plot(points: list[dict], note: str, path: Path = PLOT, trained: tuple[str, ...] = ("top", "bottom")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [p["steps"] for p in points]
+    xlabel = "prior training steps (each prior)" if len(trained) == 2 else f"{trained[0]} prior training steps"
     shaped = [p for p in points if "shapes_kept" in p]  # results written before the shape scores lack them
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     labels = DECODINGS
@@ -347,19 +373,26 @@ def _plot(points: list[dict], note: str, path: Path = PLOT) -> None:
             continue
         style = "k--" if key == "copy_last" else "o-"
         left.plot(steps, [p["mean_psnr"][key] for p in points], style, label=label)
-    left.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="PSNR of frames 8-15 (dB)",
+    left.set(xscale="log", xlabel=xlabel, ylabel="PSNR of frames 8-15 (dB)",
              title="prediction, held-out clips")
     left.legend(fontsize=8)
     for key in (key for key in SHAPE_DECODINGS if shaped and key in shaped[0]["shapes_kept"]):
         style = "k--" if key == "copy_last" else "o-"
         middle.plot([p["steps"] for p in shaped], [100 * p["shapes_kept"][key] for p in shaped], style,
                     label=labels[key])
-    middle.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="shapes kept, frames 8-15 (%)",
+    near = [p for p in points if "shapes_near" in p]  # results written before these scores lack them
+    for key, label in (("mean_of_n_last", "default"), ("copy_last", "copy last")):
+        for figure_key, which, marker in (("shapes_near", "as themselves", "s"),
+                                          ("shapes_near_last_frame", "as themselves, frame 15", "^")):
+            if near:
+                middle.plot([p["steps"] for p in near], [100 * p[figure_key][key] for p in near],
+                            f"k{marker}:" if key == "copy_last" else f"{marker}:", label=f"{label}, {which}")
+    middle.set(xscale="log", xlabel=xlabel, ylabel="shapes kept, frames 8-15 (%)",
                title="shape identity, held-out clips", ylim=(0, 100))
-    middle.legend(fontsize=8)
+    middle.legend(fontsize=7, loc="lower center", ncol=2)
     for level in ("top", "bottom"):
         right.plot(steps, [p["bits_per_code"][level] for p in points], "o-", label=f"{level} prior")
-    right.set(xscale="log", xlabel="prior training steps (each prior)", ylabel="bits per code (held out)",
+    right.set(xscale="log", xlabel=xlabel, ylabel="bits per code (held out)",
               title="priors")
     right.legend(fontsize=8)
     for axes in (left, middle, right):
@@ -383,7 +416,11 @@ def main() -> int:
     parser.add_argument("--levels", action="store_true",
                         help="only decode the demo model's samples level by level (which level loses the shapes)")
     parser.add_argument("--model", type=Path, help="--levels: this model folder instead of the demo's")
-    parser.add_argument("--videos", type=int, help="--levels: this many held-out videos instead of the demo's")
+    parser.add_argument("--videos", type=int, help="this many held-out videos instead of the demo's")
+    parser.add_argument("--train", choices=("both", "top", "bottom"), default="both",
+                        help="which priors train along the budgets; the other is the demo's own (default both)")
+    parser.add_argument("--no-reader", action="store_true",
+                        help="the curve's top codes from the top prior even where the demo has a context reader")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"--levels: sample at this temperature (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--bottom-temperature", type=float, help="--levels: the bottom prior's own temperature")
@@ -397,7 +434,7 @@ def main() -> int:
     plot = PLOT.with_stem(tagged(PLOT.stem))
     if args.replot:
         saved = json.loads((ROOT / "benchmarks" / "results" / f"{tagged('prediction')}.json").read_text())
-        _plot(saved["points"], saved["note"], plot)
+        _plot(saved["points"], saved["note"], plot, tuple(saved.get("trained", ("top", "bottom"))))
         return 0
     needed = [args.demo / p for p in ("vqvae/checkpoints/last.ckpt", "codes/train", "codes/val", "data")]
     if missing := [str(p) for p in needed if not p.exists()]:
@@ -423,26 +460,41 @@ def main() -> int:
         return 0
     if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
         raise SystemExit(f"bench_prediction: --keep {args.keep} is not empty; give a new folder")
-    budgets, clips = sorted(args.budgets), _clips(args.demo / "data")
+    reader = args.demo / "reader" / "checkpoints" / "last.ckpt"
+    reader = None if args.no_reader or not reader.exists() else reader
+    trained = ("top", "bottom") if args.train == "both" else (args.train,)
+    if missing := [str(_demo_prior(args.demo, level)) for level in ("top", "bottom")
+                   if level not in trained and not _demo_prior(args.demo, level).exists()]:
+        raise SystemExit(f"bench_prediction: --train {args.train} needs the demo's other prior ({missing[0]})")
+    budgets = sorted(args.budgets)
     with tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(args.keep) as tmp:
         work = Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        runs = {level: work / f"prior_{level}" for level in ("top", "bottom")}
+        data = work / "held_out" if args.videos else args.demo / "data"
+        if args.videos:  # the demo's own held-out videos are the first of these
+            write_held_out_videos(data, args.videos)
+        clips = _clips(data)
+        runs = {level: work / f"prior_{level}" for level in trained}
         seconds = {level: round(_train(level, args.demo, runs[level], budgets), 1) for level in runs}
         points = []
         for budget in budgets:
-            points.append(_measure(args.demo, runs, budget, args.samples, clips, work))
+            points.append(_measure(args.demo, runs, budget, args.samples, clips, work, data, reader))
             p = points[-1]
             print(f"{budget:6d} steps: bits/code top {p['bits_per_code']['top']:.3f} bottom "
                   f"{p['bits_per_code']['bottom']:.3f}; PSNR " + ", ".join(
                       f"{DECODINGS[k]} {v:.2f}" for k, v in p["mean_psnr"].items()) + "; shapes kept " + ", ".join(
-                      f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()), flush=True)
-    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} "
-            f"held-out clips; one run per prior annealed at {budgets[-1]} steps")
+                      f"{DECODINGS[k]} {100 * v:.0f}%" for k, v in p["shapes_kept"].items()) + "; as themselves "
+                  + ", ".join(f"{DECODINGS[k]} {100 * v:.0f}% (frame 15: {100 * p['shapes_near_last_frame'][k]:.0f}%)"
+                              for k, v in p["shapes_near"].items()), flush=True)
+    trained_note = "both priors" if args.train == "both" else f"the {args.train} prior (the other the demo's)"
+    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} held-out clips; "
+            f"{trained_note} trained, one run per prior annealed at {budgets[-1]} steps; top codes after the context "
+            + ("from the demo's context reader" if reader is not None else "from the top prior"))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     write_results(tagged("prediction"), args.threads, budgets=budgets, samples=args.samples, training_device=device,
-                  training_seconds=seconds, points=points, note=note)
-    _plot(points, note, plot)
+                  training_seconds=seconds, trained=list(trained), reader=reader is not None, points=points,
+                  note=note)
+    _plot(points, note, plot, trained)
     return 0
 
 
