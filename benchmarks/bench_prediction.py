@@ -107,6 +107,15 @@ def _clips(data: Path) -> int:
     return len(open_prediction_input(str(data), ClipSpec(frames=FRAMES, stride=FRAMES, size=64), FRAMES)[0])
 
 
+def _held_out(demo: Path, videos: int | None, folder: Path) -> tuple[Path, int]:
+    """The held-out videos to predict and their clip count: the demo's own, or `videos` of the demo's generator
+    written into `folder` (the demo's own are the first of them)."""
+    if not videos:
+        return demo / "data", _clips(demo / "data")
+    write_held_out_videos(folder, videos)
+    return folder, _clips(folder)
+
+
 def _measure(demo: Path, runs: dict[str, Path], budget: int, samples: int, clips: int, work: Path,
              data: Path, reader: Path | None) -> dict:
     """One budget's point: the runs' checkpoints at `budget` (a prior with no run in `runs` is the demo's own),
@@ -381,12 +390,11 @@ def _plot(points: list[dict], note: str, path: Path = PLOT, trained: tuple[str, 
         middle.plot([p["steps"] for p in shaped], [100 * p["shapes_kept"][key] for p in shaped], style,
                     label=labels[key])
     near = [p for p in points if "shapes_near" in p]  # results written before these scores lack them
-    for key, label in (("mean_of_n_last", "default"), ("copy_last", "copy last")):
+    for key, label in (("mean_of_n_last", "default"), ("copy_last", "copy last")) if near else ():
         for figure_key, which, marker in (("shapes_near", "as themselves", "s"),
                                           ("shapes_near_last_frame", "as themselves, frame 15", "^")):
-            if near:
-                middle.plot([p["steps"] for p in near], [100 * p[figure_key][key] for p in near],
-                            f"k{marker}:" if key == "copy_last" else f"{marker}:", label=f"{label}, {which}")
+            middle.plot([p["steps"] for p in near], [100 * p[figure_key][key] for p in near],
+                        f"k{marker}:" if key == "copy_last" else f"{marker}:", label=f"{label}, {which}")
     middle.set(xscale="log", xlabel=xlabel, ylabel="shapes kept, frames 8-15 (%)",
                title="shape identity, held-out clips", ylim=(0, 100))
     middle.legend(fontsize=7, loc="lower center", ncol=2)
@@ -445,10 +453,7 @@ def main() -> int:
     if args.levels:
         model = args.model or args.demo / "model"
         with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) if args.videos else args.demo / "data"
-            if args.videos:  # the demo's own held-out videos are the first of these
-                write_held_out_videos(data, args.videos)
-            clips = _clips(data)
+            data, clips = _held_out(args.demo, args.videos, Path(tmp))
             rows = levels(args.demo, args.samples, model, data, args.temperature, args.bottom_temperature,
                           args.top_k)
         _print_levels(rows)
@@ -470,10 +475,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(args.keep) as tmp:
         work = Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        data = work / "held_out" if args.videos else args.demo / "data"
-        if args.videos:  # the demo's own held-out videos are the first of these
-            write_held_out_videos(data, args.videos)
-        clips = _clips(data)
+        data, clips = _held_out(args.demo, args.videos, work / "held_out")
         runs = {level: work / f"prior_{level}" for level in trained}
         seconds = {level: round(_train(level, args.demo, runs[level], budgets), 1) for level in runs}
         points = []
