@@ -18,15 +18,18 @@ decoding is `vqvid predict`'s own: the top codes after the context read off the 
 prior sampling given them (the top prior then enters only its bits per code); `--no-reader`
 measures the top prior's path instead, as the curves committed before the reader did. `--train bottom` (or
 `top`) trains that prior alone along the budgets and keeps the demo's own other one: with the reader, the
-bottom prior is the one the default decoding's shapes depend on. `--videos N` predicts N held-out videos of the
-demo's generator (2 clips each; the demo's own are the first of them) instead of the demo's own 4.
+bottom prior is the one the default decoding's shapes depend on. `--prior-set KEY=VALUE ...` trains the priors
+with that config in place of the `tiny` preset's (`model.attention=true model.n_blocks=4`). `--videos N`
+predicts N held-out videos of the demo's generator (2 clips each; the demo's own are the first of them) instead
+of the demo's own 4.
 
 The budgets are checkpoints of one run per prior whose learning rate anneals (cosine) to 0 at the largest
 budget, so the smaller budgets are not what a run of that length would reach (it would anneal sooner): read
 them as a lower bound.
 
     python benchmarks/bench_prediction.py [--demo demo_out] [--budgets 100 200 400 800 1600 3200] [--samples 8]
-           [--train both|top|bottom] [--no-reader] [--videos N] [--keep DIR] [--tag TAG]
+           [--train both|top|bottom] [--prior-set KEY=VALUE ...] [--no-reader] [--videos N] [--keep DIR]
+           [--tag TAG]
     python benchmarks/bench_prediction.py --replot [--tag TAG]   # redraw the plot from the results JSON
     python benchmarks/bench_prediction.py --levels [--demo demo_out] [--model DIR] [--videos N]
            [--temperature T] [--bottom-temperature T] [--top-k K]
@@ -87,15 +90,16 @@ def _run(command: str, argv: list[str]) -> None:
         raise SystemExit(f"bench_prediction: `vqvid {command}` failed with exit code {code}")
 
 
-def _train(level: str, demo: Path, out: Path, budgets: list[int]) -> float:
-    """One `tiny` prior run to the largest budget, a checkpoint every smallest budget; returns seconds."""
+def _train(level: str, demo: Path, out: Path, budgets: list[int], overrides: list[str]) -> float:
+    """One `tiny` prior run to the largest budget, a checkpoint every smallest budget, with the `overrides`
+    (KEY=VALUE, as `vqvid train prior` takes them); returns seconds."""
     step = min(budgets)
     if any(b % step for b in budgets):
         raise SystemExit(f"--budgets must be multiples of the smallest, got {budgets}")
     start = time.perf_counter()
     _run("train", ["prior", "--level", level, "--codes", str(demo / "codes" / "train"), "--val-codes",
                    str(demo / "codes" / "val"), "--preset", "tiny", "--out", str(out), "--max-steps",
-                   str(max(budgets)), f"train.val_every={step}", "--no-progress"])
+                   str(max(budgets)), f"train.val_every={step}", "--no-progress", *overrides])
     return time.perf_counter() - start
 
 
@@ -435,6 +439,9 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, help="--levels: sample among the k most likely codes only")
     parser.add_argument("--keep", type=Path, help="keep the priors' runs and model folders in this new folder")
     parser.add_argument("--tag", help="suffix _TAG to the names of the results JSON and the plot")
+    parser.add_argument("--prior-set", dest="overrides", nargs="+", action="extend", default=[],
+                        metavar="KEY=VALUE", help="the trained priors' config in place of the tiny preset's, as "
+                        "`vqvid train prior` takes it, e.g. model.attention=true model.channels=64")
     args = parser.parse_args()
     if args.tag is not None and not args.tag.replace("-", "").replace("_", "").isalnum():
         raise SystemExit(f"bench_prediction: --tag {args.tag!r}: use letters, digits, '-' and '_' only")
@@ -477,7 +484,8 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         data, clips = _held_out(args.demo, args.videos, work / "held_out")
         runs = {level: work / f"prior_{level}" for level in trained}
-        seconds = {level: round(_train(level, args.demo, runs[level], budgets), 1) for level in runs}
+        seconds = {level: round(_train(level, args.demo, runs[level], budgets, args.overrides), 1)
+                   for level in runs}
         points = []
         for budget in budgets:
             points.append(_measure(args.demo, runs, budget, args.samples, clips, work, data, reader))
@@ -489,12 +497,14 @@ def main() -> int:
                   + ", ".join(f"{DECODINGS[k]} {100 * v:.0f}% (frame 15: {100 * p['shapes_near_last_frame'][k]:.0f}%)"
                               for k, v in p["shapes_near"].items()), flush=True)
     trained_note = "both priors" if args.train == "both" else f"the {args.train} prior (the other the demo's)"
-    note = (f"tiny priors on the demo's codes, {args.samples} samples per clip, {clips} held-out clips; "
+    config = f" ({' '.join(args.overrides)})" if args.overrides else ""
+    note = (f"tiny priors{config} on the demo's codes, {args.samples} samples per clip, {clips} held-out clips; "
             f"{trained_note} trained, one run per prior annealed at {budgets[-1]} steps; top codes after the context "
             + ("from the demo's context reader" if reader is not None else "from the top prior"))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     write_results(tagged("prediction"), args.threads, budgets=budgets, samples=args.samples, training_device=device,
-                  training_seconds=seconds, trained=list(trained), reader=reader is not None, points=points,
+                  training_seconds=seconds, trained=list(trained), overrides=args.overrides,
+                  reader=reader is not None, points=points,
                   note=note)
     _plot(points, note, plot, trained)
     return 0
