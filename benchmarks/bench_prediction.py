@@ -63,6 +63,7 @@ import contextlib
 import json
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -410,7 +411,7 @@ def _plot(points: list[dict], note: str, path: Path = PLOT, trained: tuple[str, 
     for axes in (left, middle, right):
         axes.set_xticks(steps, [str(s) for s in steps])
         axes.minorticks_off()
-    figure.suptitle(note, fontsize=9)
+    figure.suptitle(textwrap.fill(note, 190), fontsize=9)  # a long note (--prior-set) on two lines
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
